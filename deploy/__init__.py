@@ -1,0 +1,1 @@
+"""Deployment: local multi-process runs (`make run`), container and Kubernetes files."""

@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf stubs for protos/interview (do not edit; `make proto` regenerates)."""

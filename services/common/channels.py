@@ -1,0 +1,41 @@
+"""Client channels to our services: round_robin across resolved addresses, retries of UNAVAILABLE
+for unary calls, keepalive, OTel client interceptors. Callers always pass deadlines."""
+from __future__ import annotations
+
+import json
+import os
+
+import grpc
+
+from services.common import telemetry
+from services.common.server import DEFAULT_PORTS, MB, channel_options
+
+UNARY_TIMEOUT_S = 5.0
+
+_SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{}],
+        "retryPolicy": {
+            "maxAttempts": 3,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "1s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+})
+
+
+def service_target(service: str) -> str:
+    """Address of one of our services: <SERVICE>_ADDR (e.g. dns:///vad:50052 or
+    ipv4:127.0.0.1:50052,127.0.0.1:50062 for several instances) or loopback default."""
+    return os.environ.get(f"{service.upper()}_ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}")
+
+
+def create_channel(target: str, *, max_message_bytes: int = 4 * MB, keepalive_s: float = 30.0) -> grpc.aio.Channel:
+    options = channel_options(max_message_bytes, keepalive_s) + [
+        ("grpc.service_config", _SERVICE_CONFIG),
+        ("grpc.enable_retries", 1),
+    ]
+    return grpc.aio.insecure_channel(target, options=options, interceptors=telemetry.client_interceptors())

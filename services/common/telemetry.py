@@ -1,0 +1,81 @@
+"""OpenTelemetry set-up (OTEL_* env vars) and per-turn trace context helpers.
+
+gRPC instrumentation gives one span per stream, and our streams last a whole interview, so each
+turn starts its own trace and carries it in the per-turn messages (TraceContext fields).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+log = logging.getLogger("telemetry")
+_propagator = TraceContextTextMapPropagator()
+_configured = False
+
+
+def setup_tracing(service: str) -> None:
+    """Install a tracer provider per the standard OTEL_* variables.
+
+    OTEL_SDK_DISABLED=true turns it off; OTEL_TRACES_EXPORTER=console prints spans,
+    =otlp exports with OTEL_EXPORTER_OTLP_ENDPOINT (needs opentelemetry-exporter-otlp installed);
+    unset = spans are created (ids propagate, logs can carry them) but not exported.
+    """
+    global _configured
+    if _configured or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", f"interviewer-{service}")})
+    provider = TracerProvider(resource=resource)
+    exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "none").lower()
+    exporter: Any = None
+    if exporter_name == "console":
+        exporter = ConsoleSpanExporter()
+    elif exporter_name == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            log.error("OTEL_TRACES_EXPORTER=otlp but opentelemetry-exporter-otlp is not installed; not exporting")
+        else:
+            exporter = OTLPSpanExporter()
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _configured = True
+
+
+def server_interceptors() -> list[Any]:
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return []
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    return [aio_server_interceptor()]
+
+
+def client_interceptors() -> list[Any]:
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return []
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors())
+
+
+def inject(carrier_msg: Any) -> None:
+    """Write the current span's context into a TraceContext message."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    carrier_msg.traceparent = carrier.get("traceparent", "")
+    carrier_msg.tracestate = carrier.get("tracestate", "")
+
+
+def extract(carrier_msg: Any) -> otel_context.Context:
+    """An OTel context from a TraceContext message (empty context if it carries none)."""
+    carrier = {"traceparent": carrier_msg.traceparent, "tracestate": carrier_msg.tracestate}
+    return _propagator.extract({k: v for k, v in carrier.items() if v})

@@ -1,0 +1,1 @@
+"""The interviewer's language model: Gemini or the offline scripted interviewer."""

@@ -1,0 +1,1 @@
+"""Interview state, the conversation loop and the public Interviews API."""

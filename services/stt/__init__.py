@@ -1,0 +1,1 @@
+"""Speech to text: Deepgram streaming or offline pocketsphinx."""

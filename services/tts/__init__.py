@@ -1,0 +1,1 @@
+"""Text to speech: Cartesia streaming or offline flite / espeak-ng."""

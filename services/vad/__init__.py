@@ -1,0 +1,1 @@
+"""Voice activity detection: Silero VAD (ONNX) with params changeable mid-stream."""

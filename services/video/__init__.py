@@ -1,0 +1,1 @@
+"""Video analysis: Gemini Live or offline screen analysis."""

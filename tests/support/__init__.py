@@ -1,0 +1,1 @@
+"""Test and load-test support: real processes (services, redis-server) on loopback."""
