@@ -125,3 +125,24 @@ def chunks(samples: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
     """(offset, chunk) pairs of at most `size` samples."""
     for start in range(0, len(samples), size):
         yield start, samples[start:start + size]
+
+
+class PreRoll:
+    """The most recent `capacity` samples with their stream offsets: the pre-roll sent to STT when
+    VAD reports speech (SPEECH_STARTED arrives a little after the speech actually began)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._buf = np.zeros(0, dtype=np.int16)
+        self._end = 0  # stream offset just after the last sample held
+
+    def push(self, samples: np.ndarray, offset: int) -> None:
+        if offset != self._end:  # a gap: what was held is not contiguous with this chunk
+            self._buf = np.zeros(0, dtype=np.int16)
+        self._buf = np.concatenate([self._buf, samples.astype(np.int16, copy=False)])[-self.capacity:]
+        self._end = offset + len(samples)
+
+    def since(self, offset: int) -> tuple[int, np.ndarray]:
+        """(start offset, samples) held from `offset` (clamped to what is held) to the end."""
+        start = max(offset, self._end - len(self._buf))
+        return start, self._buf[len(self._buf) - (self._end - start):] if self._end > start else self._buf[:0]

@@ -46,3 +46,20 @@ def test_streaming_resampler_matches_one_shot():
 def test_read_wav_resamples():
     samples, rate = read_wav(FIXTURES / "goforward_16k.wav", rate=8000)
     assert rate == 8000 and abs(len(samples) - 0.5 * len(read_wav(FIXTURES / "goforward_16k.wav")[0])) <= 2
+
+
+def test_preroll_keeps_the_latest_samples_with_offsets():
+    from services.common.audio import PreRoll
+
+    pr = PreRoll(8000)  # 500 ms at 16 kHz
+    sig = np.arange(20_000, dtype=np.int16)
+    for off in range(0, 20_000, 512):
+        pr.push(sig[off:off + 512], off)
+    start, held = pr.since(0)  # asks for more than is held: clamped
+    assert start == 20_000 - 8000 and np.array_equal(held, sig[-8000:])
+    start, held = pr.since(19_000)
+    assert start == 19_000 and np.array_equal(held, sig[19_000:])
+    assert len(pr.since(25_000)[1]) == 0
+    pr.push(sig[:100], 50_000)  # a gap drops what was held
+    start, held = pr.since(0)
+    assert start == 50_000 and np.array_equal(held, sig[:100])
