@@ -25,7 +25,6 @@ class OrchestratorConfig:
     retention_s: int = env(30 * 24 * 3600, min=0,
                            help="interview data expires this long after its last write; 0 = keep until deleted")
     key_prefix: str = env("iv:", help="prefix of every Redis key this service writes")
-    outbox_size: int = env(1000, min=1, help="transcript entries buffered while Redis is unreachable")
     commands: bool = env(True, help="consume the Redis command stream (<prefix>commands)")
     instance_id: str = env("", help="this instance's name in leases and consumer groups; unset = host-pid")
     watch_block_ms: int = env(5000, min=100, max=60000, help="longest single XREAD BLOCK of WatchEvents")
