@@ -236,11 +236,8 @@ class InterviewStore:
                 args=args)
             if result[0] == 1:
                 return interview, [eid.decode() for eid in result[2:]]
-            reason = result[1].decode()
-            if reason == "missing":
-                raise NotFound(f"interview {iid} not found")
-            if reason == "fenced":
-                raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
+            if result[1] != b"conflict":
+                _refused(result[1], iid, epoch)
         raise Conflict(f"interview {iid} is changing too fast; retry")
 
     async def list(self, status: int = 0, page_size: int = 50,
@@ -297,9 +294,7 @@ class InterviewStore:
             args=[entry.entry_id, event.SerializeToString(), stored.SerializeToString(), self.ttl_ms,
                   EVENTS_MAXLEN, "" if epoch is None else epoch])
         if result[0] == 0:
-            if result[1] == b"fenced":
-                raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
-            raise NotFound(f"interview {iid} not found")
+            _refused(result[1], iid, epoch)
         return Appended(int(result[1]), result[2].decode(), result[0] == 2)
 
     async def append_event(self, event: interviews_pb2.Event, *, epoch: int | None = None) -> str:
@@ -311,9 +306,7 @@ class InterviewStore:
             args=[payload_type(event), event.SerializeToString(), self.ttl_ms, EVENTS_MAXLEN,
                   "" if epoch is None else epoch])
         if result[0] == 0:
-            if result[1] == b"fenced":
-                raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
-            raise NotFound(f"interview {iid} not found")
+            _refused(result[1], iid, epoch)
         return result[1].decode()
 
     async def transcript(self, iid: str, after_sequence: int = 0,
@@ -376,6 +369,13 @@ class InterviewStore:
         """Record that the owner applied control entries up to `control_id` (fenced)."""
         if not await self._ack(keys=[self.keys.state(iid)], args=[epoch, control_id]):
             raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
+
+
+def _refused(reason: bytes, iid: str, epoch: int | None) -> None:
+    """Raise the error for a script's refusal ("missing" or "fenced")."""
+    if reason == b"fenced":
+        raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
+    raise NotFound(f"interview {iid} not found")
 
 
 def fingerprint(message: object) -> str:
