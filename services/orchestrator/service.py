@@ -1,18 +1,78 @@
-"""Servicer wiring of the orchestrator service.
-
-Skeleton from the foundation issue: health, reflection and the API surface are served; the
-methods answer UNIMPLEMENTED until the service's own issue implements them.
-"""
+"""Servicer wiring of the orchestrator service: the Redis store, the Interviews API, the Redis
+command stream consumer. Session.Connect (the conversation loop) is the next issue's: UNIMPLEMENTED."""
 from __future__ import annotations
 
-from interview.v1 import interviews_pb2, interviews_pb2_grpc
-from interview.v1 import session_pb2, session_pb2_grpc
-from services.orchestrator.config import OrchestratorConfig
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from interview.v1 import interviews_pb2, interviews_pb2_grpc, session_pb2, session_pb2_grpc
+from services.common.config import ConfigError
 from services.common.server import ServiceRuntime
+from services.orchestrator import auth, plans
+from services.orchestrator.commands import CommandConsumer
+from services.orchestrator.config import OrchestratorConfig
+from services.orchestrator.interviews import InterviewsApi
+from services.orchestrator.servicer import InterviewsServicer
+from services.orchestrator.store import InterviewStore
+from services.orchestrator.tokens import JoinTokens
+
+log = logging.getLogger("orchestrator")
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """Short connect timeout and few quick retries: callers get UNAVAILABLE fast when Redis is down,
+    and the outbox / command consumer do their own patient retrying."""
+    return aioredis.Redis.from_url(url, socket_connect_timeout=2.0, health_check_interval=30,
+                                   retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
+
+
+def join_tokens(cfg: OrchestratorConfig) -> JoinTokens:
+    if cfg.join_token_secret:
+        if len(cfg.join_token_secret) < 32:
+            raise ConfigError(["ORCHESTRATOR_JOIN_TOKEN_SECRET: use at least 32 characters"])
+        return JoinTokens(cfg.join_token_secret.encode())
+    log.warning("ORCHESTRATOR_JOIN_TOKEN_SECRET is not set: join tokens are signed with an EPHEMERAL key, "
+                "so they stop working when this process restarts and other instances cannot verify them. "
+                "Set it (>= 32 random characters, the same on every instance) in any real deployment.")
+    return JoinTokens.ephemeral()
+
+
+def api_keys(cfg: OrchestratorConfig) -> list[auth.ApiKey]:
+    if not cfg.api_keys:
+        return auth.dev_key(Path(cfg.dev_key_file))
+    try:
+        return auth.parse_keys(cfg.api_keys)
+    except ValueError as exc:
+        raise ConfigError([f"ORCHESTRATOR_API_KEYS: {exc}"]) from None
 
 
 async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
+    try:  # a broken plan file or key stops start-up (exit 2) with the file / variable named
+        templates = plans.load_dir()
+        tokens = join_tokens(cfg)
+        keys = api_keys(cfg)
+    except (ConfigError, plans.PlanError) as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    client = redis_client(cfg.redis_url)
+    store = InterviewStore(client, prefix=cfg.key_prefix, retention_s=cfg.retention_s)
+    api = InterviewsApi(store, tokens, templates, cfg.public_base_url, cfg.join_token_ttl_s)
+    servicer = InterviewsServicer(api, auth.Authenticator(keys, tokens), cfg.watch_block_ms)
     runtime.add(interviews_pb2.DESCRIPTOR.services_by_name["Interviews"].full_name,
-                interviews_pb2_grpc.add_InterviewsServicer_to_server, interviews_pb2_grpc.InterviewsServicer())
+                interviews_pb2_grpc.add_InterviewsServicer_to_server, servicer)
     runtime.add(session_pb2.DESCRIPTOR.services_by_name["Session"].full_name,
                 session_pb2_grpc.add_SessionServicer_to_server, session_pb2_grpc.SessionServicer())
+    if cfg.commands:
+        consumer = CommandConsumer(api, cfg.instance_id or f"{socket.gethostname()}-{os.getpid()}")
+        consumer.start()
+        runtime.on_shutdown(consumer.stop)
+    runtime.on_shutdown(client.aclose)
+    log.info("interview store", extra={"templates": ",".join(sorted(templates)), "key_prefix": cfg.key_prefix,
+                                       "retention_s": cfg.retention_s})

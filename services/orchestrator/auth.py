@@ -1,0 +1,101 @@
+"""API authentication: bearer API keys (one per team), checked in one place for every API call.
+
+Keys come from ORCHESTRATOR_API_KEYS as `name:key` (full access) or `name:key:ro` (read-only:
+Get, List, GetTranscript, WatchEvents). Keys are compared with hmac.compare_digest against every
+configured key (no early exit on the first match), and are registered with the log redactor.
+A candidate's join token is recognised and refused with PERMISSION_DENIED: it only opens a session.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from services.common import logs
+from services.orchestrator.tokens import JoinTokens
+
+log = logging.getLogger("auth")
+
+READ_ONLY_METHODS = frozenset({"GetInterview", "ListInterviews", "GetTranscript", "WatchEvents"})
+
+
+class AuthError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        self.code, self.message = code, message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    key: bytes
+    read_only: bool
+
+
+def parse_keys(spec: str) -> list[ApiKey]:
+    """`team-a:KEY,team-b:KEY2:ro` -> keys. Raises ValueError naming the bad entry (never the key)."""
+    keys: list[ApiKey] = []
+    for n, item in enumerate(p.strip() for p in spec.split(",") if p.strip()):
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or len(parts[1]) < 16 or (len(parts) == 3 and parts[2] != "ro"):
+            raise ValueError(f"API key entry {n + 1} must be name:key or name:key:ro with a key of at least 16 characters")
+        if any(k.name == parts[0] for k in keys):
+            raise ValueError(f"API key name {parts[0]!r} is used twice")
+        keys.append(ApiKey(parts[0], parts[1].encode(), len(parts) == 3))
+    return keys
+
+
+def dev_key(path: Path) -> list[ApiKey]:
+    """No keys configured: one ephemeral key named "dev", written to `path` (mode 0600) for the CLI."""
+    key = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    log.warning("ORCHESTRATOR_API_KEYS is not set: generated an ephemeral development API key "
+                "(the CLI reads it from the file); set ORCHESTRATOR_API_KEYS in any real deployment",
+                extra={"key_file": str(path)})
+    return [ApiKey("dev", key.encode(), False)]
+
+
+class Authenticator:
+    def __init__(self, keys: list[ApiKey], join_tokens: JoinTokens):
+        self.keys = keys
+        self.join_tokens = join_tokens
+        for k in keys:
+            logs.register_secret(k.key.decode())
+
+    def check(self, metadata: tuple[tuple[str, str | bytes], ...] | None, method: str) -> str:
+        """The caller's key name for `method`, or AuthError with the status and a clear message."""
+        header = ""
+        for key, value in metadata or ():
+            if key == "authorization":
+                header = value.decode() if isinstance(value, bytes) else value
+                break
+        if not header:
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+                            "missing credentials: send metadata 'authorization: Bearer <API key>'")
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+                            "malformed authorization metadata: expected 'Bearer <API key>'")
+        presented = token.encode()
+        match: ApiKey | None = None
+        for k in self.keys:  # compare with every key: timing does not reveal which one matched
+            if hmac.compare_digest(presented, k.key):
+                match = k
+        if match is None:
+            if self.join_tokens.looks_like(token):
+                raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
+                                "a candidate join token cannot call the Interviews API; use an API key")
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
+        if match.read_only and method not in READ_ONLY_METHODS:
+            raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
+                            f"API key {match.name!r} is read-only and cannot call {method}")
+        return match.name

@@ -1,0 +1,158 @@
+"""The Redis command path: backends create and end interviews with XADD, without gRPC.
+
+    XADD iv:commands * id <command id> type create|end reply_to iv:replies:<name> \
+        request '<CreateInterviewRequest | EndInterviewRequest as protobuf JSON>' [team <name>]
+
+Every orchestrator instance reads the stream in the consumer group "orchestrators" (at-least-once:
+entries are acknowledged after the reply is written; entries a dead instance left pending are
+claimed after CLAIM_IDLE_MS). Commands are applied idempotently by command id: a create uses
+the command id as its request_id, an end of an already ended interview answers ok, and a
+redelivered command gets the stored reply again. The reply goes to `reply_to`, which must start
+with "<prefix>replies:" (so a command cannot make the orchestrator write arbitrary keys):
+
+    {"command_id", "ok": true|false, "interview_id", "join_url", "join_token", "expires_at",
+     "status", "code", "error"}
+
+This path bypasses API keys: restrict who can XADD there with a Redis ACL user (README).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import grpc
+import redis.exceptions
+from google.protobuf import json_format
+
+from interview.v1 import interviews_pb2, session_pb2
+from services.orchestrator.interviews import InterviewsApi
+from services.orchestrator.outbox import TRANSIENT
+from services.orchestrator.store import Conflict, NotFound
+from services.orchestrator.validation import ApiError
+
+log = logging.getLogger("commands")
+
+GROUP = "orchestrators"
+CLAIM_IDLE_MS = 60_000
+REPLY_MAXLEN = 10_000
+REPLY_TTL_S = 24 * 3600
+
+
+class CommandConsumer:
+    def __init__(self, api: InterviewsApi, consumer: str, *, block_ms: int = 2000):
+        self.api = api
+        self.store = api.store
+        self.redis = api.store.redis
+        self.keys = api.store.keys
+        self.consumer = consumer
+        self.block_ms = block_ms
+        self._task: asyncio.Task[None] | None = None
+        self.applied = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="command-consumer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.commands, GROUP, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._ensure_group()
+                # Our own pending entries first (a crash between apply and ack), then claimed ones.
+                await self._consume("0")
+                claimed = await self.redis.xautoclaim(self.keys.commands, GROUP, self.consumer,
+                                                      min_idle_time=CLAIM_IDLE_MS, start_id="0-0", count=50)
+                for sid, fields in claimed[1]:
+                    if fields:
+                        await self._handle(sid, fields)
+                while True:
+                    if not await self._consume(">"):
+                        break  # idle: loop back to claim entries other instances left behind
+            except asyncio.CancelledError:
+                raise
+            except TRANSIENT as exc:
+                log.warning("command stream: store unreachable; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+            except Exception:
+                log.exception("command stream consumer failed; restarting it")
+                await asyncio.sleep(1.0)
+
+    async def _consume(self, position: str) -> int:
+        reply = await self.redis.xreadgroup(GROUP, self.consumer, {self.keys.commands: position}, count=20,
+                                            block=self.block_ms if position == ">" else None)
+        n = 0
+        for _, rows in reply or []:
+            for sid, fields in rows:
+                await self._handle(sid, fields)
+                n += 1
+        return n
+
+    async def _handle(self, sid: bytes, raw: dict[bytes, bytes]) -> None:
+        fields = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
+        command_id = fields.get("id", "")
+        reply_to = fields.get("reply_to", "")
+        if not reply_to.startswith(self.keys.reply_prefix) or not command_id or len(command_id) > 128:
+            log.error("command dropped: it needs an id (<= 128 chars) and reply_to starting with "
+                      f"{self.keys.reply_prefix!r}", extra={"stream_id": sid.decode(), "command_id": command_id[:128]})
+            await self.redis.xack(self.keys.commands, GROUP, sid)
+            return
+        done_key = self.keys.command_done(command_id)
+        stored = await self.redis.get(done_key)
+        if stored is None:
+            reply = await self._apply(command_id, fields)
+            stored = json.dumps(reply).encode()
+            await self.redis.set(done_key, stored, ex=REPLY_TTL_S)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(reply_to, {"reply": stored, "command_id": command_id}, maxlen=REPLY_MAXLEN, approximate=True)
+        pipe.expire(reply_to, REPLY_TTL_S)
+        pipe.xack(self.keys.commands, GROUP, sid)
+        await pipe.execute()
+        self.applied += 1
+
+    async def _apply(self, command_id: str, fields: dict[str, str]) -> dict[str, Any]:
+        """Run one command; every refusal becomes an error reply (transient store errors propagate)."""
+        out: dict[str, Any] = {"command_id": command_id}
+        caller = "redis:" + fields.get("team", "commands")[:60]
+        kind = fields.get("type", "")
+        try:
+            if kind == "create":
+                request = json_format.Parse(fields.get("request", "{}"), interviews_pb2.CreateInterviewRequest())
+                request.request_id = f"cmd:{command_id}"
+                created = await self.api.create(request, caller)
+                out.update(ok=True, interview_id=created.interview.id, join_url=created.join_url,
+                           join_token=created.join_token, expires_at=created.join_token_expires_at.ToJsonString(),
+                           status=session_pb2.InterviewStatus.Name(created.interview.status))
+            elif kind == "end":
+                request = json_format.Parse(fields.get("request", "{}"), interviews_pb2.EndInterviewRequest())
+                try:
+                    ended = await self.api.end(request, default_reason="ended_by_command")
+                except ApiError as exc:
+                    if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
+                        raise
+                    ended = (await self.api.get(request.interview_id)).interview  # already ended: idempotent
+                out.update(ok=True, interview_id=ended.id, status=session_pb2.InterviewStatus.Name(ended.status))
+            else:
+                raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"type {kind[:40]!r} is not a command: use create or end")
+        except json_format.ParseError as exc:
+            out.update(ok=False, code="INVALID_ARGUMENT", error=f"request: not valid protobuf JSON: {exc}")
+        except ApiError as exc:
+            out.update(ok=False, code=exc.code.name, error=exc.message)
+        except NotFound as exc:
+            out.update(ok=False, code="NOT_FOUND", error=str(exc))
+        except Conflict as exc:
+            out.update(ok=False, code="ALREADY_EXISTS", error=str(exc))
+        log.info("command applied", extra={"command_id": command_id, "type": kind, "ok": out["ok"]})
+        return out

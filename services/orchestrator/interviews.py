@@ -1,0 +1,219 @@
+"""What the Interviews API does, independent of transport: the gRPC servicer and the Redis command
+stream both call this, so the two paths cannot drift apart.
+
+State changes go through InterviewStore.update (compare-and-set), and every change that a live
+session must apply (config, mode, phase, code events, end) is also written to the interview's
+control stream for the session owner.
+"""
+from __future__ import annotations
+
+import urllib.parse
+
+import grpc
+
+from interview.v1 import common_pb2, interviews_pb2, session_pb2
+from services.orchestrator import plans, validation
+from services.orchestrator.store import (Change, InterviewStore, NotFound, Snapshot, fingerprint, new_interview_id,
+                                         timestamp)
+from services.orchestrator.tokens import JoinTokens
+from services.orchestrator.validation import ApiError
+
+ENDED = session_pb2.INTERVIEW_ENDED
+RUN_KINDS = (common_pb2.CODE_EVENT_RUN, common_pb2.CODE_EVENT_SUBMIT)
+
+
+def failed_precondition(message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message)
+
+
+def _not_ended(iv: interviews_pb2.Interview, action: str) -> None:
+    if iv.status == ENDED:
+        raise failed_precondition(f"cannot {action}: interview {iv.id} has ended ({iv.end_reason or 'no reason given'})")
+
+
+class InterviewsApi:
+    def __init__(self, store: InterviewStore, join_tokens: JoinTokens, templates: dict[str, common_pb2.Plan],
+                 public_base_url: str, join_token_ttl_s: int):
+        self.store = store
+        self.join_tokens = join_tokens
+        self.templates = templates
+        self.base_url = public_base_url.rstrip("/")
+        self.join_token_ttl_s = join_token_ttl_s
+
+    def join_link(self, iid: str) -> str:
+        """The candidate page of an interview, without a token (the token is returned once, at create)."""
+        return f"{self.base_url}/i/{urllib.parse.quote(iid)}"
+
+    def _plan(self, r: interviews_pb2.CreateInterviewRequest) -> tuple[str, common_pb2.Plan]:
+        if r.WhichOneof("plan_source") == "template":
+            plan = self.templates.get(r.template)
+            if plan is None:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"unknown template {r.template[:60]!r}; available: "
+                               + ", ".join(sorted(self.templates)))
+            return r.template, plan
+        try:
+            return "", plans.validate_proto(r.plan, "plan")
+        except plans.PlanError as exc:
+            raise validation.invalid(f"plan.{exc.field}" if exc.field else "plan", exc.problem) from None
+
+    async def create(self, r: interviews_pb2.CreateInterviewRequest, caller: str) -> interviews_pb2.CreateInterviewResponse:
+        validation.create_request(r)
+        template, plan = self._plan(r)
+        now = self.store.now()
+        iv = interviews_pb2.Interview(
+            id=new_interview_id(now), status=session_pb2.INTERVIEW_CREATED, template=template, plan=plan,
+            candidate=r.candidate, role=r.role or plan.role, persona=r.persona or common_pb2.PERSONA_INTERVIEWER,
+            video_policy=r.video_policy, config=r.config, phase_id=plan.phases[0].id, created_at=timestamp(now),
+            created_by=caller, labels=r.labels)
+        iv.mode = iv.config.mode = r.config.mode or plans.phase_mode(plan.phases[0])
+        iv.join_url = self.join_link(iv.id)
+        stored, _repeat = await self.store.create(iv, created_by=caller, request_id=r.request_id,
+                                                  fingerprint=_fingerprint(r))
+        token, expires = self.join_tokens.issue(stored.id, now, r.join_token_ttl_s or self.join_token_ttl_s)
+        return interviews_pb2.CreateInterviewResponse(
+            interview=stored, join_url=f"{stored.join_url}#token={token}", join_token=token,
+            join_token_expires_at=timestamp(expires))
+
+    async def get(self, iid: str) -> Snapshot:
+        return await self.store.get(validation.interview_id(iid))
+
+    async def update_config(self, r: interviews_pb2.UpdateConfigRequest) -> interviews_pb2.Interview:
+        iid = validation.interview_id(r.interview_id)
+        if r.HasField("mode"):
+            validation.mode(r.mode, "mode")
+        if r.HasField("silence_timeout_s"):
+            validation.silence_timeout(r.silence_timeout_s, "silence_timeout_s")
+        validation.vad_params(r.vad_params, "vad_params")
+        if not (r.HasField("mode") or r.HasField("silence_timeout_s") or r.vad_params.ListFields()):
+            raise validation.invalid("(request)", "nothing to update: set mode, silence_timeout_s or vad_params")
+
+        def mutate(iv: interviews_pb2.Interview) -> Change:
+            _not_ended(iv, "update the config")
+            change = Change()
+            if r.HasField("mode") and r.mode != iv.mode:
+                change.events.append((self.store.event(iv.id, mode_changed=interviews_pb2.ModeChanged(
+                    from_mode=iv.mode, to_mode=r.mode, reason="api")), "c"))
+                iv.mode = iv.config.mode = r.mode
+            if r.HasField("silence_timeout_s"):
+                iv.config.silence_timeout_s = r.silence_timeout_s
+            if r.vad_params.ListFields():
+                target = r.mode if r.HasField("mode") else iv.mode
+                (iv.config.coding_vad if target == common_pb2.MODE_CODING else iv.config.conversational_vad
+                 ).MergeFrom(r.vad_params)
+            change.events.append((self.store.event(iv.id, config_changed=interviews_pb2.ConfigChanged(
+                config=iv.config)), "c"))
+            return change
+
+        iv, _ = await self.store.update(iid, mutate)
+        return iv
+
+    async def set_phase(self, r: interviews_pb2.SetPhaseRequest, reason: str = "api") -> interviews_pb2.Interview:
+        iid = validation.interview_id(r.interview_id)
+        if not r.phase_id:
+            raise validation.invalid("phase_id", "required")
+
+        def mutate(iv: interviews_pb2.Interview) -> Change:
+            _not_ended(iv, "change the phase")
+            phase = next((p for p in iv.plan.phases if p.id == r.phase_id), None)
+            if phase is None:
+                raise failed_precondition(f"phase {r.phase_id[:60]!r} is not in plan {iv.plan.name or iv.plan.title!r} "
+                                          f"(phases: {', '.join(p.id for p in iv.plan.phases)})")
+            change = Change()
+            if phase.id == iv.phase_id:
+                return change
+            change.events.append((self.store.event(iv.id, phase_changed=interviews_pb2.PhaseChanged(
+                from_phase_id=iv.phase_id, to_phase_id=phase.id, reason=reason)), "c"))
+            iv.phase_id = phase.id
+            new_mode = plans.phase_mode(phase)
+            if new_mode != iv.mode:
+                change.events.append((self.store.event(iv.id, mode_changed=interviews_pb2.ModeChanged(
+                    from_mode=iv.mode, to_mode=new_mode, reason="phase")), "c"))
+                iv.mode = iv.config.mode = new_mode
+            return change
+
+        iv, _ = await self.store.update(iid, mutate)
+        return iv
+
+    async def post_code_event(self, r: interviews_pb2.PostCodeEventRequest) -> interviews_pb2.PostCodeEventResponse:
+        iid = validation.interview_id(r.interview_id)
+        validation.code_snapshot(r.code)
+        code = interviews_pb2.CodeEvent(code=r.code)
+        if not code.code.HasField("time"):
+            code.code.time.CopyFrom(timestamp(self.store.now()))
+
+        def mutate(iv: interviews_pb2.Interview) -> Change:
+            _not_ended(iv, "post a code event")
+            change = Change([(self.store.event(iv.id, code_event=code), "c")])
+            switch = not iv.config.HasField("run_switches_to_conversational") or iv.config.run_switches_to_conversational
+            if r.code.kind in RUN_KINDS and iv.mode == common_pb2.MODE_CODING and switch:
+                change.events.append((self.store.event(iv.id, mode_changed=interviews_pb2.ModeChanged(
+                    from_mode=iv.mode, to_mode=common_pb2.MODE_CONVERSATIONAL, reason="code_event")), "c"))
+                iv.mode = iv.config.mode = common_pb2.MODE_CONVERSATIONAL
+            return change
+
+        iv, event_ids = await self.store.update(iid, mutate)
+        return interviews_pb2.PostCodeEventResponse(event_id=event_ids[0], mode=iv.mode)
+
+    async def end(self, r: interviews_pb2.EndInterviewRequest, default_reason: str = "ended_by_api") -> interviews_pb2.Interview:
+        iid = validation.interview_id(r.interview_id)
+        validation.max_len(r.reason, "reason", 500)
+
+        def mutate(iv: interviews_pb2.Interview) -> Change:
+            if iv.status == ENDED:
+                raise failed_precondition(f"interview {iv.id} has already ended ({iv.end_reason})")
+            iv.status = ENDED
+            iv.end_reason = r.reason or default_reason
+            iv.ended_at.CopyFrom(timestamp(self.store.now()))
+            return Change([(self.store.event(iv.id, lifecycle=interviews_pb2.Lifecycle(
+                kind=interviews_pb2.Lifecycle.ENDED, reason=iv.end_reason)), "cl")])
+
+        iv, _ = await self.store.update(iid, mutate)
+        return iv
+
+    async def transcript(self, r: interviews_pb2.GetTranscriptRequest) -> interviews_pb2.GetTranscriptResponse:
+        iid = validation.interview_id(r.interview_id)
+        size = validation.page_size(r.page_size, "page_size", 100, 1000)
+        if r.page_token and not r.page_token.isdigit():
+            raise validation.invalid("page_token", "not a token returned by GetTranscript")
+        await self.store.get(iid)  # NOT_FOUND for unknown interviews, not an empty page
+        entries = await self.store.transcript(iid, int(r.page_token or 0), size + 1)
+        more = len(entries) > size
+        entries = entries[:size]
+        return interviews_pb2.GetTranscriptResponse(
+            entries=entries, next_page_token=str(entries[-1].sequence) if more else "")
+
+    async def list(self, r: interviews_pb2.ListInterviewsRequest) -> interviews_pb2.ListInterviewsResponse:
+        size = validation.page_size(r.page_size, "page_size", 50, 500)
+        validation.status_filter(r.status)
+        if r.page_token:
+            validation.interview_id(r.page_token, "page_token")
+        items, token = await self.store.list(r.status, size, r.page_token)
+        return interviews_pb2.ListInterviewsResponse(interviews=items, next_page_token=token)
+
+    async def delete(self, iid: str) -> int:
+        return await self.store.delete(validation.interview_id(iid))
+
+    async def watch_position(self, r: interviews_pb2.WatchEventsRequest) -> tuple[str, str]:
+        """(stream key, first position) for WatchEvents; NOT_FOUND for an unknown interview."""
+        after = validation.stream_position(r.after_event_id)
+        if r.interview_id:
+            await self.store.get(validation.interview_id(r.interview_id))
+        key = self.store.stream_key(r.interview_id)
+        if after == "$":
+            after = await self.store.last_event_id(key)
+        return key, after or "0-0"
+
+    async def exists(self, iid: str) -> bool:
+        try:
+            await self.store.get(iid)
+            return True
+        except NotFound:
+            return False
+
+
+def _fingerprint(r: interviews_pb2.CreateInterviewRequest) -> str:
+    """Requests that differ only in their request_id are the same request."""
+    copy = interviews_pb2.CreateInterviewRequest()
+    copy.CopyFrom(r)
+    copy.request_id = ""
+    return fingerprint(copy)

@@ -1,0 +1,153 @@
+"""gRPC glue of the Interviews API: authentication and error mapping in one place (`api_call`),
+then each method delegates to InterviewsApi."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn
+
+import grpc
+import redis.exceptions
+
+from interview.v1 import interviews_pb2, interviews_pb2_grpc
+from services.common import logs
+from services.orchestrator.auth import AuthError, Authenticator
+from services.orchestrator.interviews import InterviewsApi
+from services.orchestrator.store import Conflict, Fenced, NotFound
+from services.orchestrator.validation import ApiError
+
+log = logging.getLogger("api")
+
+_STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> NoReturn:
+    """Map an exception to a status and a message a person understands."""
+    if isinstance(exc, (ApiError, AuthError)):
+        code, message = exc.code, exc.message
+    elif isinstance(exc, NotFound):
+        code, message = grpc.StatusCode.NOT_FOUND, str(exc)
+    elif isinstance(exc, Conflict):
+        code, message = grpc.StatusCode.ALREADY_EXISTS if "request_id" in str(exc) else grpc.StatusCode.ABORTED, str(exc)
+    elif isinstance(exc, Fenced):
+        code, message = grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    elif isinstance(exc, _STORE_DOWN):
+        log.warning("store unreachable", extra={"method": method, "error": str(exc)})
+        code, message = grpc.StatusCode.UNAVAILABLE, "the interview store (Redis) is unreachable; safe to retry"
+    else:
+        log.exception("unexpected error", extra={"method": method})
+        code, message = grpc.StatusCode.INTERNAL, f"internal error in {method}; see the orchestrator's logs"
+    await context.abort(code, message)
+    raise AssertionError("unreachable")  # context.abort raises
+
+
+def api_call(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Authenticate, bind log context and map errors, for unary and server-streaming methods alike.
+    The wrapped method receives the caller's API key name as a third argument."""
+    method = fn.__name__
+
+    def _caller(self: "InterviewsServicer", request: Any, context: grpc.aio.ServicerContext) -> str:
+        return self.auth.check(context.invocation_metadata(), method)
+
+    if getattr(fn, "__code__", None) and fn.__code__.co_flags & 0x200:  # async generator: server streaming
+        @functools.wraps(fn)
+        async def stream(self: "InterviewsServicer", request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            try:
+                caller = _caller(self, request, context)
+                with logs.bind(interview_id=getattr(request, "interview_id", ""), caller=caller):
+                    async for item in fn(self, request, context, caller):
+                        yield item
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped to a status
+                await _abort(context, exc, method)
+        return stream
+
+    @functools.wraps(fn)
+    async def unary(self: "InterviewsServicer", request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            caller = _caller(self, request, context)
+            with logs.bind(interview_id=getattr(request, "interview_id", ""), caller=caller):
+                return await fn(self, request, context, caller)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to a status
+            await _abort(context, exc, method)
+    return unary
+
+
+class InterviewsServicer(interviews_pb2_grpc.InterviewsServicer):
+    def __init__(self, api: InterviewsApi, auth: Authenticator, watch_block_ms: int = 5000):
+        self.api = api
+        self.auth = auth
+        self.watch_block_ms = watch_block_ms
+
+    @api_call
+    async def CreateInterview(self, request: interviews_pb2.CreateInterviewRequest, context: Any, caller: str
+                              ) -> interviews_pb2.CreateInterviewResponse:
+        response = await self.api.create(request, caller)
+        log.info("interview created", extra={"interview_id": response.interview.id, "template": response.interview.template})
+        return response
+
+    @api_call
+    async def GetInterview(self, request: interviews_pb2.GetInterviewRequest, context: Any, caller: str
+                           ) -> interviews_pb2.Interview:
+        return (await self.api.get(request.interview_id)).interview
+
+    @api_call
+    async def ListInterviews(self, request: interviews_pb2.ListInterviewsRequest, context: Any, caller: str
+                             ) -> interviews_pb2.ListInterviewsResponse:
+        return await self.api.list(request)
+
+    @api_call
+    async def UpdateConfig(self, request: interviews_pb2.UpdateConfigRequest, context: Any, caller: str
+                           ) -> interviews_pb2.Interview:
+        return await self.api.update_config(request)
+
+    @api_call
+    async def SetPhase(self, request: interviews_pb2.SetPhaseRequest, context: Any, caller: str
+                       ) -> interviews_pb2.Interview:
+        return await self.api.set_phase(request)
+
+    @api_call
+    async def PostCodeEvent(self, request: interviews_pb2.PostCodeEventRequest, context: Any, caller: str
+                            ) -> interviews_pb2.PostCodeEventResponse:
+        return await self.api.post_code_event(request)
+
+    @api_call
+    async def EndInterview(self, request: interviews_pb2.EndInterviewRequest, context: Any, caller: str
+                           ) -> interviews_pb2.Interview:
+        return await self.api.end(request)
+
+    @api_call
+    async def GetTranscript(self, request: interviews_pb2.GetTranscriptRequest, context: Any, caller: str
+                            ) -> interviews_pb2.GetTranscriptResponse:
+        return await self.api.transcript(request)
+
+    @api_call
+    async def DeleteInterview(self, request: interviews_pb2.DeleteInterviewRequest, context: Any, caller: str
+                              ) -> interviews_pb2.DeleteInterviewResponse:
+        n = await self.api.delete(request.interview_id)
+        log.info("interview deleted", extra={"keys_deleted": n})
+        return interviews_pb2.DeleteInterviewResponse(keys_deleted=n)
+
+    @api_call
+    async def Evaluate(self, request: interviews_pb2.EvaluateRequest, context: Any, caller: str
+                       ) -> interviews_pb2.Evaluation:
+        raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "Evaluate arrives with the evaluation issue")
+
+    @api_call
+    async def WatchEvents(self, request: interviews_pb2.WatchEventsRequest, context: Any, caller: str
+                          ) -> AsyncIterator[interviews_pb2.Event]:
+        """Every event after `after_event_id`, then new ones as they happen (XREAD BLOCK), until the
+        caller cancels or the interview is deleted. Any instance can serve it: state is in Redis."""
+        key, position = await self.api.watch_position(request)
+        while True:
+            events = await self.api.store.read_events(key, position, block_ms=self.watch_block_ms)
+            for event in events:
+                yield event
+                position = event.event_id
+            if not events and request.interview_id and not await self.api.exists(request.interview_id):
+                return  # deleted (or expired) while watching: nothing more will come

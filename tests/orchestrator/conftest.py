@@ -1,0 +1,47 @@
+"""Fixtures: a real orchestrator process on the session's private redis-server, a typed client."""
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from services.orchestrator.client import InterviewsClient
+from services.orchestrator.store import InterviewStore
+from tests.support.procs import RedisServer, ServiceProcess
+
+API_KEY = "team-a-" + secrets.token_hex(16)
+READ_KEY = "reader-" + secrets.token_hex(16)
+JOIN_SECRET = secrets.token_hex(32)
+
+
+def orchestrator_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {"REDIS_URL": redis_url, "ORCHESTRATOR_API_KEYS": f"team-a:{API_KEY},reader:{READ_KEY}:ro",
+            "ORCHESTRATOR_JOIN_TOKEN_SECRET": JOIN_SECRET, "ORCHESTRATOR_KEY_PREFIX": prefix,
+            "ORCHESTRATOR_WATCH_BLOCK_MS": "500", **extra}
+
+
+@pytest.fixture(scope="module")
+def prefix() -> str:
+    """Each test module gets its own key space in the shared redis-server."""
+    return f"t{secrets.token_hex(3)}:"
+
+
+@pytest.fixture(scope="module")
+def orchestrator(redis_server: RedisServer, prefix: str) -> Iterator[ServiceProcess]:
+    with ServiceProcess("orchestrator", env=orchestrator_env(redis_server.url, prefix)) as proc:
+        yield proc
+
+
+@pytest.fixture
+async def client(orchestrator: ServiceProcess) -> AsyncIterator[InterviewsClient]:
+    async with InterviewsClient(orchestrator.address, API_KEY) as c:
+        yield c
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[InterviewStore]:
+    r = aioredis.Redis.from_url(redis_server.url)
+    yield InterviewStore(r, prefix=prefix, retention_s=3600)
+    await r.aclose()
