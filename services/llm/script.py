@@ -72,7 +72,7 @@ def decide(req: llm_pb2.GenerateRequest) -> Turn:
         done = sum(1 for m in req.history if m.role == common_pb2.ROLE_AGENT and m.text in CHECK_INS)
         return Turn(CHECK_INS[done % len(CHECK_INS)])
     if task == llm_pb2.TASK_WRAP_UP:
-        return _move_on(req, pv, "We're about out of time for this part, so let's move on.")
+        return _move_on(req, pv, "We're about out of time for this part.")
     return _reply(req, pv)
 
 
@@ -126,7 +126,8 @@ def _move_on(req: llm_pb2.GenerateRequest, pv: planning.PlanView, lead: str) -> 
         return Turn(_closing(req), [Act(llm_pb2.ADVANCE_PHASE, nxt.id, "all phases covered"),
                                     Act(llm_pb2.END_INTERVIEW, reason="the plan is finished")])
     reason = "over the phase's time budget" if req.context.phase_time_left_s < 0 else "the phase's questions are covered"
-    text = f"{lead} {_opening(pv, nxt)}".strip()
+    transition = "" if nxt.kind == common_pb2.PHASE_LIVE_CODING else f"Let's move on to {(nxt.title or nxt.id).lower()}."
+    text = " ".join(x for x in (lead, transition, _opening(pv, nxt)) if x)
     return Turn(text, [Act(llm_pb2.ADVANCE_PHASE, nxt.id, reason)])
 
 
@@ -134,7 +135,7 @@ def _ask_next(req: llm_pb2.GenerateRequest, pv: planning.PlanView, lead: str) ->
     nq = pv.next_question()
     if nq is not None and req.context.phase_time_left_s >= 0:
         return Turn(f"{lead} {nq.text}".strip())
-    return _move_on(req, pv, f"{lead} Let's move on.".strip())
+    return _move_on(req, pv, lead)
 
 
 def _last(req: llm_pb2.GenerateRequest, role: int) -> str:
