@@ -34,6 +34,7 @@ class Reply:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     finish: str = "STOP"
     status: int = 200  # != 200: answer with this HTTP error instead
+    drop_after: int | None = None  # drop the TCP connection after this many text events
 
 
 def text_event(text: str) -> dict[str, Any]:
@@ -136,6 +137,10 @@ class FakeGemini:
             for i, chunk in enumerate(reply.chunks):
                 if i:
                     await asyncio.sleep(self.chunk_delay_s)
+                if reply.drop_after is not None and i >= reply.drop_after:
+                    assert request.transport is not None
+                    request.transport.close()  # mid-stream failure, as a dying upstream looks
+                    return resp
                 await self._send(resp, text_event(chunk))
             prompt_tokens = len(json.dumps(body)) // 4
             output_tokens = sum(len(c) for c in reply.chunks) // 4 + len(reply.calls)
