@@ -249,7 +249,7 @@ def summarize(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> str:
             if topic not in answers:
                 answers[topic] = []
                 order.append(topic)
-        elif m.role == common_pb2.ROLE_USER and m.text.strip():
+        elif m.role == common_pb2.ROLE_USER and m.text.strip() and not REPEAT.search(planning.normalize(m.text)):
             answers.setdefault(topic, [])
             if topic not in order:
                 order.append(topic)
