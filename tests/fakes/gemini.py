@@ -71,7 +71,7 @@ class FakeGemini:
     """aiohttp server; `async with FakeGemini() as fake: fake.base_url`."""
 
     def __init__(self, *, first_delay_s: float = 0.0, chunk_delay_s: float = 0.0,
-                 default: Reply | None = None):
+                 default: Reply | None = None, port: int = 0, record: bool = True):
         self.first_delay_s = first_delay_s
         self.chunk_delay_s = chunk_delay_s
         self.default = default or Reply(chunks=["Thanks, ", "that helps. ", "What would you ", "try next?"])
@@ -82,7 +82,8 @@ class FakeGemini:
         self.disconnects: list[float] = []
         self.completed = 0
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.port = port
+        self.record = record  # off for long load runs: nothing grows
 
     @property
     def base_url(self) -> str:
@@ -93,7 +94,7 @@ class FakeGemini:
         app.router.add_post("/{version}/models/{rest}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
@@ -125,8 +126,9 @@ class FakeGemini:
         if not rest.endswith(":streamGenerateContent") or request.query.get("alt") != "sse":
             return web.json_response(error_body(400), status=400)
         body = await request.json()
-        self.requests.append(body)
-        self.paths.append(request.path)
+        if self.record:
+            self.requests.append(body)
+            self.paths.append(request.path)
         reply = self._next_reply(body)
         if reply.status != 200:
             return web.json_response(error_body(reply.status), status=reply.status)
@@ -147,12 +149,39 @@ class FakeGemini:
             await self._send(resp, final_event(reply.calls, reply.finish, prompt_tokens, output_tokens))
             await resp.write_eof()
             self.completed += 1
-        except (ConnectionResetError, asyncio.CancelledError):
-            # aiohttp cancels the handler when the client goes away (or the write fails).
+        except asyncio.CancelledError:  # aiohttp cancels the handler when the client goes away
             self.disconnects.append(time.monotonic())
             raise
+        except ConnectionResetError:  # or a write fails first (aiohttp's error subclasses it)
+            self.disconnects.append(time.monotonic())
         return resp
 
     @staticmethod
     async def _send(resp: web.StreamResponse, payload: dict[str, Any]) -> None:
         await resp.write(b"data: " + json.dumps(payload).encode() + b"\r\n\r\n")
+
+
+async def _serve(port: int, first_delay_s: float, chunk_delay_s: float) -> None:
+    fake = FakeGemini(first_delay_s=first_delay_s, chunk_delay_s=chunk_delay_s, port=port, record=False)
+    async with fake:
+        print(fake.port, flush=True)  # the parent reads the port from the first line
+        await asyncio.Event().wait()
+
+
+def main() -> None:
+    """`python -m tests.fakes.gemini --first-delay-ms 50`: the fake as its own process (load runs)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--first-delay-ms", type=float, default=0.0)
+    p.add_argument("--chunk-delay-ms", type=float, default=0.0)
+    a = p.parse_args()
+    try:
+        asyncio.run(_serve(a.port, a.first_delay_ms / 1000, a.chunk_delay_ms / 1000))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
