@@ -63,10 +63,10 @@ class PromptSet:
 
     # ---- trusted: the system instruction ----
 
-    def system_instruction(self, req: llm_pb2.GenerateRequest) -> str:
+    def system_instruction(self, req: llm_pb2.GenerateRequest, pv: planning.PlanView | None = None) -> str:
         if req.task == llm_pb2.TASK_SUMMARIZE:
             return self.t["summarize"].substitute(max_words=SUMMARY_MAX_WORDS)
-        pv = planning.view(req)
+        pv = pv or planning.view(req)
         phase = pv.phase
         mode = req.context.mode or planning.phase_mode(phase)
         persona = "coach" if req.persona == common_pb2.PERSONA_COACH else "interviewer"
@@ -138,10 +138,12 @@ class PromptSet:
         return self.t["data"].substitute(items="\n".join(items))
 
     def render(self, req: llm_pb2.GenerateRequest) -> Rendered:
-        system = self.system_instruction(req)
         if req.task == llm_pb2.TASK_SUMMARIZE:
+            system = self.system_instruction(req)
             lines = [f"{_speaker(m)}: {neutralise(m.text)}" for m in req.history if m.role != common_pb2.ROLE_SYSTEM]
             return Rendered(system, [("user", "<transcript>\n" + "\n".join(lines) + "\n</transcript>")], ())
+        pv = planning.view(req)
+        system = self.system_instruction(req, pv)
         contents: list[tuple[str, str]] = []
         for m in req.history:
             if m.role == common_pb2.ROLE_USER:
@@ -151,14 +153,14 @@ class PromptSet:
         if not contents or contents[-1][0] != "user":
             contents.append(("user", "(The candidate has said nothing new. Follow the task in your instructions.)"))
         contents.append(("user", self.data_section(req)))
-        return Rendered(system, _merge(contents), self._tools(req))
+        return Rendered(system, _merge(contents), self._tools(req, pv))
 
     @staticmethod
-    def _tools(req: llm_pb2.GenerateRequest) -> tuple[str, ...]:
+    def _tools(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> tuple[str, ...]:
         if req.task in (llm_pb2.TASK_GREETING, llm_pb2.TASK_CHECK_IN, llm_pb2.TASK_SUMMARIZE):
             return ()
         tools = ("advance_phase", "end_interview")
-        mode = req.context.mode or planning.phase_mode(planning.view(req).phase)
+        mode = req.context.mode or planning.phase_mode(pv.phase)
         if req.task in (llm_pb2.TASK_REPLY, llm_pb2.TASK_UNSPECIFIED) and mode == common_pb2.MODE_CODING:
             tools = ("no_reply", *tools)
         return tools

@@ -10,6 +10,7 @@ aiohttp response with its payload unread, which closes the HTTP connection at on
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -51,11 +52,17 @@ _FINISH = {
 }
 
 
+@functools.lru_cache(maxsize=8)
+def _tools(names: tuple[str, ...]) -> list[types.Tool]:
+    """Built once per tool set (the SDK copies the config it is given, so sharing is safe)."""
+    return [types.Tool(function_declarations=[TOOLS[n] for n in names])]
+
+
 def build_config(prompts: PromptSet, req: llm_pb2.GenerateRequest,
                  settings: Settings) -> tuple[types.GenerateContentConfig, list[types.Content]]:
     """The SDK request for one GenerateRequest (also used by tests and the benchmark)."""
     rendered = prompts.render(req)
-    tools = [types.Tool(function_declarations=[TOOLS[n] for n in rendered.tools])] if rendered.tools else None
+    tools = _tools(rendered.tools) if rendered.tools else None
     config = types.GenerateContentConfig(
         system_instruction=rendered.system_instruction,
         temperature=settings.temperature,
