@@ -12,6 +12,7 @@ client closes a stream before the end (`disconnects`, with the monotonic time it
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -58,6 +59,18 @@ def final_event(calls: list[tuple[str, dict[str, Any]]], finish: str, prompt_tok
         "modelVersion": "gemini-fake-001",
         "responseId": "fake-response",
     })
+
+
+# Validated and encoded once per distinct event, so a load run measures the client, not the fake.
+@functools.lru_cache(maxsize=1024)
+def _sse_text(text: str) -> bytes:
+    return b"data: " + json.dumps(text_event(text)).encode() + b"\r\n\r\n"
+
+
+@functools.lru_cache(maxsize=1024)
+def _sse_final(calls_json: str, finish: str, prompt_tokens: int, output_tokens: int) -> bytes:
+    calls = [(name, args) for name, args in json.loads(calls_json)]
+    return b"data: " + json.dumps(final_event(calls, finish, prompt_tokens, output_tokens)).encode() + b"\r\n\r\n"
 
 
 def error_body(status: int) -> dict[str, Any]:
@@ -143,10 +156,10 @@ class FakeGemini:
                     assert request.transport is not None
                     request.transport.close()  # mid-stream failure, as a dying upstream looks
                     return resp
-                await self._send(resp, text_event(chunk))
+                await self._send(resp, _sse_text(chunk))
             prompt_tokens = len(json.dumps(body)) // 4
             output_tokens = sum(len(c) for c in reply.chunks) // 4 + len(reply.calls)
-            await self._send(resp, final_event(reply.calls, reply.finish, prompt_tokens, output_tokens))
+            await self._send(resp, _sse_final(json.dumps(reply.calls), reply.finish, prompt_tokens, output_tokens))
             await resp.write_eof()
             self.completed += 1
         except asyncio.CancelledError:  # aiohttp cancels the handler when the client goes away
@@ -157,8 +170,8 @@ class FakeGemini:
         return resp
 
     @staticmethod
-    async def _send(resp: web.StreamResponse, payload: dict[str, Any]) -> None:
-        await resp.write(b"data: " + json.dumps(payload).encode() + b"\r\n\r\n")
+    async def _send(resp: web.StreamResponse, event: bytes) -> None:
+        await resp.write(event)
 
 
 async def _serve(port: int, first_delay_s: float, chunk_delay_s: float) -> None:

@@ -35,7 +35,7 @@ from tests.support.procs import ROOT, ServiceProcess
 
 BENCH = [
     ["--concurrency", "1", "--requests", "300", "--first-delay-ms", "0"],
-    ["--concurrency", "16", "--requests", "1600", "--first-delay-ms", "20"],
+    ["--concurrency", "8", "--requests", "800", "--first-delay-ms", "20"],
 ]
 ROUNDS = 5
 
