@@ -61,6 +61,11 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial_in_flight = False
 
+    def release(self) -> None:
+        """An allowed request ended without a verdict (e.g. the caller cancelled it before the
+        provider answered): let the next request be the half-open trial, else none ever is."""
+        self._trial_in_flight = False
+
     def record_failure(self, reason: str = "") -> None:
         self._failures += 1
         self._trial_in_flight = False

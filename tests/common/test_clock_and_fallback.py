@@ -38,6 +38,8 @@ def test_breaker_opens_then_half_opens_after_cooldown():
     clock._now += 30
     assert b.state is BreakerState.HALF_OPEN
     assert b.allow() and not b.allow()  # one trial at a time
+    b.release()  # the trial was cancelled without a verdict: the next request may try
+    assert b.allow() and not b.allow()
     b.record_success()
     assert b.state is BreakerState.CLOSED
 

@@ -1,0 +1,123 @@
+"""Gemini through google-genai's async streaming API.
+
+Actions are function calls (tools): no_reply (CODING mode only), advance_phase, end_interview.
+Automatic function calling is off (we execute nothing; the orchestrator applies the actions) and
+so are the SDK's own retries (its implicit retry sleeps 1-10 s on a refused connection): the
+provider chain decides about retries and fallback under a first-token deadline.
+
+Cancelling the generator (barge-in) unwinds into the SDK's stream, whose `finally` releases the
+aiohttp response with its payload unread, which closes the HTTP connection at once.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from google import genai
+from google.genai import errors, types
+
+from interview.v1 import llm_pb2
+from services.llm.prompting import PromptSet
+from services.llm.providers import Act, Delta, Done, Event, ProviderError, Settings
+
+log = logging.getLogger("llm.gemini")
+
+_STR = types.Schema(type=types.Type.STRING)
+TOOLS: dict[str, types.FunctionDeclaration] = {
+    "no_reply": types.FunctionDeclaration(
+        name="no_reply",
+        description="Say nothing this turn: the candidate is thinking aloud during live coding, not talking to you.",
+        parameters=types.Schema(type=types.Type.OBJECT, properties={"reason": _STR})),
+    "advance_phase": types.FunctionDeclaration(
+        name="advance_phase",
+        description="Move the interview to another phase because this phase's goals are met or its time is up.",
+        parameters=types.Schema(type=types.Type.OBJECT, properties={
+            "target_phase_id": types.Schema(type=types.Type.STRING,
+                                            description="id of the phase to move to; empty for the next one"),
+            "reason": _STR})),
+    "end_interview": types.FunctionDeclaration(
+        name="end_interview",
+        description="End the interview after the closing words (the plan is finished).",
+        parameters=types.Schema(type=types.Type.OBJECT, properties={"reason": _STR})),
+}
+ACTIONS = {"no_reply": llm_pb2.NO_REPLY, "advance_phase": llm_pb2.ADVANCE_PHASE, "end_interview": llm_pb2.END_INTERVIEW}
+_FINISH = {
+    "STOP": llm_pb2.FINISH_STOP, "MAX_TOKENS": llm_pb2.FINISH_MAX_TOKENS, "SAFETY": llm_pb2.FINISH_SAFETY,
+    "RECITATION": llm_pb2.FINISH_SAFETY, "BLOCKLIST": llm_pb2.FINISH_SAFETY,
+    "PROHIBITED_CONTENT": llm_pb2.FINISH_SAFETY, "SPII": llm_pb2.FINISH_SAFETY,
+    "MALFORMED_FUNCTION_CALL": llm_pb2.FINISH_ERROR,
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _tools(names: tuple[str, ...]) -> list[types.Tool]:
+    """Built once per tool set (the SDK copies the config it is given, so sharing is safe)."""
+    return [types.Tool(function_declarations=[TOOLS[n] for n in names])]
+
+
+def build_config(prompts: PromptSet, req: llm_pb2.GenerateRequest,
+                 settings: Settings) -> tuple[types.GenerateContentConfig, list[types.Content]]:
+    """The SDK request for one GenerateRequest (also used by tests and the benchmark)."""
+    rendered = prompts.render(req)
+    tools = _tools(rendered.tools) if rendered.tools else None
+    config = types.GenerateContentConfig(
+        system_instruction=rendered.system_instruction,
+        temperature=settings.temperature,
+        max_output_tokens=settings.max_output_tokens,
+        tools=tools,
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+    )
+    contents = [types.Content(role=role, parts=[types.Part(text=text)]) for role, text in rendered.contents]
+    return config, contents
+
+
+class GeminiProvider:
+    name = "gemini"
+
+    def __init__(self, api_key: str, prompts: PromptSet, *, base_url: str = "", api_version: str = "",
+                 timeout_s: float = 30.0):
+        if not api_key:
+            raise ValueError("the gemini provider needs GEMINI_API_KEY")
+        options: dict[str, Any] = {"timeout": int(timeout_s * 1000),
+                                   "retry_options": types.HttpRetryOptions(attempts=1)}
+        if base_url:
+            options["base_url"] = base_url
+        if api_version:
+            options["api_version"] = api_version
+        self.client = genai.Client(api_key=api_key, http_options=types.HttpOptions(**options))
+        self.prompts = prompts
+
+    async def generate(self, request: llm_pb2.GenerateRequest, settings: Settings) -> AsyncIterator[Event]:
+        config, contents = build_config(self.prompts, request, settings)
+        finish = llm_pb2.FINISH_STOP
+        usage: types.GenerateContentResponseUsageMetadata | None = None
+        try:
+            stream = await self.client.aio.models.generate_content_stream(
+                model=settings.model, contents=contents, config=config)
+            async for chunk in stream:
+                usage = chunk.usage_metadata or usage
+                for cand in chunk.candidates or []:
+                    for part in (cand.content.parts if cand.content else None) or []:
+                        if part.text and not part.thought:
+                            yield Delta(part.text)
+                        elif part.function_call and part.function_call.name in ACTIONS:
+                            args = part.function_call.args or {}
+                            yield Act(ACTIONS[part.function_call.name], str(args.get("target_phase_id", "")),
+                                      str(args.get("reason", "")))
+                    if cand.finish_reason:
+                        finish = _FINISH.get(str(cand.finish_reason.value), llm_pb2.FINISH_STOP)
+        except errors.APIError as exc:
+            # 4xx other than a server-side hiccup are not worth an immediate retry (429 included).
+            raise ProviderError(f"gemini HTTP {exc.code}: {exc.message or exc.status}",
+                                retryable=exc.code >= 500, status=exc.code) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ProviderError(f"gemini connection failed: {type(exc).__name__}: {exc}") from exc
+        yield Done(finish,
+                   input_tokens=(usage.prompt_token_count or 0) if usage else 0,
+                   output_tokens=(usage.candidates_token_count or 0) if usage else 0)
+
+    async def close(self) -> None:
+        await self.client.aio.aclose()
