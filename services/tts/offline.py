@@ -82,7 +82,14 @@ class OfflineProvider:
         return voice in self.voices
 
     def speaks(self, language: str) -> bool:
-        return language.lower().startswith("en") or language in self.languages
+        return language.lower().startswith("en") or self.espeak_voice(language) is not None
+
+    def espeak_voice(self, language: str) -> str | None:
+        """espeak-ng's voice for a language code: exact ("fr-be") or the first regional one ("fr")."""
+        language = language.lower()
+        if language in self.languages:
+            return language
+        return next((v for v in sorted(self.languages) if v.startswith(language + "-")), None)
 
     def open(self, utterance: Utterance) -> OfflineStream:
         return OfflineStream(self, utterance)
@@ -102,7 +109,9 @@ class OfflineStream:
     def _command(self, engine: str, text: str) -> tuple[list[str], bytes | None]:
         speed = self.u.speed or 1.0
         if engine == ESPEAK:
-            lang = "en-us" if self.u.language.lower().startswith("en") else self.u.language
+            lang = "en-us" if self.u.language.lower().startswith("en") else self.p.espeak_voice(self.u.language)
+            if lang is None:
+                raise EngineError(f"espeak-ng has no voice for {self.u.language!r}")
             return [ESPEAK, "--stdout", "-v", lang, "-s", str(int(175 * speed)), "--stdin"], text.encode()
         return ["flite", "-voice", engine, "--setf", f"duration_stretch={1 / speed:.3f}",
                 "-t", text, "-o", "/dev/stdout"], None

@@ -13,7 +13,7 @@ from interview.v1 import tts_pb2, tts_pb2_grpc
 from services.common import config
 from services.common.server import ServiceRuntime
 from services.tts.config import TtsConfig
-from services.tts.service import build
+from services.tts.service import make_servicer
 
 StartServer = Callable[..., Awaitable[tts_pb2_grpc.TtsStub]]
 
@@ -28,13 +28,19 @@ async def tts_server() -> AsyncIterator[StartServer]:
         env = {"TTS_PORT": "0", "TTS_PROVIDERS": "offline", **environ}
         cfg = config.load(TtsConfig, "tts", env)
         runtime = ServiceRuntime("tts", cfg.server)
-        await build(cfg, runtime)
+        servicer, providers = make_servicer(cfg)
+        runtime.add(tts_pb2.DESCRIPTOR.services_by_name["Tts"].full_name,
+                    tts_pb2_grpc.add_TtsServicer_to_server, servicer)
+        for provider in providers:
+            runtime.on_shutdown(provider.aclose)
         port = await runtime.start()
         runtimes.append(runtime)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         channels.append(channel)
         stub = tts_pb2_grpc.TtsStub(channel)
-        stub.runtime = runtime  # type: ignore[attr-defined]  # tests reach the servicer through it
+        stub.runtime = runtime  # type: ignore[attr-defined]  # tests look inside through these
+        stub.servicer = servicer  # type: ignore[attr-defined]
+        stub.address = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
         return stub
 
     yield start
