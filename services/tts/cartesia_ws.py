@@ -86,7 +86,7 @@ class CartesiaStream:
     def _request(self, transcript: str, *, more: bool) -> dict[str, Any]:
         req: dict[str, Any] = {
             "context_id": self.context_id, "model_id": self.p.model, "transcript": transcript,
-            "voice": {"id": self.voice}, "language": self.u.language.split("-")[0],
+            "voice": {"mode": "id", "id": self.voice}, "language": self.u.language.split("-")[0],
             "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": self.u.rate},
             "continue": more,
         }
