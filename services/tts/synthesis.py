@@ -94,8 +94,6 @@ class Synthesis:
         pieces: asyncio.Queue[object] = asyncio.Queue(PIECE_QUEUE)
         reader = asyncio.create_task(self._read(requests, pieces), name="tts-reader")
         try:
-            for event in self._pick_first():
-                yield event
             while (item := await pieces.get()) is not _END:
                 if isinstance(item, Exception):
                     raise item
@@ -103,13 +101,16 @@ class Synthesis:
                 text = normalize(item.text)
                 if not text:
                     continue
+                if self._current is None:  # chosen at the first piece: a half-open breaker's
+                    for event in self._pick_first():  # trial is only taken by a stream that speaks
+                        yield event
                 async for response in self._speak(text, item.trace):
                     yield response
             if self._stream is not None:
                 await self._stream.finish()
-            assert self._current is not None
+            provider = self._current[0] if self._current else (self.start or self.chain.names[0])
             yield tts_pb2.SynthesizeResponse(done=tts_pb2.SynthesisDone(
-                total_samples=self.offset, segments=self.segments, provider=self._current[0],
+                total_samples=self.offset, segments=self.segments, provider=provider,
                 spoken_text=" ".join(self.spoken)))
         finally:
             reader.cancel()

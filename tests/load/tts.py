@@ -31,6 +31,7 @@ BENCH = [
     ["--streams", "1", "--seconds", "20", "--provider", "offline"],
     ["--streams", "8", "--seconds", "30", "--provider", "offline"],
     ["--streams", "16", "--seconds", "30", "--provider", "offline"],
+    ["--streams", "32", "--seconds", "30", "--provider", "offline"],
     ["--streams", "8", "--seconds", "30", "--provider", "cartesia-fake"],
 ]
 

@@ -122,7 +122,7 @@ async def test_cancel_mid_stream_cancels_the_context(tts_server) -> None:
 
 async def test_breaker_skips_a_failing_cartesia(tts_server) -> None:
     async with FakeCartesia(api_key="right") as fake:
-        env = {**fake.env(), "CARTESIA_API_KEY": "wrong", "TTS_BREAKER_FAILURES": "1"}
+        env = {**fake.env(), "CARTESIA_API_KEY": "wrong", "TTS_BREAKER_FAILURES": "1", "TTS_BREAKER_COOLDOWN_S": "0.3"}
         stub = await tts_server(**env)
         first = await collect(stub.Synthesize(request_stream(tts_pb2.TtsConfig(), ["Hello there."])))
         assert [e.kind for e in _events(first)] == [common_pb2.ProviderEvent.FALLBACK]
@@ -131,6 +131,11 @@ async def test_breaker_skips_a_failing_cartesia(tts_server) -> None:
         (event,) = _events(second)
         assert (event.kind, event.provider, event.from_provider) == (common_pb2.ProviderEvent.BREAKER_OPEN, "offline", "cartesia")
         assert done_of(second).provider == "offline" and fake.connections == 0
+        await asyncio.sleep(0.35)  # cool-down over: the next stream that speaks is the trial
+        silent = await collect(stub.Synthesize(request_stream(tts_pb2.TtsConfig(), [])))
+        assert not _events(silent) and done_of(silent).segments == 0
+        third = await collect(stub.Synthesize(request_stream(tts_pb2.TtsConfig(), ["Third time."])))
+        assert [e.kind for e in _events(third)] == [common_pb2.ProviderEvent.FALLBACK]  # tried, failed again
 
 
 async def test_offline_requested_explicitly_skips_cartesia(tts_server, fake) -> None:
