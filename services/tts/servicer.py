@@ -1,0 +1,80 @@
+"""Tts.Synthesize: validate the config, then stream through a Synthesis."""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from interview.v1 import tts_pb2, tts_pb2_grpc
+from services.common import logs
+from services.common.fallback import ProviderChain
+from services.tts.config import SUPPORTED_RATES
+from services.tts.offline import OfflineProvider
+from services.tts.providers import Provider, Utterance
+from services.tts.synthesis import Limits, Synthesis, TtsError
+
+log = logging.getLogger("tts.servicer")
+SPEED_RANGE = (0.6, 1.5)
+
+
+class TtsServicer(tts_pb2_grpc.TtsServicer):
+    def __init__(self, chain: ProviderChain[Provider], offline: OfflineProvider, limits: Limits,
+                 default_rate: int = 24000):
+        self.chain = chain
+        self.offline = offline
+        self.limits = limits
+        self.default_rate = default_rate
+
+    def check(self, cfg: tts_pb2.TtsConfig) -> tuple[Utterance, str | None]:
+        """A validated Utterance and the provider to start from, or TtsError(INVALID_ARGUMENT)."""
+        bad = grpc.StatusCode.INVALID_ARGUMENT
+        names = self.chain.names
+        if cfg.provider and cfg.provider not in ("cartesia", "offline"):
+            raise TtsError(bad, f"unknown provider {cfg.provider!r}: use '' (the server's chain), 'cartesia' or 'offline'")
+        if cfg.provider and cfg.provider not in names:
+            raise TtsError(bad, f"provider {cfg.provider!r} is not configured on this server "
+                                f"(available: {', '.join(names)}); use '' for the server's chain")
+        rate = cfg.sample_rate_hz or self.default_rate
+        if rate not in SUPPORTED_RATES:
+            raise TtsError(bad, f"unsupported sample_rate_hz {cfg.sample_rate_hz}: use one of "
+                                f"{', '.join(map(str, SUPPORTED_RATES))} (0 = {self.default_rate})")
+        speed = cfg.speed or 1.0
+        if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
+            raise TtsError(bad, f"speed {cfg.speed} is out of range: use {SPEED_RANGE[0]}..{SPEED_RANGE[1]} (0 = normal)")
+        start = cfg.provider or None
+        first = start or names[0]
+        if cfg.voice and not self.offline.has_voice(cfg.voice) and (first == "offline" or "cartesia" not in names):
+            raise TtsError(bad, f"unknown voice {cfg.voice!r}: the offline voices are "
+                                f"{', '.join(self.offline.voices)}")
+        language = cfg.language or "en"
+        if first == "offline" and not self.offline.speaks(language):
+            raise TtsError(bad, f"language {language!r} is not available offline; use an espeak-ng language "
+                                "code such as en, fr, de, es")
+        return Utterance(rate=rate, voice=cfg.voice, language=language, speed=speed,
+                         generation_id=cfg.generation_id), start
+
+    async def Synthesize(self, request_iterator: AsyncIterator[tts_pb2.SynthesizeRequest],
+                         context: grpc.aio.ServicerContext) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "empty stream: send a config first, then text, then end")
+        if first.WhichOneof("msg") != "config":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "the first message must be a config (provider, voice, sample rate)")
+        try:
+            utterance, start = self.check(first.config)
+        except TtsError as exc:
+            await context.abort(exc.code, exc.message)
+        # Bound for the rest of this handler's task (each call has its own contextvars copy). A
+        # `with` block cannot be used across yields: when grpc cancels a call, it finalizes the
+        # suspended generator from another task, where resetting the token raises ValueError.
+        logs.bind(generation_id=utterance.generation_id).__enter__()
+        try:
+            async for response in Synthesis(self.chain, utterance, self.limits, start).run(requests):
+                yield response
+        except TtsError as exc:
+            log.info("stream rejected", extra={"code": exc.code.name, "reason": exc.message})
+            await context.abort(exc.code, exc.message)
