@@ -45,12 +45,20 @@ def redact(text: str) -> str:
 
 @contextlib.contextmanager
 def bind(**ids: str) -> Iterator[None]:
-    """Attach ids (interview_id=..., session_id=...) to every log line in this context."""
-    token = _context.set({**_context.get(), **{k: str(v) for k, v in ids.items() if v}})
+    """Attach ids (interview_id=..., session_id=...) to every log line in this context.
+
+    Safe across `yield` in async-generator handlers: grpc may finalise a cancelled generator
+    from another task, where the token cannot be reset; the previous ids are restored instead.
+    """
+    previous = _context.get()
+    token = _context.set({**previous, **{k: str(v) for k, v in ids.items() if v}})
     try:
         yield
     finally:
-        _context.reset(token)
+        try:
+            _context.reset(token)
+        except ValueError:  # finalised in a different context
+            _context.set(previous)
 
 
 def bound() -> dict[str, str]:

@@ -68,13 +68,10 @@ class TtsServicer(tts_pb2_grpc.TtsServicer):
             utterance, start = self.check(first.config)
         except TtsError as exc:
             await context.abort(exc.code, exc.message)
-        # Bound for the rest of this handler's task (each call has its own contextvars copy). A
-        # `with` block cannot be used across yields: when grpc cancels a call, it finalizes the
-        # suspended generator from another task, where resetting the token raises ValueError.
-        logs.bind(generation_id=utterance.generation_id).__enter__()
-        try:
-            async for response in Synthesis(self.chain, utterance, self.limits, start).run(requests):
-                yield response
-        except TtsError as exc:
-            log.info("stream rejected", extra={"code": exc.code.name, "reason": exc.message})
-            await context.abort(exc.code, exc.message)
+        with logs.bind(generation_id=utterance.generation_id):
+            try:
+                async for response in Synthesis(self.chain, utterance, self.limits, start).run(requests):
+                    yield response
+            except TtsError as exc:
+                log.info("stream rejected", extra={"code": exc.code.name, "reason": exc.message})
+                await context.abort(exc.code, exc.message)

@@ -47,3 +47,17 @@ def test_exceptions_are_logged_as_one_line():
         logging.getLogger("t").exception("failed")
     lines = buf.getvalue().splitlines()
     assert len(lines) == 1 and "ValueError: boom" in json.loads(lines[0])["exc"]
+
+
+async def test_bind_survives_a_generator_finalised_in_another_task():
+    import asyncio
+
+    async def handler():
+        with logs.bind(stream_id="s1"):
+            yield logs.bound()
+            yield logs.bound()
+
+    gen = handler()
+    assert (await gen.__anext__())["stream_id"] == "s1"
+    # grpc finalises a cancelled handler from another task (another context): no ValueError
+    await asyncio.create_task(gen.aclose())
