@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.vad.model import SileroModel, StreamState
+from services.vad.model import STATE_SHAPE, SileroModel, StreamState
 
 log = logging.getLogger("vad.batcher")
 
@@ -123,17 +123,26 @@ class Batcher:
 
     def _run(self, jobs: list[_Job]) -> list[float]:
         """Worker thread: one model call per sample rate present (almost always exactly one)."""
-        probs: list[float] = [0.0] * len(jobs)
-        rates = {job.stream.rate for job in jobs}
-        for rate in rates:
-            idx = [i for i, job in enumerate(jobs) if job.stream.rate == rate]
-            group = [jobs[i] for i in idx]
-            inputs = np.stack([job.stream.model_input(job.window) for job in group])
-            states = np.stack([job.stream.state for job in group], axis=1)
-            out, new_states = self.model.run(rate, inputs, states)
-            ctx = len(group[0].stream.context)
-            for row, (i, job) in enumerate(zip(idx, group)):
-                job.stream.state = new_states[:, row, :]
-                job.stream.context = inputs[row, -ctx:]
-                probs[i] = float(out[row])
-        return probs
+        if all(job.stream.rate == jobs[0].stream.rate for job in jobs):
+            return self._run_rate(jobs)
+        probs: dict[int, float] = {}
+        for rate in {job.stream.rate for job in jobs}:
+            group = [job for job in jobs if job.stream.rate == rate]
+            probs.update(zip(map(id, group), self._run_rate(group)))
+        return [probs[id(job)] for job in jobs]
+
+    def _run_rate(self, jobs: list[_Job]) -> list[float]:
+        first = jobs[0].stream
+        rate, ctx, win = first.rate, len(first.context), len(jobs[0].window)
+        inputs = np.empty((len(jobs), ctx + win), dtype=np.float32)
+        states = np.empty((2, len(jobs), STATE_SHAPE[1]), dtype=np.float32)
+        for row, job in enumerate(jobs):
+            inputs[row, :ctx] = job.stream.context
+            inputs[row, ctx:] = job.window
+            states[:, row] = job.stream.state
+        inputs[:, ctx:] *= 1.0 / 32768.0  # the scaling StreamState.model_input applies
+        out, new_states = self.model.run(rate, inputs, states)
+        for row, job in enumerate(jobs):
+            job.stream.state = new_states[:, row]
+            job.stream.context = inputs[row, -ctx:]
+        return out.tolist()

@@ -55,6 +55,7 @@ class DetectStream:
         self.emit_probabilities = config.emit_probabilities
         self.model = StreamState(rate)
         self.rebuffer = Rebuffer(WINDOWS[rate][0])
+        self.next_offset = 0  # end of the audio received so far
         self.detector = Detector(rate, params)
 
     def windows(self, chunk: common_pb2.AudioChunk) -> list[Window]:
@@ -63,14 +64,17 @@ class DetectStream:
         except ValueError:
             raise BadRequest(f"audio chunk at offset {chunk.offset_samples} has {len(chunk.pcm)} bytes: "
                              "PCM s16le needs an even number of bytes (2 per sample)") from None
-        expected = self.rebuffer.next_offset or 0
-        if chunk.offset_samples < expected:
-            raise BadRequest(f"audio chunk offset_samples={chunk.offset_samples} goes back before the end of the "
-                             f"previous audio ({expected}); offsets are positions on the stream timeline and "
+        offset, size = chunk.offset_samples, self.rebuffer.size
+        if offset < self.next_offset:
+            raise BadRequest(f"audio chunk offset_samples={offset} goes back before the end of the "
+                             f"previous audio ({self.next_offset}); offsets are positions on the stream timeline and "
                              "must not decrease (gaps are allowed)")
-        if not len(samples):
-            return []
-        return self.rebuffer.push(samples, chunk.offset_samples)
+        self.next_offset = offset + len(samples)
+        if self.rebuffer.pending == 0 and len(samples) % size == 0:
+            # Fast path for window-aligned chunks (the default 32 ms): nothing to re-buffer. Skipping
+            # the Rebuffer is safe: with an empty buffer, its next push only restarts at that offset.
+            return [Window(samples[i:i + size], offset + i) for i in range(0, len(samples), size)]
+        return self.rebuffer.push(samples, offset)
 
     def decide(self, window: Window, probability: float, trace: common_pb2.TraceContext) -> list[vad_pb2.DetectResponse]:
         end = window.offset + self.rebuffer.size
@@ -89,10 +93,8 @@ class DetectStream:
                 code=grpc.StatusCode.INVALID_ARGUMENT.value[0], field=exc.field,
                 message=f"params update rejected, previous params stay in effect: {exc}"))
         self.detector.set_params(params)
-        next_offset = self.rebuffer.next_offset
-        effective = 0 if next_offset is None else next_offset - self.rebuffer.pending
         return vad_pb2.DetectResponse(params_applied=vad_pb2.VadParamsApplied(
-            params=params_to_proto(params), effective_from_samples=effective))
+            params=params_to_proto(params), effective_from_samples=self.next_offset - self.rebuffer.pending))
 
     def finish(self) -> list[vad_pb2.DetectResponse]:
         return [self._event(ev, None) for ev in self.detector.finish()]
