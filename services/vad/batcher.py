@@ -63,6 +63,8 @@ class Batcher:
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the VAD is shutting down"))
         self._executor.shutdown(wait=True)
+        log.info("batcher stopped", extra={"windows": self.windows, "batches": self.batches,
+                                           "mean_batch": round(self.windows / max(1, self.batches), 1)})
 
     def stream_opened(self) -> None:
         self.open_streams += 1

@@ -108,3 +108,17 @@ def test_cli_rejects_bad_arguments_readably():
     out = subprocess.run([sys.executable, "-m", "services.vad", "segments", str(PHONE), "--threshold", "2"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "activation_threshold=2 is out of range" in out.stderr
+
+
+async def test_a_gap_in_the_audio_keeps_offsets_on_the_callers_timeline(channel):
+    """Gated audio: windows never straddle a gap, and events after it carry timeline offsets."""
+    first, second = load("goforward_16k.wav"), load("forever_16k.wav")
+    gap_at = 16000 * 100  # the second clip is sent as if it came 100 s into the stream
+    reqs = requests(first, chunk=300)
+    reqs += requests(second, chunk=300)[1:]  # no second config
+    for r in reqs[len(requests(first, chunk=300)):]:
+        r.audio.offset_samples += gap_at
+    result = await detect(channel, reqs)
+    offsets = [e.offset_samples for e in result.events]
+    assert len(offsets) == 4 and offsets == sorted(offsets)
+    assert offsets[1] <= len(first) and offsets[2] >= gap_at  # one utterance per clip, nothing in the gap
