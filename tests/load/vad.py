@@ -30,9 +30,12 @@ from tests.support.procs import ServiceProcess
 WINDOW = 512  # 16 kHz
 
 # What `make bench` runs (recorded in docs/benchmarks.md).
+PIN = ["--pin-cpu", "1", "--pin-driver", "0"]  # service on one core, the sender on the other
 BENCH = [
-    ["--streams", "200", "--seconds", "30", "--chunk-ms", "32", "--pin-cpu", "1"],
-    ["--streams", "200", "--seconds", "30", "--chunk-ms", "64", "--pin-cpu", "1"],
+    ["--streams", "200", "--seconds", "30", "--chunk-ms", "32", *PIN],
+    ["--streams", "200", "--seconds", "30", "--chunk-ms", "64", *PIN],
+    ["--streams", "120", "--seconds", "30", "--chunk-ms", "32", "--baseline-streams", "0", *PIN],
+    ["--streams", "120", "--seconds", "30", "--chunk-ms", "64", "--baseline-streams", "0", *PIN],
 ]
 SOAK = [["--streams", "200", "--seconds", "300", "--chunk-ms", "32"]]
 
@@ -165,9 +168,13 @@ def main() -> None:
     p.add_argument("--probabilities", action="store_true", help="ask for per-window probabilities and measure "
                    "the latency of every window instead of only events")
     p.add_argument("--pin-cpu", type=int, default=None, help="pin the service process to this CPU (one core)")
+    p.add_argument("--pin-driver", type=int, default=None, help="pin this driver (and its baseline) to this CPU")
     p.add_argument("--baseline-streams", type=int, default=50,
                    help="streams in the per-session in-process Silero baseline (0: skip)")
-    emit(asyncio.run(main_async(p.parse_args())))
+    args = p.parse_args()
+    if args.pin_driver is not None:
+        os.sched_setaffinity(0, {args.pin_driver})  # before any thread starts: they inherit it
+    emit(asyncio.run(main_async(args)))
 
 
 if __name__ == "__main__":

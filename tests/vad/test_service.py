@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 
@@ -122,3 +123,10 @@ async def test_a_gap_in_the_audio_keeps_offsets_on_the_callers_timeline(channel)
     offsets = [e.offset_samples for e in result.events]
     assert len(offsets) == 4 and offsets == sorted(offsets)
     assert offsets[1] <= len(first) and offsets[2] >= gap_at  # one utterance per clip, nothing in the gap
+
+
+def test_contradictory_default_thresholds_stop_the_service_at_start_up():
+    env = {**os.environ, "VAD_DEACTIVATION_THRESHOLD": "0.9", "VAD_PORT": "0", "OTEL_SDK_DISABLED": "true"}
+    out = subprocess.run([sys.executable, "-m", "services.vad"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "VAD_DEACTIVATION_THRESHOLD: deactivation_threshold=0.9 is above activation_threshold=0.5" in out.stderr
