@@ -24,6 +24,10 @@ from services.vad.model import STATE_SHAPE, SileroModel, StreamState
 log = logging.getLogger("vad.batcher")
 
 
+class InferenceUnavailable(RuntimeError):
+    """A window could not be scored: the batcher is shutting down or the model call failed."""
+
+
 @dataclass
 class _Job:
     stream: StreamState
@@ -61,7 +65,7 @@ class Batcher:
         while self._pending:
             job = self._pending.popleft()
             if not job.future.done():
-                job.future.set_exception(RuntimeError("the VAD is shutting down"))
+                job.future.set_exception(InferenceUnavailable("the VAD is shutting down"))
         self._executor.shutdown(wait=True)
         log.info("batcher stopped", extra={"windows": self.windows, "batches": self.batches,
                                            "mean_batch": round(self.windows / max(1, self.batches), 1)})
@@ -77,7 +81,7 @@ class Batcher:
 
         One window per stream at a time: the caller awaits each before submitting the next."""
         if self._task is None:
-            raise RuntimeError("batcher not started")
+            raise InferenceUnavailable("the VAD is not running (batcher not started or already closed)")
         await self._space.acquire()
         loop = asyncio.get_running_loop()
         job = _Job(stream, window, loop.create_future(), loop.time())
@@ -115,7 +119,7 @@ class Batcher:
                 log.exception("inference failed", extra={"batch": len(jobs)})
                 for job in jobs:
                     if not job.future.done():
-                        job.future.set_exception(RuntimeError(f"VAD inference failed: {exc}"))
+                        job.future.set_exception(InferenceUnavailable(f"VAD inference failed: {exc}"))
                 continue
             self.batches += 1
             self.windows += len(jobs)

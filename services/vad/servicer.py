@@ -16,7 +16,7 @@ from interview.v1 import common_pb2, vad_pb2, vad_pb2_grpc
 from services.common import logs
 from services.common.audio import Rebuffer, Window, pcm_to_int16
 from services.common.clock import Clock, RealClock
-from services.vad.batcher import Batcher
+from services.vad.batcher import Batcher, InferenceUnavailable
 from services.vad.detector import Detector, Event, Kind, Params, ParamsError
 from services.vad.idle import IdleTimeout, guard_idle
 from services.vad.model import WINDOWS, StreamState
@@ -145,6 +145,8 @@ class VadServicer(vad_pb2_grpc.VadServicer):
                     yield resp
         except BadRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except InferenceUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry on another instance")
         except IdleTimeout as exc:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                                 f"{exc}: idle VAD streams are closed to free their slot; open a new stream")

@@ -83,3 +83,40 @@ async def test_a_full_queue_slows_submitters_down_without_losing_windows(batcher
 
     results = await asyncio.gather(*(stream(c) for c in clips))
     assert all(r == results[0] for r in results) and batcher.windows == 120
+
+
+async def test_a_closed_batcher_refuses_windows_with_a_clear_error(batcher_factory):
+    from services.vad.batcher import InferenceUnavailable
+
+    batcher = await batcher_factory()
+    await batcher.close()
+    with pytest.raises(InferenceUnavailable, match="not running"):
+        await batcher.infer(StreamState(16000), np.zeros(512, np.int16))
+
+
+class _FailsOnce(SileroModel):
+    """Unit-level edge case: the real model, except that its first call after warm-up fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def run(self, rate, inputs, states):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("simulated onnxruntime error")
+        return super().run(rate, inputs, states)
+
+
+async def test_a_failed_model_call_fails_only_its_windows_and_the_batcher_goes_on():
+    from services.vad.batcher import InferenceUnavailable
+
+    batcher = Batcher(_FailsOnce())
+    await batcher.start()
+    try:
+        window = load("goforward_16k.wav")[8000:8512]
+        with pytest.raises(InferenceUnavailable, match="simulated onnxruntime error"):
+            await batcher.infer(StreamState(16000), window)
+        assert await batcher.infer(StreamState(16000), window) == _model.step(StreamState(16000), window)
+    finally:
+        await batcher.close()
