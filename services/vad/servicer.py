@@ -144,6 +144,7 @@ class VadServicer(vad_pb2_grpc.VadServicer):
                 for resp in stream.finish():
                     yield resp
         except BadRequest as exc:
+            log.warning("stream rejected", extra={"reason": str(exc)})
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except InferenceUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry on another instance")
