@@ -3,9 +3,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.common.config import env
 from services.common.server import ServerSettings
+from services.vad.detector import LIMITS, Params
+
+_D = Params()
+
+
+def _limit(name: str) -> dict[str, float]:
+    return {"min": LIMITS[name].low, "max": LIMITS[name].high}
 
 
 @dataclass(frozen=True)
 class VadConfig:
     server: ServerSettings
+    max_batch: int = env(64, min=1, max=1024, help="most windows (from different streams) in one ONNX call")
+    batch_wait_ms: float = env(5.0, min=0, max=5, help="longest a window waits for others to join its batch")
+    max_pending_windows: int = env(4096, min=1, help="windows queued for inference before streams are slowed down")
+    idle_timeout_s: float = env(300.0, min=1, help="a stream with no message for this long ends (DEADLINE_EXCEEDED)")
+    # Defaults for params a stream does not set (see services/vad/README.md).
+    activation_threshold: float = env(_D.activation_threshold, **_limit("activation_threshold"),
+                                      help="default: probability at or above which speech starts")
+    deactivation_threshold: float = env(_D.deactivation_threshold, **_limit("deactivation_threshold"),
+                                        help="default: probability below which silence counts")
+    min_speech_ms: int = env(_D.min_speech_ms, **_limit("min_speech_ms"), help="default: shortest utterance")
+    min_silence_ms: int = env(_D.min_silence_ms, **_limit("min_silence_ms"),
+                              help="default: silence that ends an utterance")
+    speech_pad_ms: int = env(_D.speech_pad_ms, **_limit("speech_pad_ms"), help="default: padding around offsets")
+
+    def default_params(self) -> Params:
+        """Raises ParamsError when the thresholds contradict each other."""
+        params = Params(self.activation_threshold, self.deactivation_threshold, self.min_speech_ms,
+                        self.min_silence_ms, self.speech_pad_ms)
+        params.validate()
+        return params
