@@ -65,10 +65,19 @@ class Rebuffer:
     def push(self, samples: np.ndarray, offset: int | None = None) -> list[Window]:
         if offset is None:
             offset = self.next_offset or 0
+        samples = samples.astype(np.int16, copy=False)
+        if not len(self._buf):
+            # Fast path (the common case of window-aligned chunks): windows are views of the
+            # chunk, no concatenation; an empty buffer simply restarts at this offset.
+            n = len(samples) // self.size
+            windows = [Window(samples[i * self.size:(i + 1) * self.size], offset + i * self.size) for i in range(n)]
+            self._buf = samples[n * self.size:].copy()
+            self._start = offset + n * self.size
+            return windows
         if self._start is None or offset != self._start + len(self._buf):
             self._buf = np.zeros(0, dtype=np.int16)
             self._start = offset
-        self._buf = np.concatenate([self._buf, samples.astype(np.int16, copy=False)])
+        self._buf = np.concatenate([self._buf, samples])
         out: list[Window] = []
         n = len(self._buf) // self.size
         for i in range(n):

@@ -64,16 +64,12 @@ class DetectStream:
         except ValueError:
             raise BadRequest(f"audio chunk at offset {chunk.offset_samples} has {len(chunk.pcm)} bytes: "
                              "PCM s16le needs an even number of bytes (2 per sample)") from None
-        offset, size = chunk.offset_samples, self.rebuffer.size
+        offset = chunk.offset_samples
         if offset < self.next_offset:
             raise BadRequest(f"audio chunk offset_samples={offset} goes back before the end of the "
                              f"previous audio ({self.next_offset}); offsets are positions on the stream timeline and "
                              "must not decrease (gaps are allowed)")
         self.next_offset = offset + len(samples)
-        if self.rebuffer.pending == 0 and len(samples) % size == 0:
-            # Fast path for window-aligned chunks (the default 32 ms): nothing to re-buffer. Skipping
-            # the Rebuffer is safe: with an empty buffer, its next push only restarts at that offset.
-            return [Window(samples[i:i + size], offset + i) for i in range(0, len(samples), size)]
         return self.rebuffer.push(samples, offset)
 
     def decide(self, window: Window, probability: float, trace: common_pb2.TraceContext) -> list[vad_pb2.DetectResponse]:
