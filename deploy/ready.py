@@ -23,7 +23,9 @@ def main(services: list[str]) -> int:
     if "media" in services:
         print(f"\n  Open http://127.0.0.1:{os.environ.get('MEDIA_PORT', '8080')}/ in a browser.")
     else:
-        print("\n  The candidate web page arrives with services/media; until then drive the API with grpcurl.")
+        print("\n  The candidate web page arrives with services/media (not built yet). Meanwhile, drive the API:")
+        print("    python -m services.orchestrator.cli create --template demo   # dev API key: .run/orchestrator-api-key")
+        print("    grpcurl -plaintext 127.0.0.1:50051 list")
     sys.stdout.flush()
     # Stay alive: honcho stops everything when any process exits.
     while True:
