@@ -96,7 +96,7 @@ class DeepgramSession:
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), 1.0)  # lets CloseStream go out
+            await asyncio.wait_for(asyncio.shield(self._task), 1.0)  # CloseStream, Metadata, close handshake
         except (asyncio.TimeoutError, Exception):
             pass
         self._task.cancel()

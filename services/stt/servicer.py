@@ -38,6 +38,7 @@ class SttServicer(stt_pb2_grpc.SttServicer):
         if self.deepgram is not None:
             providers.append(("deepgram", self._deepgram_session))
         providers.append(("offline", self._offline_session))
+        self._closing: set[asyncio.Task[None]] = set()  # streams whose providers are being closed
         self.chain: ProviderChain[SessionFactory] = ProviderChain(providers, cooldown_s=cfg.breaker_cooldown_s,
                                                                   clock=self.clock)
 
@@ -45,6 +46,7 @@ class SttServicer(stt_pb2_grpc.SttServicer):
         await self.pool.warm(self.cfg.offline_warm_decoders)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._closing, return_exceptions=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _offline_session(self, stream: RecognizeStream) -> OfflineSession:
@@ -113,8 +115,10 @@ class SttServicer(stt_pb2_grpc.SttServicer):
             log.info("stream rejected", extra={"code": exc.code.name, "reason": exc.message})
             await context.abort(exc.code, exc.message)
         finally:
-            if stream is not None:
-                await stream.close()
+            if stream is not None:  # provider teardown (CloseStream, socket close) must not delay the caller
+                task = asyncio.create_task(stream.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     async def _read(self, requests: AsyncIterator[stt_pb2.RecognizeRequest], stream: RecognizeStream,
                     out: asyncio.Queue[object]) -> None:

@@ -53,11 +53,13 @@ class _Pocketsphinx:
         from services.common.audio import Resampler
 
         self.decoder = self._idle.pop() if self._idle else Decoder(loglevel="FATAL")
+        self.cmn = "40,3,-1,0,0,0,0,0,0,0,0,0,0"  # pocketsphinx's initial value: same start every utterance
         self.resampler = Resampler(rate, 16000)
         self.open = False
 
     def feed(self, pcm: bytes) -> None:
         if not self.open:
+            self.decoder.set_cmn(self.cmn)
             self.decoder.start_utt()
             self.open = True
         samples = self.resampler.process(np.frombuffer(pcm, dtype="<i2"))

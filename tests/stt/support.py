@@ -1,6 +1,7 @@
 """Helpers for STT tests: an in-process stt server (real gRPC on loopback) and request scripts."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Iterable
@@ -41,6 +42,7 @@ def speech(name: str, rate: int = 16000) -> np.ndarray:
 class Stt:
     stub: stt_pb2_grpc.SttStub
     servicer: SttServicer
+    address: str
 
 
 @contextlib.asynccontextmanager
@@ -54,7 +56,7 @@ async def stt_server(env: dict[str, str] | None = None, clock: Clock | None = No
     port = await runtime.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Stt(stt_pb2_grpc.SttStub(channel), servicer)
+        yield Stt(stt_pb2_grpc.SttStub(channel), servicer, f"127.0.0.1:{port}")
     finally:
         await channel.close()
         await runtime.stop(0.5)
@@ -93,3 +95,22 @@ def answers(responses: list[stt_pb2.RecognizeResponse]) -> dict[str, stt_pb2.Stt
 
 def events(responses: list[stt_pb2.RecognizeResponse]) -> list[common_pb2.ProviderEvent]:
     return [r.provider_event for r in responses if r.WhichOneof("msg") == "provider_event"]
+
+
+async def status_of(stt: Stt, requests: Iterable[stt_pb2.RecognizeRequest], timeout: float = 60) -> grpc.RpcError:
+    """The status a stream ends with, seen by a sync client in a thread.
+
+    grpc.aio clients report INTERNAL ("Failed execute_batch") instead of the server's status when the
+    server ends a stream while the client is still writing (grpc/grpc#36066); the sync client reports
+    the real status, which is what these tests check.
+    """
+    def call() -> grpc.RpcError:
+        with grpc.insecure_channel(stt.address) as channel:
+            try:
+                for _ in stt_pb2_grpc.SttStub(channel).Recognize(iter(list(requests)), timeout=timeout):
+                    pass
+            except grpc.RpcError as exc:
+                return exc
+        raise AssertionError("the stream ended without an error status")
+
+    return await asyncio.get_running_loop().run_in_executor(None, call)
