@@ -46,3 +46,14 @@ def test_streaming_resampler_matches_one_shot():
 def test_read_wav_resamples():
     samples, rate = read_wav(FIXTURES / "goforward_16k.wav", rate=8000)
     assert rate == 8000 and abs(len(samples) - 0.5 * len(read_wav(FIXTURES / "goforward_16k.wav")[0])) <= 2
+
+
+def test_streaming_resampler_is_deterministic() -> None:
+    rng = np.random.default_rng(0)
+    signal = (rng.standard_normal(48000) * 3000).astype(np.int16)
+
+    def once() -> bytes:
+        r = Resampler(48000, 16000)
+        return b"".join(r.process(signal[i:i + 1536]).tobytes() for i in range(0, len(signal), 1536))
+
+    assert len({once() for _ in range(5)}) == 1
