@@ -50,14 +50,15 @@ class SttServicer(stt_pb2_grpc.SttServicer):
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _offline_session(self, stream: RecognizeStream) -> OfflineSession:
-        return OfflineSession(self.pool, stream.rate, stream.emitter("offline"), stream.config.interim_results,
-                              self.cfg.offline_interim_ms)
+        # Providers always produce interims, even when the caller wants none: a FINALIZE answered by
+        # deadline carries the latest one.
+        return OfflineSession(self.pool, stream.rate, stream.emitter("offline"), True, self.cfg.offline_interim_ms)
 
     def _deepgram_session(self, stream: RecognizeStream):  # type: ignore[no-untyped-def]
         assert self.deepgram is not None
         c = stream.config
         return self.deepgram.session(stream.rate, stream.emitter("deepgram"), language=c.language, model=c.model,
-                                     interim=c.interim_results, keywords=list(c.keywords))
+                                     interim=True, keywords=list(c.keywords))
 
     def _check_config(self, c: stt_pb2.SttConfig) -> str:
         """The provider the stream starts on, or StreamError saying what is wrong."""

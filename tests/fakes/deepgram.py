@@ -133,7 +133,7 @@ class FakeDeepgram:
         return f"ws://127.0.0.1:{self.port}"
 
     async def start(self) -> "FakeDeepgram":
-        self._server = await serve(self._handle, "127.0.0.1", 0, process_request=self._check)
+        self._server = await serve(self._handle, "127.0.0.1", 0, process_request=self._check, close_timeout=0.5)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

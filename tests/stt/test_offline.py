@@ -40,12 +40,15 @@ async def test_offsets_stay_on_the_callers_timeline_across_gaps() -> None:
 
 async def test_results_do_not_depend_on_earlier_utterances() -> None:
     go, forever = speech("goforward_16k.wav"), speech("forever_16k.wav")
-    async with stt_server() as stt:
+    script, offset = [cfg()], 0
+    for i in range(4):  # one decoder for everything: any state carried between utterances would show
+        script += [*audio(go, offset=offset), fin(f"go{i}"), *audio(forever, offset=offset + len(go)), fin(f"ever{i}")]
+        offset += len(go) + len(forever)
+    async with stt_server({"STT_OFFLINE_MAX_DECODERS": "1"}) as stt:
         fresh = answers(await run(stt.stub, [cfg(), *audio(forever), fin("a")]))["a"].text
-        after = answers(await run(stt.stub, [cfg(), *audio(go), fin("x"), *audio(forever, offset=len(go)),
-                                             fin("a")]))
-    assert after["a"].text == fresh
-    assert "forward" in after["x"].text
+        got = answers(await run(stt.stub, script))
+    assert {got[f"ever{i}"].text for i in range(4)} == {fresh}
+    assert len({got[f"go{i}"].text for i in range(4)}) == 1 and "forward" in got["go0"].text
 
 
 async def test_interim_results_are_rate_limited_and_grow() -> None:
@@ -87,3 +90,4 @@ async def test_decoders_are_pooled_not_loaded_per_stream() -> None:
         assert stt.servicer.pool.created <= 2
         assert stt.servicer.pool.in_use == 0
     assert all("forward" in answers(rs)["u"].text for rs in results)
+
