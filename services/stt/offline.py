@@ -46,7 +46,7 @@ def new_decoder() -> Any:
 def words_of(decoder: Any) -> list[tuple[str, float, float, float]]:
     """(word, start_s, end_s, probability) of the best path, fillers and silences left out."""
     out = []
-    for seg in decoder.seg():
+    for seg in decoder.seg() or ():  # None when nothing was recognised
         word = seg.word
         if word.startswith(("<", "[")) or word == "<sil>":
             continue
