@@ -1,7 +1,6 @@
 """Configuration of the stt service (env vars prefixed STT_; `python -m services.stt env` lists them)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from services.common.config import env
@@ -24,7 +23,8 @@ class SttConfig:
     offline_max_decoders: int = env(16, min=1, max=1024,
                                     help="pocketsphinx decoders (~90 MB each): utterances open at once across streams")
     offline_warm_decoders: int = env(1, min=0, max=1024, help="decoders loaded at start-up, so the first stream is not slow")
-    offline_threads: int = env(0, min=0, max=256, help="decoder threads; 0 = number of CPU cores")
+    offline_threads: int = env(2, min=1, max=256,
+                               help="decoder threads (pocketsphinx holds the GIL: more do not add cores)")
     offline_interim_ms: int = env(250, min=0, max=10_000, help="least time between two offline interim results")
     deepgram_api_key: str = env("", name="DEEPGRAM_API_KEY", secret=True, help="Deepgram API key; enables the deepgram provider")
     deepgram_url: str = env("wss://api.deepgram.com", help="Deepgram websocket base URL (a fake or a self-hosted endpoint in tests)")
@@ -37,10 +37,6 @@ class SttConfig:
     @property
     def backoff(self) -> Backoff:
         return Backoff(self.reconnect_initial_s, 2.0, self.reconnect_cap_s, self.reconnect_attempts)
-
-    @property
-    def threads(self) -> int:
-        return self.offline_threads or os.cpu_count() or 2
 
     def provider_for(self, requested: str) -> str:
         """The provider a stream starts on: its request, else the configured or implied default."""

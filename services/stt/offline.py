@@ -3,9 +3,10 @@
 pocketsphinx's Python API cannot share one loaded model between decoders and every decoder holds
 its own copy (~90 MB, ~0.5 s to load), so decoders are pooled per process: a stream borrows one
 for an utterance (first audio after a FINALIZE .. the next FINALIZE) and gives it back, so the
-model is loaded once per decoder slot, never per stream. `process_raw` releases the GIL (measured:
-a spinning Python thread keeps ~90 % of its speed while a decoder runs), so decoding runs in a
-thread pool sized to the cores.
+model is loaded once per decoder slot, never per stream. Decoding runs in a small thread pool, off
+the event loop. `process_raw` holds the GIL (measured: two threads decoding take twice the wall
+time of one, CPU = wall), so one process decodes on one core: scale offline STT with processes
+(one per core behind the round_robin channel), not threads.
 
 Feature state (cepstral mean normalisation) is reset to a fixed prior at every utterance start, so a
 result never depends on what the stream, or another stream using the same decoder, said before. The prior matters: pocketsphinx's default (40,3,-1,0,...)

@@ -29,7 +29,7 @@ class SttServicer(stt_pb2_grpc.SttServicer):
     def __init__(self, cfg: SttConfig, clock: Clock | None = None):
         self.cfg = cfg
         self.clock = clock or RealClock()
-        self.executor = ThreadPoolExecutor(cfg.threads, thread_name_prefix="stt-decoder")
+        self.executor = ThreadPoolExecutor(cfg.offline_threads, thread_name_prefix="stt-decoder")
         self.pool = DecoderPool(cfg.offline_max_decoders, self.executor)
         self.deepgram = (DeepgramProvider(cfg.deepgram_api_key, cfg.deepgram_url, cfg.deepgram_model,
                                           cfg.deepgram_keepalive_s, cfg.backoff, cfg.max_replay_s)

@@ -29,8 +29,8 @@ from tests.support.wer import corpus_wer
 
 BENCH = [
     ["--provider", "offline", "--streams", "1", "--seconds", "30"],
+    ["--provider", "offline", "--streams", "3", "--seconds", "30"],
     ["--provider", "offline", "--streams", "4", "--seconds", "30"],
-    ["--provider", "offline", "--streams", "8", "--seconds", "30"],
     ["--provider", "deepgram-fake", "--streams", "20", "--seconds", "30"],
 ]
 GAP_S = 1.0
