@@ -89,16 +89,21 @@ class Rebuffer:
 
 
 class Resampler:
-    """Streaming int16 resampler (soxr). Same rate in and out is a no-op."""
+    """Streaming int16 resampler (soxr). Same rate in and out is a no-op.
+
+    Works in float32 internally: soxr's int16 streams add random dither, so the same input gave
+    different output on every run (measured: 8 distinct results in 20 runs, 48 -> 16 kHz).
+    """
 
     def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ"):
         self.in_rate, self.out_rate = in_rate, out_rate
-        self._rs = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality=quality)
+        self._rs = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
 
     def process(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
         if self._rs is None:
             return samples.astype(np.int16, copy=False)
-        return self._rs.resample_chunk(samples.astype(np.int16, copy=False), last=last)
+        out = self._rs.resample_chunk(samples.astype(np.float32) / 32768.0, last=last)
+        return np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def resample(samples: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
