@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from services.common.audio import Resampler, resample
@@ -102,7 +102,7 @@ class ClientPeer:
         self.base_url, self.interview_id, self.source = base_url.rstrip("/"), interview_id, source
         self.token, self.credential = token, credential
         self.camera, self.screen, self.consent = camera, screen, consent or {}
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self.heard = Heard()
         self.events: list[dict[str, Any]] = []
         self.event_arrived = asyncio.Event()

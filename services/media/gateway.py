@@ -17,7 +17,7 @@ from typing import Any
 
 import aioice.ice
 from aiohttp import web
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from interview.v1 import common_pb2, session_pb2, session_pb2_grpc
 from services.common import logs
@@ -185,7 +185,8 @@ class Gateway:
     def _new_pc(self) -> RTCPeerConnection:
         servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
                    for s in ice_servers(self.cfg)]
-        return RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
+        # max-bundle: with aiortc's default (balanced) a second video track never delivers a frame
+        return RTCPeerConnection(RTCConfiguration(iceServers=servers or None, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
     def _forget(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
