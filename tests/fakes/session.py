@@ -38,7 +38,7 @@ def flite_speech(text: str, rate: int = AGENT_RATE) -> np.ndarray:
     """Real synthesized speech (flite), int16 mono at `rate`."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s.wav"
-        subprocess.run(["flite", "-t", text, "-o", str(path)], check=True, capture_output=True)
+        subprocess.run(["flite", "-voice", "kal16", "-t", text, "-o", str(path)], check=True, capture_output=True)
         samples, in_rate = read_wav(path)
     return resample(samples, in_rate, rate)
 
@@ -210,7 +210,7 @@ class FakeSession(session_pb2_grpc.SessionServicer):
                     if msg.mark.finished and msg.mark.generation_id == rec.playing:
                         rec.playing = ""
                         if msg.mark.generation_id == "greeting" and self.follow_up:
-                            self._speak(rec, "follow_up", self.follow_up)
+                            self._spawn(self._follow_up(rec))
                 elif kind == "consent":
                     rec.consents.append(msg.consent.consent)
                 elif kind == "leave":
@@ -220,6 +220,10 @@ class FakeSession(session_pb2_grpc.SessionServicer):
         finally:
             rec.ended_at = time.time()
             rec.out.put_nowait(None)
+
+    async def _follow_up(self, rec: Recorded) -> None:
+        await asyncio.sleep(1.0)  # a pause between the agent's turns
+        self._speak(rec, "follow_up", self.follow_up or "")
 
     async def _barge_in(self, rec: Recorded, gen: str) -> None:
         rec.sent[f"pause:{gen}"] = time.time()

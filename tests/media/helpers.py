@@ -45,3 +45,18 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0, step: floa
 
 def load_candidate() -> tuple[np.ndarray, int]:
     return read_wav(CANDIDATE_WAV)
+
+
+def first_utterance(samples: np.ndarray, rate: int, gap_s: float = 0.4, dbfs: float = -40.0) -> np.ndarray:
+    """From the first loud 20 ms window to the first silence of `gap_s` after it."""
+    win = rate // 50
+    n = len(samples) // win
+    rms = np.sqrt(np.mean(samples[:n * win].astype(np.float64).reshape(n, win) ** 2, axis=1))
+    loud = rms > 32768 * 10 ** (dbfs / 20)
+    first = int(np.argmax(loud))
+    quiet, need = 0, int(gap_s * 50)
+    for i in range(first, n):
+        quiet = 0 if loud[i] else quiet + 1
+        if quiet >= need:
+            return samples[first * win:(i + 1) * win]
+    return samples[first * win:]

@@ -36,7 +36,6 @@ async def test_agent_audio_stops_after_pause_and_nothing_of_the_cleared_generati
     # the played amount reported is what was heard, not what was sent
     mark = [m for m in rec.marks if m.generation_id == "greeting"][-1]
     assert not mark.finished and 0 < mark.samples_played < 24000 * 4
-    assert media.gateway.peers == {} or True
 
 
 @pytest.mark.parametrize("consent,expect", [({"camera": False, "screen": True}, {common_pb2.VIDEO_SOURCE_SCREEN}),

@@ -9,8 +9,8 @@ import numpy as np
 from interview.v1 import common_pb2
 from services.common.audio import resample
 from services.media.client import RATE, ClientPeer, WavTrack
-from tests.fakes.session import GREETING, FakeSession
-from tests.media.helpers import candidate_text, load_candidate, speech_span, transcribe, until
+from tests.fakes.session import GREETING, FakeSession, flite_speech
+from tests.media.helpers import candidate_text, first_utterance, load_candidate, speech_span, transcribe, until
 from tests.support.wer import wer
 
 
@@ -36,12 +36,11 @@ async def test_greeting_heard_and_candidate_audio_reaches_the_orchestrator(media
     finally:
         await client.hangup()
     heard = client.heard.signal()
-    start, end = speech_span(heard, RATE)
-    greeting_text = transcribe(heard[start:end], RATE)
+    greeting_text = transcribe(first_utterance(heard, RATE), RATE)
     assert wer(GREETING, greeting_text) <= 0.15, greeting_text
     said = transcribe(rec.candidate_audio(), 16000)
     assert wer(candidate_text(), said) <= 0.35, said
     await until(lambda: rec.ended.is_set(), timeout=5)
     assert rec.leave == "hangup"
     final = [m for m in rec.marks if m.generation_id == "greeting" and m.finished][0]
-    assert abs(final.samples_played - len(__import__("tests.fakes.session", fromlist=["x"]).flite_speech(GREETING))) < 24
+    assert abs(final.samples_played - len(flite_speech(GREETING))) < 24

@@ -57,7 +57,8 @@ async function connect() {
   const dc = pc.createDataChannel("events");
   state.dc = dc;
   dc.onmessage = (ev) => onEvent(JSON.parse(ev.data));
-  pc.ontrack = (ev) => { const el = $("remote"); el.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+  pc.ontrack = (ev) => { if ("jitterBufferTarget" in ev.receiver) ev.receiver.jitterBufferTarget = 0; // lowest playout delay
+                         const el = $("remote"); el.srcObject = ev.streams[0] || new MediaStream([ev.track]);
                          el.play().catch(() => {}); if (params.get("record") === "1") record(el.srcObject); };
   pc.onconnectionstatechange = () => onConnection(pc);
   await pc.setLocalDescription(await pc.createOffer());
