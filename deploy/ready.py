@@ -4,24 +4,49 @@ from __future__ import annotations
 import os
 import sys
 import time
+import urllib.request
 
 from services.common.channels import service_target
 from tests.support.procs import wait_for_health
+
+
+def wait_for_http(url: str, timeout: float = 120.0) -> None:
+    """media is HTTP (aiohttp), not gRPC: poll its /healthz."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} not healthy after {timeout}s")
+        time.sleep(0.1)
+
+
+def media_url() -> str:
+    return f"http://127.0.0.1:{os.environ.get('MEDIA_PORT', '8080')}"
 
 
 def main(services: list[str]) -> int:
     start = time.monotonic()
     for svc in services:
         if svc == "media":
-            continue  # HTTP; checked by its own page
-        wait_for_health(service_target(svc), timeout=120)
+            wait_for_http(f"{media_url()}/healthz")
+        else:
+            wait_for_health(service_target(svc), timeout=120)
     took = time.monotonic() - start
     print(f"all {len(services)} services SERVING after {took:.1f}s:")
     for svc in services:
         if svc != "media":
             print(f"  {svc:<13} grpc://{service_target(svc)}")
+        else:
+            print(f"  {svc:<13} {media_url()}/  (candidate page, WebRTC)")
     if "media" in services:
-        print(f"\n  Open http://127.0.0.1:{os.environ.get('MEDIA_PORT', '8080')}/ in a browser.")
+        print("\n  Create an interview and open the join link it prints in a browser:")
+        print("    python -m services.orchestrator.cli create --template demo   # dev API key: .run/orchestrator-api-key")
+        print(f"  (links look like {media_url()}/i/<interview id>#token=...)")
     else:
         print("\n  The candidate web page arrives with services/media (not built yet). Meanwhile, drive the API:")
         print("    python -m services.orchestrator.cli create --template demo   # dev API key: .run/orchestrator-api-key")

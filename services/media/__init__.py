@@ -1,0 +1,1 @@
+"""media: the WebRTC gateway between candidates' browsers and the orchestrator (issue 9)."""

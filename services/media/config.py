@@ -1,0 +1,39 @@
+"""Configuration of the media service (env vars prefixed MEDIA_; `python -m services.media env` lists them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.config import env
+from services.common.server import ServerSettings
+
+DEFAULT_HTTP_PORT = 8080
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    server: ServerSettings  # MEDIA_HOST, MEDIA_PORT (HTTP here; 0 = 8080), MEDIA_SHUTDOWN_GRACE_S, LOG_LEVEL
+    tls_cert: str = env("", help="PEM certificate file: serve HTTPS (browsers grant the mic off localhost only on HTTPS)")
+    tls_key: str = env("", help="PEM private key file for MEDIA_TLS_CERT")
+    ice_servers: tuple[str, ...] = env((), help="comma-separated STUN/TURN URLs given to browsers and used by media, "
+                                                "e.g. turn:turn.example.com:3478?transport=udp")
+    turn_username: str = env("", help="username for the TURN URLs in MEDIA_ICE_SERVERS")
+    turn_credential: str = env("", secret=True, help="credential for the TURN URLs in MEDIA_ICE_SERVERS")
+    ice_loopback_only: bool = env(False, help="test mode: offer only 127.0.0.1 host candidates (loopback-only hosts)")
+    ice_timeout_s: float = env(10.0, min=1, max=120, help="a peer whose ICE has not connected after this long is closed")
+    peer_idle_s: float = env(3.0, min=0.5, max=60, help="no inbound audio for this long = the browser is gone; close")
+    jitter_prefetch: int = env(1, min=0, max=8, help="20 ms packets aiortc's audio jitter buffer holds before "
+                                                    "playing out (aiortc's default 4 adds ~60 ms)")
+    playback_buffer_s: float = env(60.0, min=1, max=600, help="most agent audio queued per peer; beyond it, "
+                                                             "audio is dropped with a warning")
+    max_peers: int = env(200, min=1, help="concurrent peers before offers get 503")
+    video_fps: float = env(2.0, min=0.1, max=5, help="frames per second and source sent up (consent only)")
+    camera_max_px: int = env(720, min=64, max=4096, help="camera frames scaled to at most this on the long side")
+    screen_max_px: int = env(1280, min=64, max=4096, help="screen frames scaled to at most this on the long side")
+    camera_jpeg_quality: int = env(75, min=10, max=100, help="JPEG quality of camera frames")
+    screen_jpeg_quality: int = env(85, min=10, max=100, help="JPEG quality of screen frames")
+    reuse_port: bool = env(False, help="SO_REUSEPORT: run several media processes on one port (see README)")
+    join_timeout_s: float = env(5.0, min=0.5, max=60, help="how long the orchestrator may take to accept a join")
+
+    @property
+    def http_port(self) -> int:
+        return self.server.port or DEFAULT_HTTP_PORT

@@ -1,0 +1,201 @@
+"""Agent audio out: TTS PCM (any rate) -> 48 kHz packed stereo, paced 20 ms frames, silence when idle.
+
+Two-stage barge-in lives here: PAUSE holds playback and keeps the queue, RESUME continues where it
+stopped, CLEAR drops everything queued of a generation at once and remembers the id, so chunks of
+it that arrive later (already in flight from TTS) are discarded on arrival. Playback marks say how
+much of each generation was actually played (at the generation's own sample rate), which is what
+the orchestrator puts into the history.
+"""
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from interview.v1 import session_pb2
+from services.common.audio import Resampler, pcm_to_int16
+
+log = logging.getLogger("media.playback")
+
+OUT_RATE = 48000
+FRAME = 960  # 20 ms at 48 kHz: what aiortc's Opus encoder takes
+MARK_EVERY = OUT_RATE // 2  # a progress mark every 0.5 s of played audio
+_CLEARED_MEMORY = 256
+
+
+@dataclass
+class _Generation:
+    gen_id: str
+    rate: int
+    resampler: Resampler
+    played: int = 0      # 48 kHz samples played
+    queued: int = 0      # 48 kHz samples still queued
+    last_seen: bool = False
+    next_mark: int = MARK_EVERY
+
+    def played_at_own_rate(self) -> int:
+        return int(round(self.played * self.rate / OUT_RATE))
+
+
+class Playback:
+    """Queue + state machine of agent audio for one peer. Not thread-safe: event loop only."""
+
+    def __init__(self, max_seconds: float, on_mark: Callable[[session_pb2.PlaybackMark], None],
+                 on_speaking: Callable[[bool], None] = lambda _s: None,
+                 input_offset: Callable[[], int] = lambda: 0):
+        self.max_samples = int(max_seconds * OUT_RATE)
+        self._on_mark, self._on_speaking, self._input_offset = on_mark, on_speaking, input_offset
+        self._queue: deque[tuple[_Generation, np.ndarray]] = deque()
+        self._queued = 0
+        self._gens: dict[str, _Generation] = {}
+        self._cleared: OrderedDict[str, None] = OrderedDict()
+        self.paused = False
+        self.speaking = False
+        self.dropped_chunks = 0  # over the buffer cap
+        self.discarded_chunks = 0  # of cleared generations
+
+    @property
+    def queued_seconds(self) -> float:
+        return self._queued / OUT_RATE
+
+    def add(self, audio: session_pb2.AgentAudio) -> None:
+        """Queue one chunk; raises ValueError on a malformed chunk (odd bytes, bad rate)."""
+        gid = audio.generation_id
+        if gid in self._cleared:
+            self.discarded_chunks += 1
+            return
+        gen = self._gens.get(gid)
+        if gen is None:
+            rate = audio.sample_rate_hz or 24000
+            if not 8000 <= rate <= 96000:
+                raise ValueError(f"agent audio sample rate {rate} Hz is outside 8000..96000")
+            gen = self._gens[gid] = _Generation(gid, rate, Resampler(rate, OUT_RATE))
+        samples = gen.resampler.process(pcm_to_int16(audio.chunk.pcm), last=audio.last)
+        if audio.last:
+            gen.last_seen = True
+        if self._queued + len(samples) > self.max_samples:
+            self.dropped_chunks += 1
+            log.warning("playback buffer full: agent audio dropped",
+                        extra={"generation_id": gid, "queued_s": round(self.queued_seconds, 2)})
+            return
+        if len(samples):
+            self._queue.append((gen, samples))
+            self._queued += len(samples)
+            gen.queued += len(samples)
+        elif gen.last_seen and gen.queued == 0:
+            self._finish(gen)
+
+    def control(self, ctl: session_pb2.PlaybackControl) -> None:
+        if ctl.action == session_pb2.PLAYBACK_PAUSE:
+            if not self.paused:
+                self.paused = True
+                self._mark_current()
+                self._set_speaking(False)
+        elif ctl.action == session_pb2.PLAYBACK_RESUME:
+            self.paused = False
+        elif ctl.action == session_pb2.PLAYBACK_CLEAR:
+            self.clear(ctl.generation_id)
+
+    def clear(self, gen_id: str = "") -> None:
+        """Drop a generation (all of them when gen_id is empty) now and whatever of it arrives later."""
+        victims = [g for g in self._gens.values() if not gen_id or g.gen_id == gen_id]
+        if gen_id and not victims:
+            self._remember_cleared(gen_id)
+        ids = {g.gen_id for g in victims}
+        kept = deque(item for item in self._queue if item[0].gen_id not in ids)
+        self._queued = sum(len(s) for _g, s in kept)
+        self._queue = kept
+        for g in victims:
+            self._emit(g, finished=False)
+            self._remember_cleared(g.gen_id)
+            del self._gens[g.gen_id]
+        self.paused = False
+        self._set_speaking(False)
+
+    def _remember_cleared(self, gen_id: str) -> None:
+        self._cleared[gen_id] = None
+        while len(self._cleared) > _CLEARED_MEMORY:
+            self._cleared.popitem(last=False)
+
+    def next_frame(self) -> np.ndarray:
+        """The next 20 ms of mono 48 kHz audio: queued agent audio, or silence."""
+        out = np.zeros(FRAME, dtype=np.int16)
+        if self.paused or not self._queue:
+            self._set_speaking(False)
+            return out
+        filled = 0
+        while filled < FRAME and self._queue:
+            gen, samples = self._queue[0]
+            take = min(FRAME - filled, len(samples))
+            out[filled:filled + take] = samples[:take]
+            filled += take
+            gen.played += take
+            gen.queued -= take
+            self._queued -= take
+            if take == len(samples):
+                self._queue.popleft()
+            else:
+                self._queue[0] = (gen, samples[take:])
+            if gen.played >= gen.next_mark:
+                gen.next_mark += MARK_EVERY
+                self._emit(gen, finished=False)
+            if gen.queued == 0 and gen.last_seen:
+                self._finish(gen)
+        self._set_speaking(True)
+        return out
+
+    def _finish(self, gen: _Generation) -> None:
+        self._emit(gen, finished=True)
+        self._gens.pop(gen.gen_id, None)
+
+    def _mark_current(self) -> None:
+        if self._queue:
+            self._emit(self._queue[0][0], finished=False)
+
+    def _emit(self, gen: _Generation, finished: bool) -> None:
+        self._on_mark(session_pb2.PlaybackMark(generation_id=gen.gen_id, samples_played=gen.played_at_own_rate(),
+                                               finished=finished, input_offset_samples=self._input_offset()))
+
+    def _set_speaking(self, speaking: bool) -> None:
+        if speaking != self.speaking:
+            self.speaking = speaking
+            self._on_speaking(speaking)
+
+
+class AgentAudioTrack(MediaStreamTrack):
+    """The outbound WebRTC audio track: one 20 ms frame per recv(), paced on the wall clock."""
+
+    kind = "audio"
+
+    def __init__(self, playback: Playback):
+        super().__init__()
+        self.playback = playback
+        self._start: float | None = None
+        self._pts = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._pts += FRAME
+            wait = self._start + self._pts / OUT_RATE - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif wait < -0.2:  # the loop stalled: restart the clock instead of bursting to catch up
+                self._start = time.monotonic() - self._pts / OUT_RATE
+        mono = self.playback.next_frame()
+        frame = av.AudioFrame.from_ndarray(np.repeat(mono, 2).reshape(1, -1), format="s16", layout="stereo")
+        frame.sample_rate = OUT_RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, OUT_RATE)
+        return frame

@@ -1,0 +1,278 @@
+// The candidate page: join, consent, call controls, captions, reconnect. Plain JS module, no build.
+// The join token arrives in the URL fragment (never sent to a server, never in an access log); it
+// is posted once with the first offer. Reconnects use the session credential from that join.
+const $ = (id) => document.getElementById(id);
+const iid = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
+const params = new URLSearchParams(location.search);
+let token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+if (location.hash) history.replaceState(null, "", location.pathname + location.search); // token out of the URL bar
+let credential = sessionStorage.getItem(`cred:${iid}`) || "";
+const rawAudio = params.get("rawaudio") === "1"; // tests: exact audio (no echo cancellation etc.)
+const state = { pc: null, dc: null, mic: null, camera: null, screen: null, peerId: "", policy: null,
+                consent: null, ended: false, reconnecting: false, attempt: 0, connectedAt: 0, startedAt: 0 };
+window.__media = state;
+
+function status(text) { $("status").textContent = text; }
+function error(text) { const e = $("error"); e.textContent = text; e.hidden = !text; }
+function show(section) { for (const s of ["join", "call", "ended"]) $(s).hidden = s !== section; }
+
+async function getMic() {
+  if (state.mic) return state.mic;
+  try {
+    state.mic = await navigator.mediaDevices.getUserMedia({ audio: rawAudio
+      ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false }
+      : { echoCancellation: true, noiseSuppression: true, autoGainControl: true } });
+  } catch (e) {
+    error(e.name === "NotAllowedError"
+      ? "Microphone access was denied. Allow the microphone for this site in your browser's settings, then reload the page."
+      : e.name === "NotFoundError" ? "No microphone was found. Connect one and reload the page."
+      : `The microphone could not be started (${e.name}).`);
+    throw e;
+  }
+  return state.mic;
+}
+
+async function micCheck() {
+  const stream = await getMic();
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  ctx.createMediaStreamSource(stream).connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  const tick = () => {
+    analyser.getFloatTimeDomainData(buf);
+    $("level").value = Math.min(1, Math.sqrt(buf.reduce((a, v) => a + v * v, 0) / buf.length) * 4);
+    if (!$("join").hidden) requestAnimationFrame(tick); else ctx.close();
+  };
+  tick();
+}
+
+async function connect() {
+  const config = await (await fetch("/config.json")).json();
+  const pc = new RTCPeerConnection({ iceServers: config.iceServers, bundlePolicy: "max-bundle" });
+  state.pc = pc;
+  const mic = await getMic();
+  pc.addTransceiver(mic.getAudioTracks()[0], { direction: "sendrecv", streams: [mic] });
+  state.cameraSender = pc.addTransceiver("video", { direction: "sendonly" }).sender;
+  state.screenSender = pc.addTransceiver("video", { direction: "sendonly" }).sender;
+  const dc = pc.createDataChannel("events");
+  state.dc = dc;
+  dc.onmessage = (ev) => onEvent(JSON.parse(ev.data));
+  pc.ontrack = (ev) => { if ("jitterBufferTarget" in ev.receiver) ev.receiver.jitterBufferTarget = 0; // lowest playout delay
+                         const el = $("remote"); el.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+                         el.play().catch(() => {}); if (params.get("record") === "1") record(el.srcObject); };
+  pc.onconnectionstatechange = () => onConnection(pc);
+  await pc.setLocalDescription(await pc.createOffer());
+  await gathered(pc);
+  const body = { type: "offer", sdp: pc.localDescription.sdp, client_info: navigator.userAgent,
+                 consent: state.consent || {} };
+  if (credential) body.credential = credential; else body.token = token;
+  state.startedAt = Date.now();
+  const resp = await fetch(`/i/${encodeURIComponent(iid)}/offer`, { method: "POST",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  const reply = await resp.json().catch(() => ({ error: "The server sent an unreadable answer." }));
+  if (!resp.ok) { pc.close(); const err = new Error(reply.error); err.status = resp.status; throw err; }
+  token = ""; // used once
+  saveCredential(reply.credential);
+  state.peerId = reply.peer_id;
+  await pc.setRemoteDescription({ type: reply.type, sdp: reply.sdp });
+}
+
+function gathered(pc) { // non-trickle: wait for every candidate (bounded)
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, 3000);
+  });
+}
+
+function saveCredential(c) { if (c) { credential = c; sessionStorage.setItem(`cred:${iid}`, c); } }
+
+function onConnection(pc) {
+  if (pc !== state.pc || state.ended) return;
+  if (pc.connectionState === "connected") {
+    state.connectedAt = Date.now(); state.attempt = 0; state.reconnecting = false;
+    status("Connected. The interviewer will speak first."); error("");
+  } else if (pc.connectionState === "failed" || pc.connectionState === "disconnected") {
+    setTimeout(() => { if (pc === state.pc && pc.connectionState !== "connected") reconnect(); },
+               pc.connectionState === "failed" ? 0 : 2000);
+  }
+}
+
+async function reconnect() {
+  if (state.reconnecting || state.ended) return;
+  state.reconnecting = true;
+  while (!state.ended) {
+    state.attempt += 1;
+    status(`Connection lost. Reconnecting (attempt ${state.attempt})…`);
+    try { state.pc && state.pc.close(); } catch (e) { /* already closed */ }
+    try { await connect(); status("Reconnected."); state.reconnecting = false; restoreVideo(); return; }
+    catch (e) {
+      if ([401, 403, 404, 410].includes(e.status)) { fail(e); return; }
+      await new Promise((r) => setTimeout(r, Math.min(10000, 1000 * 2 ** (state.attempt - 1))));
+    }
+  }
+}
+
+function restoreVideo() {
+  if (state.camera) state.cameraSender.replaceTrack(state.camera.getVideoTracks()[0]);
+  if (state.screen) state.screenSender.replaceTrack(state.screen.getVideoTracks()[0]);
+  if (state.consent) send({ type: "consent", ...state.consent });
+}
+
+function onEvent(ev) {
+  switch (ev.type) {
+    case "policy": state.policy = ev; if (!state.consent && (ev.camera || ev.screen)) askConsent(ev); break;
+    case "state":
+      $("phase").hidden = !ev.phase; $("phase-title").textContent = ev.phase || "";
+      $("mode").textContent = ev.mode === "coding" ? "Coding (the interviewer stays quiet)" : "Conversation";
+      break;
+    case "speaking": $("speaking").hidden = !ev.value; break;
+    case "caption": caption(ev); break;
+    case "credential": saveCredential(ev.credential); break;
+    case "error": status(ev.message); break;
+    case "end": finish(ev.reason); break;
+  }
+}
+
+function caption(ev) {
+  const list = $("captions");
+  let li = list.lastElementChild;
+  if (!li || !li.classList.contains("interim") || li.dataset.role !== ev.role) {
+    li = document.createElement("li"); li.dataset.role = ev.role; list.append(li);
+  }
+  li.className = ev.final ? "" : "interim";
+  li.innerHTML = "";
+  const who = document.createElement("span"); who.className = "who";
+  who.textContent = ev.role === "agent" ? "Interviewer:" : "You:";
+  li.append(who, document.createTextNode(ev.text));
+  list.scrollTop = list.scrollHeight;
+}
+
+function askConsent(policy) {
+  const names = [policy.camera && "camera", policy.screen && "shared screen"].filter(Boolean);
+  $("consent-sources").textContent = names.join(" and ");
+  $("consent").showModal();
+}
+
+function decideConsent(agree) {
+  const p = state.policy || {};
+  state.consent = { camera: agree && !!p.camera, screen: agree && !!p.screen };
+  send({ type: "consent", ...state.consent });
+  $("camera").hidden = !state.consent.camera;
+  $("screen").hidden = !state.consent.screen;
+  $("consent").close();
+  status(agree ? "Thank you. You can turn the camera and screen sharing on and off at any time." : "Voice only.");
+}
+
+function send(ev) { if (state.dc && state.dc.readyState === "open") state.dc.send(JSON.stringify(ev)); }
+
+async function toggleCamera() {
+  const btn = $("camera");
+  if (state.camera) {
+    state.camera.getTracks().forEach((t) => t.stop()); state.camera = null;
+    await state.cameraSender.replaceTrack(null);
+  } else {
+    try { state.camera = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 } }); }
+    catch (e) { error("Camera access was denied. You can continue with voice only."); return; }
+    await state.cameraSender.replaceTrack(state.camera.getVideoTracks()[0]);
+  }
+  btn.setAttribute("aria-pressed", String(!!state.camera));
+  btn.textContent = state.camera ? "Turn camera off" : "Turn camera on";
+  preview();
+}
+
+async function toggleScreen() {
+  if (state.screen) { stopScreen(); return; }
+  try { state.screen = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false }); }
+  catch (e) { error("Screen sharing was not started (permission denied or cancelled)."); return; }
+  const track = state.screen.getVideoTracks()[0];
+  track.onended = stopScreen;
+  await state.screenSender.replaceTrack(track);
+  $("screen").setAttribute("aria-pressed", "true"); $("screen").textContent = "Stop sharing";
+  preview();
+}
+
+async function stopScreen() {
+  if (!state.screen) return;
+  state.screen.getTracks().forEach((t) => t.stop()); state.screen = null;
+  await state.screenSender.replaceTrack(null);
+  $("screen").setAttribute("aria-pressed", "false"); $("screen").textContent = "Share screen";
+  preview();
+}
+
+function preview() {
+  const v = $("preview"); const s = state.screen || state.camera;
+  v.hidden = !s; v.srcObject = s || null; if (s) v.play().catch(() => {});
+}
+
+function toggleMute() {
+  const track = state.mic.getAudioTracks()[0];
+  track.enabled = !track.enabled;
+  $("mute").setAttribute("aria-pressed", String(!track.enabled));
+  $("mute").textContent = track.enabled ? "Mute" : "Unmute";
+  status(track.enabled ? "Microphone on." : "Microphone muted: the interviewer cannot hear you.");
+}
+
+async function endInterview() {
+  send({ type: "hangup" });
+  if (state.peerId) {
+    navigator.sendBeacon(`/i/${encodeURIComponent(iid)}/hangup`,
+                         new Blob([JSON.stringify({ peer_id: state.peerId })], { type: "application/json" }));
+  }
+  finish("You ended the interview.");
+}
+
+function finish(reason) {
+  state.ended = true;
+  sessionStorage.removeItem(`cred:${iid}`);
+  if (state.pc) state.pc.close();
+  for (const s of [state.mic, state.camera, state.screen]) if (s) s.getTracks().forEach((t) => t.stop());
+  $("speaking").hidden = true;
+  $("ended-reason").textContent = reason === "completed" ? "Thank you for your time. You can close this page."
+    : reason === "replaced" ? "This interview was opened in another window or tab."
+    : reason || "Thank you for your time. You can close this page.";
+  status(""); show("ended");
+}
+
+function fail(e) {
+  status("");
+  error(e.message || "Could not join the interview.");
+  if (e.status === 410) finish("This interview has ended.");
+}
+
+// Test hook (?record=1): keep what the page plays, with wall-clock times, so a test can transcribe it.
+function record(stream) {
+  if (window.__rec) return;
+  const ctx = new AudioContext();
+  const node = ctx.createScriptProcessor(1024, 1, 1);
+  const chunks = [];
+  node.onaudioprocess = (ev) => { chunks.push({ t: Date.now(), d: new Float32Array(ev.inputBuffer.getChannelData(0)) }); };
+  ctx.createMediaStreamSource(stream).connect(node);
+  const sink = ctx.createGain(); sink.gain.value = 0; node.connect(sink); sink.connect(ctx.destination);
+  window.__rec = { rate: ctx.sampleRate, export() {
+    const n = chunks.reduce((a, c) => a + c.d.length, 0);
+    const pcm = new Int16Array(n); let i = 0;
+    for (const c of chunks) for (const v of c.d) pcm[i++] = Math.max(-32768, Math.min(32767, Math.round(v * 32767)));
+    let bin = ""; const bytes = new Uint8Array(pcm.buffer);
+    for (let j = 0; j < bytes.length; j += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(j, j + 0x8000));
+    return { rate: ctx.sampleRate, times: chunks.map((c) => c.t), block: 1024, pcm: btoa(bin) };
+  } };
+}
+
+$("mic-check").onclick = () => micCheck().catch(() => {});
+$("join-btn").onclick = async () => {
+  error(""); $("join-btn").disabled = true; status("Connecting…");
+  try { await connect(); show("call"); }
+  catch (e) { $("join-btn").disabled = false; if (e.status) fail(e); else if (!$("error").textContent) error(`Could not connect: ${e.message}`); }
+};
+$("mute").onclick = toggleMute;
+$("camera").onclick = toggleCamera;
+$("screen").onclick = toggleScreen;
+$("end").onclick = endInterview;
+$("consent-agree").onclick = () => decideConsent(true);
+$("consent-voice").onclick = () => decideConsent(false);
+$("consent").addEventListener("cancel", (ev) => { ev.preventDefault(); decideConsent(false); });
+window.addEventListener("pagehide", () => { if (!state.ended && state.peerId) navigator.sendBeacon(
+  `/i/${encodeURIComponent(iid)}/hangup`, new Blob([JSON.stringify({ peer_id: state.peerId })], { type: "application/json" })); });
+if (!token && !credential) { error("This link is incomplete: it has no join token. Open the full link you were sent."); $("join-btn").disabled = true; }

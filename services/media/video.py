@@ -1,0 +1,61 @@
+"""Camera / screen frames up: at most `fps` per source, scaled to a max long side, JPEG encoded in an
+executor (never on the event loop), only with consent, never written to disk.
+
+JPEG uses FFmpeg's mjpeg encoder through PyAV (no extra image library); quality 1..100 is mapped
+onto mjpeg's qscale (2 = best .. 31): 75 -> 5, 85 -> 3.
+"""
+from __future__ import annotations
+
+import fractions
+from dataclasses import dataclass
+
+import av
+
+from interview.v1 import common_pb2
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    source: common_pb2.VideoSource.ValueType
+    max_px: int
+    quality: int
+
+
+def qscale(quality: int) -> int:
+    return max(2, min(31, round((100 - quality) / 5)))
+
+
+def scaled_size(width: int, height: int, max_px: int) -> tuple[int, int]:
+    """Fit the long side into max_px, keep the aspect ratio, even dimensions (4:2:0 chroma)."""
+    scale = min(1.0, max_px / max(width, height))
+    w, h = max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+    return w, h
+
+
+def encode_jpeg(frame: av.VideoFrame, spec: FrameSpec, time_ms: int) -> common_pb2.VideoFrame:
+    """Scale + JPEG encode one frame. CPU-bound: call it in an executor."""
+    w, h = scaled_size(frame.width, frame.height, spec.max_px)
+    small = frame.reformat(width=w, height=h, format="yuvj420p")
+    ctx = av.CodecContext.create("mjpeg", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = w, h, "yuvj420p"
+    ctx.time_base = fractions.Fraction(1, 1000)
+    q = qscale(spec.quality)
+    ctx.flags |= av.codec.context.Flags.qscale
+    ctx.global_quality = q * 118  # FF_QP2LAMBDA
+    ctx.options = {"qmin": str(q), "qmax": str(q)}
+    jpeg = b"".join(bytes(p) for p in ctx.encode(small) + ctx.encode(None))
+    return common_pb2.VideoFrame(jpeg=jpeg, source=spec.source, time_ms=time_ms, width=w, height=h)
+
+
+class FrameGate:
+    """Decides which received frames are sent: consent first, then the per-source rate cap."""
+
+    def __init__(self, fps: float):
+        self.interval_s = 1.0 / fps
+        self._next_due = 0.0
+
+    def take(self, now: float, allowed: bool) -> bool:
+        if not allowed or now < self._next_due:
+            return False
+        self._next_due = now + self.interval_s
+        return True
