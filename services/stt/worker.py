@@ -19,6 +19,7 @@ import struct
 import sys
 import threading
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 from services.stt.decoder import Utterance, new_decoder
@@ -44,6 +45,11 @@ def frame(obj: object) -> bytes:
 
 def is_end(req: Request) -> bool:
     return req[1] == "utt" and bool(req[5])
+
+
+def next_request(pending: Sequence[Request]) -> Request:
+    """The oldest utterance end if any (a caller waits for it), else the oldest request."""
+    return next((r for r in pending if is_end(r)), pending[0])
 
 
 class Worker:
@@ -102,7 +108,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
                 ready.wait()
             if not pending:
                 return
-            req = next((r for r in pending if is_end(r)), pending[0])
+            req = next_request(pending)
             pending.remove(req)
         req_id, op, did, *args = req
         try:

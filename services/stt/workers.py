@@ -10,6 +10,7 @@ A worker that dies fails the calls in flight (WorkerGone) and is restarted for l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -109,7 +110,8 @@ class WorkerProcess:
             try:
                 await asyncio.wait_for(proc.wait(), timeout_s)
             except asyncio.TimeoutError:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                    proc.kill()
                 await proc.wait()
         if self._reader is not None:
             self._reader.cancel()
@@ -184,7 +186,7 @@ class DecoderPool:
             if not all(w.alive for w in self.workers):
                 await self.start()
             live = [w for w in self.workers if w.alive]
-            w = min(live, key=lambda w: (len(w.busy), not w.idle))
+            w = min(live, key=lambda w: (len(w.busy) + w.loading, not w.idle))
             if not w.idle and self.created >= self.max_decoders:
                 w = next(w for w in live if w.idle)  # a free slot with every decoder loaded: one is idle
             if not w.idle:

@@ -1,7 +1,8 @@
 """What pocketsphinx itself costs, without gRPC: `python -m tests.load.stt_decoder [--set key=value ...]`.
 
 For each librivox clip, one decoder (the service's settings, plus any --set overrides) is fed the
-clip in 32 ms chunks the way the service feeds it, then end_utt is timed: that is the part of the
+clip in 32 ms chunks the way the service feeds it, then end_utt + hyp + seg (what a worker does at
+FINALIZE) are timed (reported as end_utt_ms_*): that is the part of the
 final-result latency the service cannot hide behind real-time audio. Also reported: streaming CPU per
 second of audio, and WER streamed vs whole-file with the same settings (the offline WER test's
 comparison). Prints one JSON line per configuration.
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from services.stt.decoder import new_decoder
+from services.stt.decoder import new_decoder, words_of
 from tests.load.stt import clips
 from tests.support.wer import corpus_wer
 
@@ -60,10 +61,11 @@ def measure(overrides: dict[str, Any], repeat: int) -> dict[str, Any]:
                 decoder.process_raw(samples[i:i + CHUNK].tobytes(), False, False)
             t1 = time.perf_counter()
             decoder.end_utt()
+            hyp = decoder.hyp()  # with bestpath on, hyp() and seg() are where the lattice is searched
+            words_of(decoder)
             end_ms.append((time.perf_counter() - t1) * 1000)
             feed_s += time.process_time() - t0
             audio_s += rec.seconds
-            hyp = decoder.hyp()
             streamed.append((refs[rec.name], hyp.hypstr if hyp else ""))
     for rec in recordings:
         whole.append((refs[rec.name], decode(decoder, rec.samples, len(rec.samples))))
