@@ -1,12 +1,14 @@
 """pocketsphinx itself: decoder settings and one utterance's decoding (runs inside a worker process).
 
 Settings. The en-us model's default search is three passes: fwdtree (a tree-lexicon Viterbi run
-as audio arrives), then fwdflat (a flat-lexicon re-search of the WHOLE utterance) and bestpath (a
-lattice rescoring), both inside end_utt. fwdflat is what made a final result slow: it replays every
-stored frame, ~46 ms per second of speech (measured: end_utt p50 222 ms on the 3–7 s librivox
-clips, so a 10 s answer waited ~0.5 s), while fwdtree keeps up with the audio. With fwdflat off
-end_utt is ~16–23 ms p50 and WER moved by one word out of 71 on the librivox clips (streamed 0.268 ->
-0.282, whole-file 0.282 -> 0.268): see `python -m tests.load.stt_decoder` and docs/benchmarks.md.
+as audio arrives), then fwdflat (a flat-lexicon re-search of the WHOLE utterance, inside end_utt)
+and bestpath (a lattice rescoring, run lazily by hyp()/seg()). fwdflat is what made a final result
+slow: it replays every stored frame, ~46 ms per second of speech (measured: end_utt p50 222 ms on
+the 3–7 s librivox clips, so a 10 s answer waited ~0.5 s), while fwdtree keeps up with the audio.
+With fwdflat off, end_utt + hyp + seg is ~70 ms p50 on a busy machine (end_utt ~25 ms, the
+bestpath lattice search ~47 ms: bestpath off is faster still but lost 0.07 WER and broke the
+streamed-vs-whole comparison), and WER moved by one word out of 71 on the librivox clips (streamed
+0.268 -> 0.282, whole-file 0.282 -> 0.268): `python -m tests.load.stt_decoder`, docs/benchmarks.md.
 
 Feature state (cepstral mean normalisation) is reset to a fixed prior at every utterance start, so a
 result never depends on what the stream, or another stream using the same decoder, said before. The

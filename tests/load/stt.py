@@ -34,6 +34,7 @@ BENCH = [
     ["--provider", "offline", "--streams", "1", "--seconds", "30"],
     ["--provider", "offline", "--streams", "3", "--seconds", "30"],
     ["--provider", "offline", "--streams", "4", "--seconds", "30"],
+    ["--provider", "offline", "--streams", "6", "--seconds", "30"],
     ["--provider", "deepgram-fake", "--streams", "20", "--seconds", "30"],
 ]
 GAP_S = 1.0
