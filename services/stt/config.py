@@ -22,9 +22,10 @@ class SttConfig:
     breaker_cooldown_s: float = env(30.0, min=0, help="a failed provider is skipped by new streams for this long")
     offline_max_decoders: int = env(16, min=1, max=1024,
                                     help="pocketsphinx decoders (~90 MB each): utterances open at once across streams")
-    offline_warm_decoders: int = env(1, min=0, max=1024, help="decoders loaded at start-up, so the first stream is not slow")
-    offline_threads: int = env(2, min=1, max=256,
-                               help="decoder threads (pocketsphinx holds the GIL: more do not add cores)")
+    offline_warm_decoders: int = env(2, min=0, max=1024,
+                                     help="decoders loaded at start-up (spread over the workers), so first streams are not slow")
+    offline_workers: int = env(0, min=0, max=256,
+                               help="decoder worker processes (pocketsphinx holds the GIL: one per core); 0 = one per CPU")
     offline_interim_ms: int = env(250, min=0, max=10_000, help="least time between two offline interim results")
     deepgram_api_key: str = env("", name="DEEPGRAM_API_KEY", secret=True, help="Deepgram API key; enables the deepgram provider")
     deepgram_url: str = env("wss://api.deepgram.com", help="Deepgram websocket base URL (a fake or a self-hosted endpoint in tests)")

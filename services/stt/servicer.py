@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
@@ -15,8 +15,9 @@ from services.common.clock import Clock, RealClock
 from services.common.fallback import ProviderChain
 from services.stt.config import PROVIDERS, SttConfig
 from services.stt.deepgram import DeepgramProvider
-from services.stt.offline import DecoderPool, OfflineSession
+from services.stt.offline import OfflineSession
 from services.stt.stream import RecognizeStream, SessionFactory, StreamError
+from services.stt.workers import DecoderPool
 
 log = logging.getLogger("stt")
 
@@ -29,8 +30,7 @@ class SttServicer(stt_pb2_grpc.SttServicer):
     def __init__(self, cfg: SttConfig, clock: Clock | None = None):
         self.cfg = cfg
         self.clock = clock or RealClock()
-        self.executor = ThreadPoolExecutor(cfg.offline_threads, thread_name_prefix="stt-decoder")
-        self.pool = DecoderPool(cfg.offline_max_decoders, self.executor)
+        self.pool = DecoderPool(cfg.offline_max_decoders, cfg.offline_workers or os.cpu_count() or 1)
         self.deepgram = (DeepgramProvider(cfg.deepgram_api_key, cfg.deepgram_url, cfg.deepgram_model,
                                           cfg.deepgram_keepalive_s, cfg.backoff, cfg.max_replay_s)
                          if cfg.deepgram_api_key else None)
@@ -43,11 +43,12 @@ class SttServicer(stt_pb2_grpc.SttServicer):
                                                                   clock=self.clock)
 
     async def warm(self) -> None:
+        """Start the decoder workers and load decoders now, so the first streams are not slow."""
         await self.pool.warm(self.cfg.offline_warm_decoders)
 
     async def close(self) -> None:
         await asyncio.gather(*self._closing, return_exceptions=True)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.pool.close()
 
     def _offline_session(self, stream: RecognizeStream) -> OfflineSession:
         # Providers always produce interims, even when the caller wants none: a FINALIZE answered by

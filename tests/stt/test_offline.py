@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from services.common.audio import read_wav, resample
-from services.stt.offline import decode_whole
+from services.stt.decoder import decode_whole
 from tests.stt.support import answers, audio, cfg, fin, librivox, run, speech, stt_server
 from tests.support.wer import corpus_wer, wer
 
