@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import grpc
+import numpy as np
 import pytest
 
-from interview.v1 import common_pb2, session_pb2
-from tests.orchestrator.session_support import Candidate, Orchestrator, speech
+from interview.v1 import common_pb2, interviews_pb2, session_pb2
+from tests.orchestrator.session_support import Candidate, Orchestrator, plan, speech
 from tests.support.procs import RedisServer, ServiceProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -56,3 +58,82 @@ async def test_greeting_then_reply_with_transcript_on_one_timeline(orch: Orchest
     finals = [c for c in cand.of("caption") if c.role == common_pb2.ROLE_USER and c.is_final]
     assert finals and "forward" in finals[0].text
     assert any(s.agent_speaking for s in cand.of("state"))
+
+
+LONG_GREETING = ("Hello and welcome to this interview. Today we will talk about your experience, your favourite "
+                 "projects, and then we will do a little coding together. After that you can ask me anything.")
+
+
+async def test_barge_in_pauses_then_clears_and_history_holds_only_what_was_heard(orch: Orchestrator) -> None:
+    iid, token = await orch.create(plan=plan(LONG_GREETING))
+    async with Candidate(orch.address, iid, token=token) as cand:
+        gid = await cand.wait_generations(1, timeout=5)
+        g = cand.generations[gid]
+        await cand.wait_for(lambda: g.played >= 16000, what="1 s of the greeting played")
+        await cand.say(speech("lecture_60s_16k.wav")[16000 * 2: 16000 * 5])
+        await cand.wait_for(lambda: g.cleared, what="CLEAR")
+        actions = [a for a, x in cand.playback() if x == gid]
+        assert actions[:2] == [session_pb2.PLAYBACK_PAUSE, session_pb2.PLAYBACK_CLEAR]
+        await cand.pause(1.0)
+        assert g.after_clear == 0  # no stale audio after CLEAR, though the LLM was still streaming
+    entries = await orch.transcript(iid)
+    assert entries[0].role == common_pb2.ROLE_AGENT and entries[0].interrupted
+    assert 0 < len(entries[0].text) < len(LONG_GREETING) - 40
+    assert LONG_GREETING.startswith(entries[0].text.rstrip(".,"))
+
+
+async def test_cough_pauses_then_resumes(orch: Orchestrator) -> None:
+    iid, token = await orch.create(plan=plan(LONG_GREETING))
+    async with Candidate(orch.address, iid, token=token) as cand:
+        gid = await cand.wait_generations(1, timeout=5)
+        g = cand.generations[gid]
+        await cand.wait_for(lambda: g.played >= 16000, what="1 s of the greeting played")
+        noise = (np.random.default_rng(1).standard_normal(int(0.3 * 16000)) * 6000).astype(np.int16)
+        cough = speech("forever_16k.wav")[int(0.55 * 16000): int(0.85 * 16000)]
+        await cand.say(np.maximum(cough, noise // 4))
+        await cand.wait_played(gid, timeout=20)
+        actions = [a for a, x in cand.playback() if x == gid]
+        assert session_pb2.PLAYBACK_PAUSE in actions, actions
+        assert actions[-1] == session_pb2.PLAYBACK_RESUME and session_pb2.PLAYBACK_CLEAR not in actions
+        assert not g.cleared
+    entries = await orch.transcript(iid)
+    assert entries[0].role == common_pb2.ROLE_AGENT and not entries[0].interrupted
+
+
+async def test_two_sessions_one_fails_the_other_goes_on(orch: Orchestrator) -> None:
+    (iid1, t1), (iid2, t2) = await orch.create(), await orch.create()
+    async with Candidate(orch.address, iid1, token=t1) as bad, Candidate(orch.address, iid2, token=t2) as good:
+        await bad.wait_generations(1)
+        g2 = await good.wait_generations(1)
+        await good.wait_played(g2)
+        bad.send_audio = False
+        bad._out.put_nowait(session_pb2.ClientMessage(audio=common_pb2.AudioChunk(pcm=b"\x00" * 3,
+                                                                                   offset_samples=10**9)))
+        await bad.ended.wait()
+        assert bad.status in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL)  # grpc#36066
+        await good.say(speech("goforward_16k.wav"))
+        await good.wait_generations(2, timeout=15)
+    assert "even number of bytes" in bad.details or bad.status == grpc.StatusCode.INTERNAL
+
+
+async def test_coding_mode_waits_longer_and_honours_no_reply_then_api_switch(orch: Orchestrator) -> None:
+    iid, token = await orch.create(mode=common_pb2.MODE_CODING)
+    async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+        gid = await cand.wait_generations(1)
+        await cand.wait_played(gid)
+        await cand.say(speech("goforward_16k.wav"))
+        await cand.pause(2.0)                       # < 3 s: the same turn in CODING
+        await cand.say(speech("forever_16k.wav"))
+        await cand.pause(4.5)
+        assert len([g for g in cand.order if cand.generations[g].received]) == 1  # NO_REPLY: silence
+        users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
+        assert len(users) == 1 and "forward" in users[0].text and users[0].mode == common_pb2.MODE_CODING
+        await orch.api.update_config(interviews_pb2.UpdateConfigRequest(interview_id=iid,
+                                                                       mode=common_pb2.MODE_CONVERSATIONAL))
+        await cand.wait_for(lambda: any(s.mode == common_pb2.MODE_CONVERSATIONAL for s in cand.of("state")),
+                            what="mode state")
+        await cand.say(speech("goforward_16k.wav"))
+        await cand.pause(2.0)                       # > 1.2 s: the turn ends in CONVERSATIONAL
+        await cand.wait_generations(2, timeout=10)
+    users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
+    assert len(users) == 2 and users[1].mode == common_pb2.MODE_CONVERSATIONAL

@@ -24,7 +24,7 @@ from services.common import logs, telemetry
 from services.common.audio import PreRoll
 from services.common.clock import Clock
 from services.orchestrator.conversation import modes
-from services.orchestrator.conversation.barge_in import BargeIn
+from services.orchestrator.conversation.barge_in import BargeIn, Stage
 from services.orchestrator.conversation.clients import ReopeningStream
 from services.orchestrator.conversation.history import History
 from services.orchestrator.conversation.metrics import turn_metrics
@@ -93,7 +93,7 @@ class Session:
         self.outbox = TranscriptOutbox(store, size=256, epoch=epoch)
         self.history = History(settings.history_max_messages, settings.history_max_chars)
         self.barge = BargeIn(clock, pause=self._pause, resume=self._resume, commit=self._commit_barge_in,
-                             commit_after_s=settings.barge_in_commit_ms / 1000)
+                             commit_after_s=settings.barge_in_commit_ms / 1000, still_speaking=self._voiced_recently)
         self.timer = SilenceTimer(clock, self._check_in, modes.check_in_timeout_s(interview.config, settings.check_in_s))
         self.preroll = PreRoll(int((settings.pre_roll_ms + 2000) * input_rate / 1000))
         self._control_cursor = control_cursor
@@ -112,9 +112,11 @@ class Session:
         self._vad_stop_at: float | None = None
         self._utterance_trace = common_pb2.TraceContext()
         self._latest_interim = ""
+        self._last_voiced = -1  # end of the last window VAD scored as speech (probabilities stream)
         self.pending_user: list[str] = []      # transcribed, not yet answered (merged into one turn)
         self._pending_user_time: float | None = None
         self.turn: AgentTurn | None = None
+        self._resumed = False
         self._turn_task: asyncio.Task[None] | None = None
         self._generation_seq = 0
         self._entry_seq = 0
@@ -264,7 +266,8 @@ class Session:
 
     def _vad_first(self) -> list[vad_pb2.DetectRequest]:
         return [vad_pb2.DetectRequest(config=vad_pb2.VadConfig(
-            sample_rate_hz=self.input_rate, params=self._vad_params(), stream_id=self.session_id))]
+            sample_rate_hz=self.input_rate, params=self._vad_params(), stream_id=self.session_id,
+            emit_probabilities=True))]
 
     async def _on_vad_reopen(self) -> None:
         if self.user_speaking:  # the stop of this utterance died with the old stream
@@ -277,13 +280,25 @@ class Session:
                 self._speech_started(resp.event.offset_samples)
             elif resp.event.type == vad_pb2.SPEECH_STOPPED:
                 self._speech_stopped(resp.event)
+        elif kind == "probability":
+            p = resp.probability
+            if p.probability >= (self._vad_params().activation_threshold or 0.5):
+                self._last_voiced = p.window_end_samples
+                if self.user_speaking and self.barge.stage is Stage.SPEAKING and self._resumed:
+                    self._resumed = False
+                    self.barge.speech_started()  # speech again after a false alarm, same VAD utterance
         elif kind == "problem":
             log.warning("VAD refused params", extra={"problem": resp.problem.message})
+
+    def _voiced_recently(self) -> bool:
+        """Was the last ~250 ms of audio speech? (decides a barge-in against a cough)"""
+        return self._audio_end - self._last_voiced <= int(0.25 * self.input_rate) + 512
 
     def _speech_started(self, offset: int) -> None:
         if self.user_speaking:
             return
         self.user_speaking = True
+        self._resumed = False
         self._latest_interim = ""
         self._speech_start = offset
         self._utterance_start_time = self.clock.time()
@@ -480,6 +495,7 @@ class Session:
         self._playback(session_pb2.PLAYBACK_PAUSE, gid)
 
     def _resume(self, gid: str) -> None:
+        self._resumed = True
         if self.turn is not None:
             self.turn.resume()
         self._playback(session_pb2.PLAYBACK_RESUME, gid)
