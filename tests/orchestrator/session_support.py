@@ -125,6 +125,7 @@ class Candidate:
         self.ended = asyncio.Event()
         self.channel = grpc.aio.insecure_channel(address)
         self.send_audio = True
+        self.hold_playback = False
 
     async def __aenter__(self) -> "Candidate":
         join = session_pb2.Join(interview_id=self.iid, audio_format=common_pb2.AudioFormat(sample_rate_hz=RATE),
@@ -230,7 +231,8 @@ class Candidate:
                       if not self.generations[x].cleared and not self.generations[x].finished_sent), None)
             if g is None or g.paused:
                 continue
-            g.played = g.received if self.instant else min(g.received, g.played + int(0.02 * RATE))
+            if not self.hold_playback:  # holding = media's jitter buffer not started: marks say 0 played
+                g.played = g.received if self.instant else min(g.received, g.played + int(0.02 * RATE))
             finished = g.last and g.played >= g.received
             if finished or time.monotonic() - last_mark > 0.1:
                 last_mark = time.monotonic()

@@ -3,8 +3,6 @@ in-process orchestrator wired to real VAD, STT (pocketsphinx), LLM (scripted) an
 subprocesses and a real redis-server."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import grpc
 import numpy as np
 import pytest
@@ -14,26 +12,6 @@ from tests.orchestrator.session_support import Candidate, Orchestrator, plan, sp
 from tests.support.procs import RedisServer, ServiceProcess
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(scope="module")
-def ai() -> Iterator[dict[str, ServiceProcess]]:
-    procs = {"vad": ServiceProcess("vad"), "stt": ServiceProcess("stt"), "llm": ServiceProcess("llm"),
-             "tts": ServiceProcess("tts", env={"TTS_PROVIDERS": "offline"})}
-    try:
-        for p in procs.values():
-            p.start()
-        yield procs
-    finally:
-        for p in procs.values():
-            p.stop()
-
-
-@pytest.fixture
-async def orch(ai: dict[str, ServiceProcess], redis_server: RedisServer) -> AsyncIterator[Orchestrator]:
-    o = await Orchestrator(redis_server.url, {k: p.address for k, p in ai.items()}).start()
-    yield o
-    await o.stop()
 
 
 async def test_greeting_then_reply_with_transcript_on_one_timeline(orch: Orchestrator) -> None:
@@ -137,3 +115,51 @@ async def test_coding_mode_waits_longer_and_honours_no_reply_then_api_switch(orc
         await cand.wait_generations(2, timeout=10)
     users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
     assert len(users) == 2 and users[1].mode == common_pb2.MODE_CONVERSATIONAL
+
+
+async def test_vad_restarted_mid_session_next_utterance_still_answered(ai: dict, redis_server: RedisServer) -> None:
+    vad = ServiceProcess("vad").start()
+    try:
+        addrs = {k: p.address for k, p in ai.items()} | {"vad": vad.address}
+        orch = await Orchestrator(redis_server.url, addrs).start()
+        try:
+            iid, token = await orch.create()
+            async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+                gid = await cand.wait_generations(1)
+                await cand.wait_played(gid)
+                vad.kill()
+                await cand.pause(0.5)
+                session = orch.servicer.live[iid]
+                before = session.vad.responses
+                vad = ServiceProcess("vad", port=vad.port).start()
+                # the new VAD answers (probabilities) once the channel has reconnected
+                await cand.wait_for(lambda: session.vad.responses > before + 5 and session.vad.reopens, 30,
+                                    "VAD stream reopened")
+                await cand.say(speech("goforward_16k.wav"))
+                await cand.pause(1.5)
+                await cand.wait_generations(2, timeout=15)
+            users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
+            assert users and "forward" in users[0].text
+        finally:
+            await orch.stop()
+    finally:
+        vad.stop()
+
+
+async def test_speech_resumed_during_reply_latency_merges_into_one_turn(orch: Orchestrator) -> None:
+    iid, token = await orch.create()
+    async with Candidate(orch.address, iid, token=token) as cand:
+        gid = await cand.wait_generations(1)
+        await cand.wait_played(gid)
+        n_states = len(cand.of("state"))
+        cand.hold_playback = True  # the reply is not heard yet (in flight / media's buffer)
+        await cand.say(speech("goforward_16k.wav"))
+        await cand.wait_for(lambda: any(s.agent_speaking for s in cand.of("state")[n_states:]), what="reply starts")
+        await cand.say(speech("forever_16k.wav"))  # the candidate goes on before hearing the reply
+        cand.hold_playback = False
+        await cand.pause(1.5)
+        await cand.wait_for(lambda: len([e for e in cand.of("caption") if e.role == common_pb2.ROLE_AGENT
+                                         and e.is_final]) >= 2, timeout=20, what="a reply to both")
+    users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
+    assert len(users) == 1, users
+    assert "forward" in users[0].text and "forever" in users[0].text

@@ -42,6 +42,7 @@ class ReopeningStream(Generic[Req, Resp]):
         self.connected = asyncio.Event()
         self.dropped = 0
         self.reopens = 0
+        self.responses = 0
         self._closing = False
 
     def send_audio(self, req: Req) -> bool:
@@ -85,6 +86,7 @@ class ReopeningStream(Generic[Req, Resp]):
                 first = False
                 async for resp in call:
                     delays = self._backoff.delays()  # a working stream resets the backoff
+                    self.responses += 1
                     await self._on_response(resp)
                 if self._closing:
                     return

@@ -105,6 +105,7 @@ class Session:
         self._audio_end = -1
         self.user_speaking = False
         self._gate_open = False
+        self._stt_end = 0  # end of the audio sent on the current STT stream
         self._speech_start = 0
         self._finalizing: list[str] = []      # FINALIZE ids sent, not yet answered (in order)
         self._finalize_seq = 0
@@ -231,8 +232,11 @@ class Session:
             if kind == "audio":
                 self._on_audio(msg.audio)
             elif kind == "mark":
-                if self.turn is not None and msg.mark.generation_id == self.turn.generation_id:
-                    self.turn.mark(msg.mark)
+                turn = self.turn
+                if turn is not None and msg.mark.generation_id == turn.generation_id:
+                    turn.mark(msg.mark)
+                    if not turn.user_committed and turn.heard_text():
+                        self._commit_user_turn(turn)  # the reply is being heard: no merge any more
             elif kind == "leave":
                 self.stop(f"left: {msg.leave.reason or 'hangup'}")
                 return
@@ -256,7 +260,7 @@ class Session:
         self.preroll.push(samples, chunk.offset_samples)
         self.vad.send_audio(vad_pb2.DetectRequest(audio=chunk))
         if self._gate_open:
-            self.stt.send_audio(stt_pb2.RecognizeRequest(audio=chunk))
+            self._to_stt(chunk)
 
     # ---- VAD ----
 
@@ -306,11 +310,16 @@ class Session:
         self.barge.speech_started()
 
     def _open_gate(self) -> None:
-        start, samples = self.preroll.since(self._speech_start - int(self.s.pre_roll_ms * self.input_rate / 1000))
+        """Pre-roll first (never audio STT already has: its offsets must not go back), then live audio."""
+        want = max(self._speech_start - int(self.s.pre_roll_ms * self.input_rate / 1000), self._stt_end)
+        start, samples = self.preroll.since(want)
         if len(samples):
-            self.stt.send_audio(stt_pb2.RecognizeRequest(audio=common_pb2.AudioChunk(
-                pcm=samples.tobytes(), offset_samples=start)))
+            self._to_stt(common_pb2.AudioChunk(pcm=samples.tobytes(), offset_samples=start))
         self._gate_open = True
+
+    def _to_stt(self, chunk: common_pb2.AudioChunk) -> None:
+        if self.stt.send_audio(stt_pb2.RecognizeRequest(audio=chunk)):
+            self._stt_end = chunk.offset_samples + len(chunk.pcm) // 2
 
     def _speech_stopped(self, event: vad_pb2.VadEvent | None) -> None:
         if not self.user_speaking:
@@ -337,6 +346,7 @@ class Session:
 
     async def _on_stt_reopen(self) -> None:
         """Re-send what the new stream needs: the utterance in progress and unanswered FINALIZEs."""
+        self._stt_end = 0
         if self.user_speaking:
             self._open_gate()
         for fid in self._finalizing:
@@ -422,8 +432,6 @@ class Session:
         self._finish_turn(turn)
 
     def _first_audio_sent(self, turn: AgentTurn) -> None:
-        """The reply is being heard: the words it answers become a transcript entry, metrics go out."""
-        self._commit_user_turn(turn)
         self._publish_metrics(turn)
 
     def _finish_turn(self, turn: AgentTurn) -> None:
@@ -442,9 +450,10 @@ class Session:
             self._maybe_reply()
 
     def _commit_user_turn(self, turn: AgentTurn) -> None:
-        """The candidate's words a turn answers become one transcript entry (merged if speech
-        resumed during the LLM's latency) once the reply is heard, or none is coming. Words that
-        arrived later stay pending for the next turn."""
+        """The candidate's words a turn answers become one transcript entry once the reply's first
+        words are heard (playback marks; without marks, when the turn ends) or none is coming, so
+        speech resumed during the LLM/TTS latency merges into one entry. Words that arrived later
+        stay pending for the next turn."""
         if turn.user_texts and not turn.user_committed:
             turn.user_committed = True
             n = len(turn.user_texts)
