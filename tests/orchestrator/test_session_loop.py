@@ -9,6 +9,7 @@ import pytest
 
 from interview.v1 import common_pb2, interviews_pb2, session_pb2
 from tests.orchestrator.session_support import Candidate, Orchestrator, plan, speech
+from services.common.clock import FakeClock
 from tests.support.procs import RedisServer, ServiceProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -163,3 +164,36 @@ async def test_speech_resumed_during_reply_latency_merges_into_one_turn(orch: Or
     users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
     assert len(users) == 1, users
     assert "forward" in users[0].text and "forever" in users[0].text
+
+
+async def test_coding_check_in_once_per_timeout_and_run_switches_back(ai: dict, redis_server: RedisServer) -> None:
+    clock = FakeClock()
+    orch = await Orchestrator(redis_server.url, {k: p.address for k, p in ai.items()}, clock=clock).start()
+    try:
+        iid, token = await orch.create(mode=common_pb2.MODE_CODING)
+        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+            gid = await cand.wait_generations(1)
+            await cand.wait_played(gid)
+            session = orch.servicer.live[iid]
+            await cand.wait_for(lambda: session.turn is None, what="greeting over")
+            await clock.advance(89)
+            assert session.check_ins == 0
+            await clock.advance(2)
+            assert session.check_ins == 1
+            g2 = await cand.wait_generations(2)
+            await clock.advance(30)  # the agent speaking (not yet played): no check-in
+            assert session.check_ins == 1
+            await cand.wait_played(g2)
+            await cand.wait_for(lambda: session.turn is None, what="check-in over")
+            await clock.advance(91)
+            assert session.check_ins == 2
+            await cand.wait_played(await cand.wait_generations(3))
+            await cand.wait_for(lambda: session.turn is None, what="second check-in over")
+            await orch.api.post_code_event(interviews_pb2.PostCodeEventRequest(
+                interview_id=iid, code=common_pb2.CodeSnapshot(kind=common_pb2.CODE_EVENT_RUN, content="print(1)")))
+            await cand.wait_for(lambda: session.interview.mode == common_pb2.MODE_CONVERSATIONAL, what="RUN switch")
+            await clock.advance(300)
+            assert session.check_ins == 2
+            assert [s.mode for s in cand.of("state")][-1] == common_pb2.MODE_CONVERSATIONAL
+    finally:
+        await orch.stop()
