@@ -91,6 +91,11 @@ class Orchestrator:
         return r.interview.id, r.join_token
 
     async def transcript(self, iid: str) -> list[interviews_pb2.TranscriptEntry]:
+        """The stored transcript once the interview's session (if any) has finished writing."""
+        for _ in range(500):
+            if iid not in self.servicer.live:
+                break
+            await asyncio.sleep(0.01)
         return await self.store.transcript(iid)
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(90)
 
 async def test_greeting_then_reply_with_transcript_on_one_timeline(orch: Orchestrator) -> None:
     iid, token = await orch.create()
-    async with Candidate(orch.address, iid, token=token) as cand:
+    async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
         greeting = await cand.wait_generations(1, timeout=5)
         assert cand.of("credential")[0].credential
         first = cand.generations[greeting]
@@ -70,6 +70,8 @@ async def test_cough_pauses_then_resumes(orch: Orchestrator) -> None:
         noise = (np.random.default_rng(1).standard_normal(int(0.3 * 16000)) * 6000).astype(np.int16)
         cough = speech("forever_16k.wav")[int(0.55 * 16000): int(0.85 * 16000)]
         await cand.say(np.maximum(cough, noise // 4))
+        await cand.wait_for(lambda: (session_pb2.PLAYBACK_RESUME, gid) in cand.playback() or g.cleared, what="RESUME")
+        cand.instant = True
         await cand.wait_played(gid, timeout=20)
         actions = [a for a, x in cand.playback() if x == gid]
         assert session_pb2.PLAYBACK_PAUSE in actions, actions
@@ -105,7 +107,7 @@ async def test_coding_mode_waits_longer_and_honours_no_reply_then_api_switch(orc
         await cand.say(speech("forever_16k.wav"))
         await cand.pause(4.5)
         assert len([g for g in cand.order if cand.generations[g].received]) == 1  # NO_REPLY: silence
-        users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
+        users = [e for e in await orch.store.transcript(iid) if e.role == common_pb2.ROLE_USER]
         assert len(users) == 1 and "forward" in users[0].text and users[0].mode == common_pb2.MODE_CODING
         await orch.api.update_config(interviews_pb2.UpdateConfigRequest(interview_id=iid,
                                                                        mode=common_pb2.MODE_CONVERSATIONAL))
@@ -158,6 +160,7 @@ async def test_speech_resumed_during_reply_latency_merges_into_one_turn(orch: Or
         await cand.wait_for(lambda: any(s.agent_speaking for s in cand.of("state")[n_states:]), what="reply starts")
         await cand.say(speech("forever_16k.wav"))  # the candidate goes on before hearing the reply
         cand.hold_playback = False
+        cand.instant = True
         await cand.pause(1.5)
         await cand.wait_for(lambda: len([e for e in cand.of("caption") if e.role == common_pb2.ROLE_AGENT
                                          and e.is_final]) >= 2, timeout=20, what="a reply to both")
@@ -194,6 +197,6 @@ async def test_coding_check_in_once_per_timeout_and_run_switches_back(ai: dict, 
             await cand.wait_for(lambda: session.interview.mode == common_pb2.MODE_CONVERSATIONAL, what="RUN switch")
             await clock.advance(300)
             assert session.check_ins == 2
-            assert [s.mode for s in cand.of("state")][-1] == common_pb2.MODE_CONVERSATIONAL
+            await cand.wait_for(lambda: cand.of("state")[-1].mode == common_pb2.MODE_CONVERSATIONAL, what="state")
     finally:
         await orch.stop()
