@@ -28,3 +28,28 @@ class OrchestratorConfig:
     commands: bool = env(True, help="consume the Redis command stream (<prefix>commands)")
     instance_id: str = env("", help="this instance's name in leases and consumer groups; unset = host-pid")
     watch_block_ms: int = env(5000, min=100, max=60000, help="longest single XREAD BLOCK of WatchEvents")
+    # ---- the conversation loop (Session.Connect) ----
+    vad_addr: str = env("127.0.0.1:50052", name="VAD_ADDR",
+                        help="VAD service target (grpc syntax; several instances: ipv4:a:p,b:p; round_robin)")
+    stt_addr: str = env("127.0.0.1:50053", name="STT_ADDR", help="STT service target")
+    llm_addr: str = env("127.0.0.1:50054", name="LLM_ADDR", help="LLM service target")
+    tts_addr: str = env("127.0.0.1:50055", name="TTS_ADDR", help="TTS service target")
+    stt_provider: str = env("", help="STT provider asked for ('' = the STT server's default)")
+    tts_provider: str = env("", help="TTS provider asked for ('' = the TTS server's chain)")
+    pre_roll_ms: int = env(500, min=0, max=2000, help="audio before VAD's speech start sent to STT")
+    barge_in_commit_ms: int = env(500, min=0, max=5000,
+                                  help="candidate speech during agent speech this long (or a first STT word) "
+                                       "commits a barge-in; shorter = PLAYBACK_RESUME")
+    conversational_silence_ms: int = env(1200, min=100, max=10000, help="VAD min silence in CONVERSATIONAL mode")
+    coding_silence_ms: int = env(3000, min=100, max=30000, help="VAD min silence in CODING mode")
+    check_in_s: float = env(90.0, min=1, help="CODING check-in after this much silence (per-interview "
+                                               "silence_timeout_s overrides)")
+    lease_ttl_ms: int = env(10_000, min=1000, max=120_000,
+                            help="owner lease of a live session; renewed every third of it")
+    session_credential_ttl_s: int = env(4 * 3600, min=60, help="lifetime of the reconnect credential issued at join")
+    history_max_messages: int = env(40, min=6, max=400,
+                                    help="history longer than this is summarised (by the LLM) before a reply")
+    history_max_chars: int = env(24_000, min=2000, max=120_000, help="same, in characters of history text")
+    playback_margin_ms: int = env(300, min=0, max=5000,
+                                  help="without playback marks, a generation counts as played this long "
+                                       "after its audio's duration")

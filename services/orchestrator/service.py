@@ -1,5 +1,5 @@
 """Servicer wiring of the orchestrator service: the Redis store, the Interviews API, the Redis
-command stream consumer. Session.Connect (the conversation loop) is the next issue's: UNIMPLEMENTED."""
+command stream consumer, and Session.Connect (the conversation loop, conversation/)."""
 from __future__ import annotations
 
 import logging
@@ -12,12 +12,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from interview.v1 import interviews_pb2, interviews_pb2_grpc, session_pb2, session_pb2_grpc
+from interview.v1 import (interviews_pb2, interviews_pb2_grpc, llm_pb2_grpc, session_pb2, session_pb2_grpc,
+                          stt_pb2_grpc, tts_pb2_grpc, vad_pb2_grpc)
+from services.common.channels import create_channel
 from services.common.config import ConfigError
 from services.common.server import ServiceRuntime
 from services.orchestrator import auth, plans
 from services.orchestrator.commands import CommandConsumer
 from services.orchestrator.config import OrchestratorConfig
+from services.orchestrator.conversation.loop import LoopSettings, Stubs
+from services.orchestrator.conversation.session import SessionServicer
 from services.orchestrator.interviews import InterviewsApi
 from services.orchestrator.servicer import InterviewsServicer
 from services.orchestrator.store import InterviewStore
@@ -53,6 +57,15 @@ def api_keys(cfg: OrchestratorConfig) -> list[auth.ApiKey]:
         raise ConfigError([f"ORCHESTRATOR_API_KEYS: {exc}"]) from None
 
 
+def loop_settings(cfg: OrchestratorConfig) -> LoopSettings:
+    return LoopSettings(
+        stt_provider=cfg.stt_provider, tts_provider=cfg.tts_provider, pre_roll_ms=cfg.pre_roll_ms,
+        barge_in_commit_ms=cfg.barge_in_commit_ms, conversational_silence_ms=cfg.conversational_silence_ms,
+        coding_silence_ms=cfg.coding_silence_ms, check_in_s=cfg.check_in_s, lease_ttl_ms=cfg.lease_ttl_ms,
+        history_max_messages=cfg.history_max_messages, history_max_chars=cfg.history_max_chars,
+        playback_margin_ms=cfg.playback_margin_ms)
+
+
 async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     try:  # a broken plan file or key stops start-up (exit 2) with the file / variable named
         templates = plans.load_dir()
@@ -67,12 +80,19 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     servicer = InterviewsServicer(api, auth.Authenticator(keys, tokens), cfg.watch_block_ms)
     runtime.add(interviews_pb2.DESCRIPTOR.services_by_name["Interviews"].full_name,
                 interviews_pb2_grpc.add_InterviewsServicer_to_server, servicer)
+    instance = cfg.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+    channels = [create_channel(t) for t in (cfg.vad_addr, cfg.stt_addr, cfg.llm_addr, cfg.tts_addr)]
+    stubs = Stubs(vad_pb2_grpc.VadStub(channels[0]), stt_pb2_grpc.SttStub(channels[1]),
+                  llm_pb2_grpc.LlmStub(channels[2]), tts_pb2_grpc.TtsStub(channels[3]))
+    sessions = SessionServicer(store, api, tokens, stubs, loop_settings(cfg), instance, cfg.session_credential_ttl_s)
     runtime.add(session_pb2.DESCRIPTOR.services_by_name["Session"].full_name,
-                session_pb2_grpc.add_SessionServicer_to_server, session_pb2_grpc.SessionServicer())
+                session_pb2_grpc.add_SessionServicer_to_server, sessions)
     if cfg.commands:
-        consumer = CommandConsumer(api, cfg.instance_id or f"{socket.gethostname()}-{os.getpid()}")
+        consumer = CommandConsumer(api, instance)
         consumer.start()
         runtime.on_shutdown(consumer.stop)
     runtime.on_shutdown(client.aclose)
+    for channel in channels:
+        runtime.on_shutdown(channel.close)
     log.info("interview store", extra={"templates": ",".join(sorted(templates)), "key_prefix": cfg.key_prefix,
                                        "retention_s": cfg.retention_s})

@@ -54,6 +54,11 @@ class JoinTokens:
                                separators=(",", ":")).encode())
         return f"{PREFIX}.{body}.{self._sign(body)}", float(expires)
 
+    def derive(self, purpose: str) -> "JoinTokens":
+        """A signer with a key derived for `purpose` (e.g. session credentials), so a token of one
+        kind never verifies as the other."""
+        return JoinTokens(hmac.new(self._key, f"derive:{purpose}".encode(), hashlib.sha256).digest())
+
     def looks_like(self, token: str) -> bool:
         return token.startswith(PREFIX + ".")
 

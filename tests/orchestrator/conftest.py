@@ -45,3 +45,26 @@ async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[Intervi
     r = aioredis.Redis.from_url(redis_server.url)
     yield InterviewStore(r, prefix=prefix, retention_s=3600)
     await r.aclose()
+
+
+@pytest.fixture(scope="package")
+def ai() -> Iterator[dict[str, ServiceProcess]]:
+    """Real VAD, STT (pocketsphinx), LLM (scripted) and TTS (flite) processes for Session tests."""
+    procs = {"vad": ServiceProcess("vad"), "stt": ServiceProcess("stt"), "llm": ServiceProcess("llm"),
+             "tts": ServiceProcess("tts", env={"TTS_PROVIDERS": "offline"})}
+    try:
+        for p in procs.values():
+            p.start()
+        yield procs
+    finally:
+        for p in procs.values():
+            p.stop()
+
+
+@pytest.fixture
+async def orch(ai: dict[str, ServiceProcess], redis_server: RedisServer) -> AsyncIterator["Orchestrator"]:
+    """Session.Connect served in this process (real clock) against the real AI services."""
+    from tests.orchestrator.session_support import Orchestrator
+    o = await Orchestrator(redis_server.url, {k: p.address for k, p in ai.items()}).start()
+    yield o
+    await o.stop()

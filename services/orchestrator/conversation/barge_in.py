@@ -4,7 +4,9 @@ While an agent turn is on (from the moment its LLM call starts, not when audio s
 SPEECH_STARTED -> PAUSE playback (stage one). The interruption is committed on the first STT
 word or after `commit_after_s` of continuous speech -> CLEAR (drop every chunk of that
 generation, now and later) and the turn is cancelled (LLM and TTS calls). If the speech stops
-before either (a cough, a false alarm) -> RESUME.
+before either (a cough, a false alarm) -> RESUME. "Stops" is decided by `still_speaking` when the
+commit timer fires (the session answers from VAD probabilities), because VAD's SPEECH_STOPPED only
+comes after the mode's min silence (1.2-3 s), far later than the 500 ms decision.
 """
 from __future__ import annotations
 
@@ -25,11 +27,13 @@ class Stage(str, enum.Enum):
 
 class BargeIn:
     def __init__(self, clock: Clock, *, pause: Callable[[str], object], resume: Callable[[str], object],
-                 commit: Callable[[str], object], commit_after_s: float = 0.5):
+                 commit: Callable[[str], object], commit_after_s: float = 0.5,
+                 still_speaking: Callable[[], bool] | None = None):
         """`pause`/`resume` drive playback; `commit(generation_id)` must send CLEAR and cancel
         the turn's LLM and TTS calls."""
         self._clock = clock
         self._pause, self._resume, self._commit = pause, resume, commit
+        self._still_speaking = still_speaking
         self.commit_after_s = commit_after_s
         self.stage = Stage.IDLE
         self.generation_id = ""
@@ -53,7 +57,7 @@ class BargeIn:
             return
         self.stage = Stage.PAUSED
         self._pause(self.generation_id)
-        self._timer = self._clock.call_later(self.commit_after_s, self._do_commit)
+        self._timer = self._clock.call_later(self.commit_after_s, self._timer_fired)
 
     def stt_word(self) -> None:
         """A non-empty interim or final transcript arrived for the candidate's speech."""
@@ -67,6 +71,13 @@ class BargeIn:
         self.stage = Stage.SPEAKING
         self.false_alarms += 1
         self._resume(self.generation_id)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        if self._still_speaking is not None and not self._still_speaking():
+            self.speech_stopped()  # the noise is over: a false alarm
+        else:
+            self._do_commit()
 
     def _do_commit(self) -> None:
         self._cancel_timer()

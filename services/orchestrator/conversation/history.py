@@ -1,0 +1,58 @@
+"""The LLM history of a session, bounded for a 60-minute interview.
+
+When it grows past `max_messages` or `max_chars`, the older part is summarised by the LLM service
+(TASK_SUMMARIZE) into `summary`, which travels in the interview context; if summarising fails or
+times out, the older part is dropped (truncation) and the summary keeps what it had. Either way no
+request reaches the LLM's size limit.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from interview.v1 import llm_pb2
+
+log = logging.getLogger("conversation.history")
+
+
+class History:
+    def __init__(self, max_messages: int = 40, max_chars: int = 24_000):
+        self.messages: list[llm_pb2.ChatMessage] = []
+        self.summary = ""
+        self.max_messages = max_messages
+        self.max_chars = max_chars
+        self.compactions = 0
+        self.truncations = 0
+        self._lock = asyncio.Lock()
+
+    def add(self, message: llm_pb2.ChatMessage) -> None:
+        self.messages.append(message)
+
+    @property
+    def chars(self) -> int:
+        return sum(len(m.text) for m in self.messages)
+
+    def over_limit(self) -> bool:
+        return len(self.messages) > self.max_messages or self.chars > self.max_chars
+
+    async def compact(self, summarize: Callable[[list[llm_pb2.ChatMessage], str], Awaitable[str]],
+                      timeout_s: float = 5.0) -> None:
+        """Summarise the older half (keeps the newest half verbatim)."""
+        async with self._lock:
+            if not self.over_limit():
+                return
+            keep = max(2, self.max_messages // 2)
+            while keep > 2 and sum(len(m.text) for m in self.messages[-keep:]) > self.max_chars // 2:
+                keep -= 1
+            old, n_old = self.messages[:-keep], len(self.messages) - keep
+            if not old:
+                return
+            try:
+                summary = await asyncio.wait_for(summarize(list(old), self.summary), timeout_s)
+                self.summary = summary.strip()[: self.max_chars // 4]
+                self.compactions += 1
+            except (Exception, asyncio.TimeoutError) as exc:  # the fallback: truncate
+                log.warning("summarising history failed; truncating", extra={"error": str(exc)[:200]})
+                self.truncations += 1
+            del self.messages[:n_old]

@@ -1,0 +1,24 @@
+"""Per-turn latency as a TurnMetrics event: every milestone in ms from the VAD's SPEECH_STOPPED
+(as received by the session), so the stages add up to the voice-to-voice delay the candidate
+feels, minus the VAD's own min-silence wait."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from interview.v1 import interviews_pb2
+
+if TYPE_CHECKING:
+    from services.orchestrator.conversation.turns import AgentTurn
+
+
+def _ms(start: float | None, end: float | None) -> int:
+    return -1 if start is None or end is None else int(round((end - start) * 1000))
+
+
+def turn_metrics(turn: "AgentTurn", interrupted: bool = False) -> interviews_pb2.TurnMetrics:
+    t = turn.times
+    return interviews_pb2.TurnMetrics(
+        turn_id=turn.generation_id, stt_final_ms=_ms(t.vad_stop, t.stt_final),
+        llm_first_token_ms=_ms(t.vad_stop, t.llm_first_token), tts_first_audio_ms=_ms(t.vad_stop, t.tts_first_audio),
+        first_audio_sent_ms=_ms(t.vad_stop, t.first_audio_sent), interrupted=interrupted,
+        traceparent=turn.trace.traceparent, llm_provider=turn.llm_provider)
