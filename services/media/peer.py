@@ -31,6 +31,12 @@ log = logging.getLogger("media.peer")
 
 _ROLES = {common_pb2.ROLE_AGENT: "agent", common_pb2.ROLE_USER: "candidate"}
 _MODES = {common_pb2.MODE_CODING: "coding", common_pb2.MODE_CONVERSATIONAL: "conversational"}
+LEAVE_REASONS = ("hangup", "page_closed")  # the End button / the tab or window closed
+
+
+def leave_reason(raw: Any) -> str:
+    """The page's reason for leaving, sent up in Leave; anything unknown counts as a hangup."""
+    return raw if raw in LEAVE_REASONS else "hangup"
 
 
 class Peer:
@@ -129,7 +135,7 @@ class Peer:
             self._spawn(self.link.send(session_pb2.ClientMessage(
                 consent=session_pb2.ConsentUpdate(consent=self.consent))), "consent")
         elif msg.get("type") == "hangup":
-            self._spawn(self.close("hangup"), "hangup")
+            self._spawn(self.close(leave_reason(msg.get("reason"))), "hangup")
 
     # ---- media in -----------------------------------------------------------------------------
 
