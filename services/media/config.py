@@ -4,14 +4,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.config import env
-from services.common.server import ServerSettings
 
 DEFAULT_HTTP_PORT = 8080
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """media's own server settings: it serves HTTP(S) + WebRTC, not gRPC, so the gRPC-only knobs of
+    services.common.server.ServerSettings (max streams, message size, keepalive) do not apply."""
+
+    host: str = env("127.0.0.1", help="address to bind; 0.0.0.0 in containers")
+    port: int = env(DEFAULT_HTTP_PORT, min=1, max=65535, help="HTTP(S) port of the candidate page and /offer")
+    shutdown_grace_s: float = env(10.0, min=0, help="on SIGTERM, how long closing every peer may take")
+    log_level: str = env("INFO", name="LOG_LEVEL", parse=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+@dataclass(frozen=True)
 class MediaConfig:
-    server: ServerSettings  # MEDIA_HOST, MEDIA_PORT (HTTP here; 0 = 8080), MEDIA_SHUTDOWN_GRACE_S, LOG_LEVEL
+    server: HttpSettings  # MEDIA_HOST, MEDIA_PORT, MEDIA_SHUTDOWN_GRACE_S, LOG_LEVEL
     tls_cert: str = env("", help="PEM certificate file: serve HTTPS (browsers grant the mic off localhost only on HTTPS)")
     tls_key: str = env("", help="PEM private key file for MEDIA_TLS_CERT")
     ice_servers: tuple[str, ...] = env((), help="comma-separated STUN/TURN URLs given to browsers and used by media, "
@@ -36,4 +46,4 @@ class MediaConfig:
 
     @property
     def http_port(self) -> int:
-        return self.server.port or DEFAULT_HTTP_PORT
+        return self.server.port

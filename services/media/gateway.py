@@ -23,7 +23,7 @@ from interview.v1 import common_pb2, session_pb2, session_pb2_grpc
 from services.common import logs
 from services.common.channels import create_channel, service_target
 from services.media.config import MediaConfig
-from services.media.peer import Peer
+from services.media.peer import Peer, leave_reason
 from services.media.session_link import JoinRefused, SessionLink
 from services.media.uplink import UP_RATE
 
@@ -173,13 +173,14 @@ class Gateway:
 
     async def hangup(self, req: web.Request) -> web.Response:
         try:
-            peer_id = str((await req.json()).get("peer_id", ""))
+            body = await req.json()
+            peer_id = str(body.get("peer_id", ""))
         except (ValueError, AttributeError):
             return _error(400, "The request body must be JSON with a peer_id.")
         peer = self.peers.get(peer_id)
         if peer is None or peer.interview_id != req.match_info["iid"]:
             return _error(404, "No such call (it may have ended already).")
-        await peer.close("hangup")
+        await peer.close(leave_reason(body.get("reason")))
         return web.json_response({"ok": True})
 
     def _new_pc(self) -> RTCPeerConnection:

@@ -31,6 +31,20 @@ log = logging.getLogger("media.peer")
 
 _ROLES = {common_pb2.ROLE_AGENT: "agent", common_pb2.ROLE_USER: "candidate"}
 _MODES = {common_pb2.MODE_CODING: "coding", common_pb2.MODE_CONVERSATIONAL: "conversational"}
+LEAVE_REASONS = ("hangup", "page_closed")  # the End button / the tab or window closed
+
+
+def set_jitter_prefetch(transceiver: Any, packets: int) -> None:
+    """Cap aiortc's audio receive jitter buffer (default 4 packets, ~60 ms more delay). The README
+    documents the trade-off: lower prefetch, less delay, more concealment on a jittery network."""
+    jb = getattr(transceiver.receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    if jb is not None:
+        jb._prefetch = packets
+
+
+def leave_reason(raw: Any) -> str:
+    """The page's reason for leaving, sent up in Leave; anything unknown counts as a hangup."""
+    return raw if raw in LEAVE_REASONS else "hangup"
 
 
 class Peer:
@@ -67,9 +81,7 @@ class Peer:
             if t.kind == "video":
                 t.direction = "recvonly"  # media never sends video
             elif t.kind == "audio":
-                jb = getattr(t.receiver, "_RTCRtpReceiver__jitter_buffer", None)
-                if jb is not None:  # documented trade-off in README: lower prefetch, less delay, more underruns
-                    jb._prefetch = self.cfg.jitter_prefetch
+                set_jitter_prefetch(t, self.cfg.jitter_prefetch)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self._spawn(self._downlink(), "downlink")
         self._spawn(self._ice_deadline(), "ice-deadline")
@@ -129,7 +141,7 @@ class Peer:
             self._spawn(self.link.send(session_pb2.ClientMessage(
                 consent=session_pb2.ConsentUpdate(consent=self.consent))), "consent")
         elif msg.get("type") == "hangup":
-            self._spawn(self.close("hangup"), "hangup")
+            self._spawn(self.close(leave_reason(msg.get("reason"))), "hangup")
 
     # ---- media in -----------------------------------------------------------------------------
 

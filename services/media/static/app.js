@@ -273,6 +273,10 @@ $("end").onclick = endInterview;
 $("consent-agree").onclick = () => decideConsent(true);
 $("consent-voice").onclick = () => decideConsent(false);
 $("consent").addEventListener("cancel", (ev) => { ev.preventDefault(); decideConsent(false); });
-window.addEventListener("pagehide", () => { if (!state.ended && state.peerId) navigator.sendBeacon(
-  `/i/${encodeURIComponent(iid)}/hangup`, new Blob([JSON.stringify({ peer_id: state.peerId })], { type: "application/json" })); });
+window.addEventListener("pagehide", () => {  // not the End button: the orchestrator can tell the two apart
+  if (state.ended || !state.peerId) return;
+  send({ type: "hangup", reason: "page_closed" });
+  navigator.sendBeacon(`/i/${encodeURIComponent(iid)}/hangup`, new Blob(
+    [JSON.stringify({ peer_id: state.peerId, reason: "page_closed" })], { type: "application/json" }));
+});
 if (!token && !credential) { error("This link is incomplete: it has no join token. Open the full link you were sent."); $("join-btn").disabled = true; }
