@@ -156,8 +156,22 @@ class Ticker:
                 c.tick()
 
 
+STAGES = ("stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_sent_ms")
+
+
+async def watch_stages(api: InterviewsClient, iid: str, run: LoadRun) -> None:
+    """The session's own TurnMetrics (ms after it received SPEECH_STOPPED): where the time goes."""
+    async for event in api.watch(iid, ""):
+        if event.HasField("turn_metrics") and not event.turn_metrics.interrupted:
+            m = event.turn_metrics
+            if m.stt_final_ms >= 0:  # replies only (a greeting has no VAD stop)
+                for name in STAGES:
+                    run.hist(f"stage_{name}").add(getattr(m, name))
+
+
 async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, chunk_ms: float, min_silence_ms: int,
-                       injected_ms: float, pid: int | None, ramp_s: float, progress: bool) -> dict[str, Any]:
+                       injected_ms: float, pid: int | None, ramp_s: float, progress: bool,
+                       stages: bool) -> dict[str, Any]:
     chunk = int(RATE * chunk_ms / 1000)
     clips = [Clip(r.samples, speech_end(r.samples, chunk)) for r in load_recordings(RATE, CLIPS)]
     ticker = Ticker(chunk)
@@ -181,6 +195,7 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
             joined = time.monotonic()
             c = Candidate(target, created.interview.id, created.join_token, chunk)
             ticker.candidates.add(c)
+            watcher = asyncio.create_task(watch_stages(api, created.interview.id, run)) if stages else None
             try:
                 gid, first = await asyncio.wait_for(c.generations.get(), 15)
                 run.hist("join_to_greeting_ms").add((first - joined) * 1000)
@@ -203,6 +218,9 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
                     run.count("turns")
                     await c.finished(gid, 60)
             finally:
+                if watcher is not None:
+                    watcher.cancel()
+                    await asyncio.gather(watcher, return_exceptions=True)
                 ticker.candidates.discard(c)
                 run.count("chunks_dropped", c.dropped)
                 await c.close()
@@ -277,6 +295,7 @@ def run_stack(stack: str, *, sessions: int, seconds: float, chunk_ms: float, min
             injected = sum(FIXED.values()) if stack == "fixed-latency" else 0.0
             summary = asyncio.run(run_sessions(proc.address, key, sessions=sessions, seconds=seconds,
                                                chunk_ms=chunk_ms, min_silence_ms=min_silence_ms, injected_ms=injected,
-                                               pid=proc.pid, ramp_s=ramp_s, progress=progress))
+                                               pid=proc.pid, ramp_s=ramp_s, progress=progress,
+                                               stages=stack != "echo"))
     summary["stack"] = stack
     return summary
