@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
 BENCH = [
     ["api", "--streams", "16", "--seconds", "20", "--quiet"],
     ["watch", "--streams", "50", "--seconds", "20", "--rate", "200", "--quiet"],
+    ["sessions", "--sessions", "4", "--seconds", "40", "--stack", "offline", "--chunk-ms", "20", "--quiet"],
+    ["sessions", "--sessions", "10", "--seconds", "40", "--stack", "fixed-latency", "--chunk-ms", "20", "--quiet"],
+    ["sessions", "--sessions", "100", "--seconds", "40", "--ramp-s", "10", "--stack", "echo", "--chunk-ms", "20",
+     "--quiet"],
 ]
 
 if __name__ == "__main__":
