@@ -1,12 +1,16 @@
 """Load driver of the orchestrator: `python -m tests.load.orchestrator MODE [options]`.
 
-Modes (the next issue adds `sessions`):
+Modes:
   api    N concurrent API clients, each looping create → get → update_config → post_code_event →
          get_transcript → end; reports API calls/s and per-call latency. Baseline in the same run:
          grpc.health.v1 Check at the same concurrency (the bare gRPC round trip of this process).
   watch  M WatchEvents watchers on one interview while a producer posts code events at --rate/s;
          reports events/s delivered (sum over watchers) and delivery latency (event stamp → received).
          Baseline in the same run: the same producer with one watcher.
+  sessions  N live Session.Connect sessions (a scripted candidate each, real-time audio) against
+         --stack offline | fixed-latency | echo; reports end of speech -> first agent audio, the
+         pipeline's overhead above VAD silence (and the fakes' latencies), orchestrator CPU / RSS per
+         session against the idle orchestrator (tests/load/orchestrator_sessions.py).
 
 Starts a private redis-server and an orchestrator process unless --target is given.
 """
@@ -22,10 +26,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.channels import create_channel
 from services.orchestrator.client import CodeKind, InterviewsClient, Mode
+from tests.load import orchestrator_sessions as sessions
 from tests.load.harness import LoadRun, arg_parser, emit, run_load
 from tests.support.procs import RedisServer, ServiceProcess
 
-MODES = ("api", "watch")
+MODES = ("api", "watch", "sessions")
 
 
 async def _health_baseline(target: str, streams: int, seconds: float) -> dict[str, Any]:
@@ -155,10 +160,22 @@ async def _watch(target: str, key: str, watchers: int, seconds: float, rate: flo
 
 def main(argv: list[str] | None = None) -> int:
     p = arg_parser("python -m tests.load.orchestrator", __doc__.split("\n")[0])
-    p.add_argument("mode", choices=MODES, help="api: API calls/s; watch: WatchEvents fan-out")
+    p.add_argument("mode", choices=MODES, help="api: API calls/s; watch: WatchEvents fan-out; sessions: live sessions")
     p.add_argument("--api-key", default="", help="with --target: an API key of that orchestrator")
     p.add_argument("--rate", type=float, default=200.0, help="watch: events produced per second")
+    p.add_argument("--sessions", type=int, default=0, help="sessions: concurrent sessions (default --streams)")
+    p.add_argument("--stack", choices=sessions.STACKS, default="offline", help="sessions: the AI services behind")
+    p.add_argument("--min-silence-ms", type=int, default=1200, help="sessions: VAD min silence (CONVERSATIONAL)")
+    p.add_argument("--ramp-s", type=float, default=2.0, help="sessions: spread the joins over this long")
     args = p.parse_args(argv)
+    if args.mode == "sessions":
+        if args.target:
+            p.error("sessions starts its own stack: --target is not supported")
+        summary = sessions.run_stack(args.stack, sessions=args.sessions or args.streams, seconds=args.seconds,
+                                     chunk_ms=args.chunk_ms, min_silence_ms=args.min_silence_ms, ramp_s=args.ramp_s,
+                                     progress=not args.quiet)
+        emit(summary)
+        return 1 if summary.get("errors") else 0
 
     async def run(target: str, key: str, pid: int | None) -> dict[str, Any]:
         if args.mode == "api":
@@ -181,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
 BENCH = [
     ["api", "--streams", "16", "--seconds", "20", "--quiet"],
     ["watch", "--streams", "50", "--seconds", "20", "--rate", "200", "--quiet"],
+    ["sessions", "--sessions", "4", "--seconds", "40", "--stack", "offline", "--chunk-ms", "20", "--quiet"],
+    ["sessions", "--sessions", "10", "--seconds", "40", "--stack", "fixed-latency", "--chunk-ms", "20", "--quiet"],
+    ["sessions", "--sessions", "100", "--seconds", "40", "--ramp-s", "10", "--stack", "echo", "--chunk-ms", "20",
+     "--quiet"],
 ]
 
 if __name__ == "__main__":
