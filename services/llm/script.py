@@ -114,7 +114,10 @@ def _greet(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> Turn:
         parts = ", ".join((p.title or p.id).lower() for p in pv.plan.phases if p.kind != common_pb2.PHASE_WRAP_UP)
         intro = (f"Hi{' ' + name if name else ''}, thanks for joining. I'm your interviewer today"
                  f"{' for the ' + role + ' role' if role else ''}. We'll go through a few parts: {parts}.")
-    return Turn(f"{intro} {_opening(pv, pv.phase)}")
+    opening = _opening(pv, pv.phase)
+    if opening in intro:  # a greeting that already asks the first question (demo.yaml) must not repeat it
+        return Turn(intro)
+    return Turn(f"{intro} {opening}")
 
 
 def _move_on(req: llm_pb2.GenerateRequest, pv: planning.PlanView, lead: str) -> Turn:

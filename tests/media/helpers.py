@@ -14,9 +14,10 @@ SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
 CANDIDATE_WAV = SPEECH / "librivox" / "sense_and_sensibility_01_austen_64kb-0920.wav"
 
 
-def candidate_text() -> str:
+def candidate_text(wav: Path = CANDIDATE_WAV) -> str:
+    """What is said in a librivox fixture clip (its line in librivox/transcription)."""
     lines = (SPEECH / "librivox" / "transcription").read_text().splitlines()
-    line = next(l for l in lines if CANDIDATE_WAV.stem in l)
+    line = next(l for l in lines if wav.stem in l)
     return line.rsplit("(", 1)[0].replace("<s>", "").replace("</s>", "").strip()
 
 
