@@ -40,6 +40,9 @@ class OrchestratorConfig:
     barge_in_commit_ms: int = env(500, min=0, max=5000,
                                   help="candidate speech during agent speech this long (or a first STT word) "
                                        "commits a barge-in; shorter = PLAYBACK_RESUME")
+    barge_in_pause_ms: int = env(128, min=32, max=2000,
+                                 help="candidate speech (VAD-voiced windows) during agent speech this long pauses "
+                                      "playback (stage one; reversible)")
     conversational_silence_ms: int = env(1200, min=100, max=10000, help="VAD min silence in CONVERSATIONAL mode")
     coding_silence_ms: int = env(3000, min=100, max=30000, help="VAD min silence in CODING mode")
     check_in_s: float = env(90.0, min=1, help="CODING check-in after this much silence (per-interview "

@@ -59,3 +59,35 @@ async def test_turn_ending_while_paused_cancels_the_commit_timer(clock):
     b.turn_finished()
     await clock.advance(1)
     assert calls == [("pause", "g4")] and b.stage is Stage.IDLE
+
+
+async def test_early_pause_confirmed_by_speech_started_commits_on_the_usual_clock(clock):
+    b, calls = make(clock)
+    b.turn_started("g5")
+    b.early_pause(confirm_within_s=0.5)
+    assert calls == [("pause", "g5")]
+    await clock.advance(0.3)
+    b.speech_started()  # VAD confirms (min speech reached): no second PAUSE
+    await clock.advance(0.49)
+    assert calls == [("pause", "g5")]
+    await clock.advance(0.01)  # commit 500 ms after SPEECH_STARTED, as without the early pause
+    assert calls == [("pause", "g5"), ("clear", "g5")]
+
+
+async def test_early_pause_never_confirmed_resumes(clock):
+    b, calls = make(clock)
+    b.turn_started("g6")
+    b.early_pause(confirm_within_s=0.5)
+    await clock.advance(0.5)
+    assert calls == [("pause", "g6"), ("resume", "g6")] and b.stage is Stage.SPEAKING
+    b.speech_started()  # a later, real start pauses again, normally
+    assert calls[-1] == ("pause", "g6")
+
+
+async def test_a_word_during_an_early_pause_commits_at_once(clock):
+    b, calls = make(clock)
+    b.turn_started("g7")
+    b.early_pause(confirm_within_s=0.5)
+    b.stt_word()
+    await clock.advance(1)
+    assert calls == [("pause", "g7"), ("clear", "g7")]

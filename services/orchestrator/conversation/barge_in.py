@@ -38,6 +38,7 @@ class BargeIn:
         self.stage = Stage.IDLE
         self.generation_id = ""
         self._timer: Timer | None = None
+        self._awaiting_start = False  # paused early, SPEECH_STARTED not seen yet
         self.interruptions = 0
         self.false_alarms = 0
 
@@ -49,10 +50,27 @@ class BargeIn:
     def turn_finished(self) -> None:
         """The generation played to its end (or was cancelled elsewhere)."""
         self._cancel_timer()  # a pending pause has nothing left to resume or clear
+        self._awaiting_start = False
         self.stage = Stage.IDLE
         self.generation_id = ""
 
+    def early_pause(self, confirm_within_s: float) -> None:
+        """Stage one before VAD's SPEECH_STARTED (which waits for min speech): PAUSE now; if
+        SPEECH_STARTED does not confirm it within `confirm_within_s`, RESUME. The commit decision
+        is unchanged: it still runs from SPEECH_STARTED."""
+        if self.stage is not Stage.SPEAKING:
+            return
+        self.stage = Stage.PAUSED
+        self._awaiting_start = True
+        self._pause(self.generation_id)
+        self._timer = self._clock.call_later(confirm_within_s, self.speech_stopped)
+
     def speech_started(self) -> None:
+        if self.stage is Stage.PAUSED and self._awaiting_start:  # confirms an early pause
+            self._cancel_timer()
+            self._awaiting_start = False
+            self._timer = self._clock.call_later(self.commit_after_s, self._timer_fired)
+            return
         if self.stage is not Stage.SPEAKING:
             return
         self.stage = Stage.PAUSED
@@ -68,6 +86,7 @@ class BargeIn:
         if self.stage is not Stage.PAUSED:
             return
         self._cancel_timer()
+        self._awaiting_start = False
         self.stage = Stage.SPEAKING
         self.false_alarms += 1
         self._resume(self.generation_id)
@@ -81,6 +100,7 @@ class BargeIn:
 
     def _do_commit(self) -> None:
         self._cancel_timer()
+        self._awaiting_start = False
         if self.stage is not Stage.PAUSED:
             return
         generation_id = self.generation_id

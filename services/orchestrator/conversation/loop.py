@@ -48,6 +48,7 @@ class LoopSettings:
     tts_provider: str = ""
     pre_roll_ms: int = 500
     barge_in_commit_ms: int = 500
+    barge_in_pause_ms: int = 128
     conversational_silence_ms: int = 1200
     coding_silence_ms: int = 3000
     check_in_s: float = 90.0
@@ -114,6 +115,7 @@ class Session:
         self._utterance_trace = common_pb2.TraceContext()
         self._latest_interim = ""
         self._last_voiced = -1  # end of the last window VAD scored as speech (probabilities stream)
+        self._voiced_from = 0  # start of the current run of voiced windows
         self.pending_user: list[str] = []      # transcribed, not yet answered (merged into one turn)
         self._pending_user_time: float | None = None
         self.turn: AgentTurn | None = None
@@ -287,10 +289,21 @@ class Session:
         elif kind == "probability":
             p = resp.probability
             if p.probability >= (self._vad_params().activation_threshold or 0.5):
+                window = int(0.032 * self.input_rate)  # Silero's window: 512 samples at 16 kHz
+                if self._last_voiced < 0 or p.window_end_samples - self._last_voiced > window:
+                    self._voiced_from = p.window_end_samples - window  # a new run of voiced windows
                 self._last_voiced = p.window_end_samples
-                if self.user_speaking and self.barge.stage is Stage.SPEAKING and self._resumed:
-                    self._resumed = False
-                    self.barge.speech_started()  # speech again after a false alarm, same VAD utterance
+                # Stage one (PAUSE) needs no SPEECH_STARTED: it is reversible, so it fires after
+                # barge_in_pause_ms of voiced windows, not after VAD's min speech (~250 ms later).
+                # The commit still waits for a word or barge_in_commit_ms of speech.
+                voiced_ms = (p.window_end_samples - self._voiced_from) * 1000 / self.input_rate
+                if self.barge.stage is Stage.SPEAKING and voiced_ms >= self.s.barge_in_pause_ms:
+                    if not self.user_speaking:  # SPEECH_STARTED (after min speech) confirms it
+                        min_speech_s = (self._vad_params().min_speech_ms or 250) / 1000
+                        self.barge.early_pause(confirm_within_s=min_speech_s + 0.25)
+                    elif self._resumed:  # speech again after a false alarm, same VAD utterance
+                        self._resumed = False
+                        self.barge.speech_started()
         elif kind == "problem":
             log.warning("VAD refused params", extra={"problem": resp.problem.message})
 
