@@ -39,6 +39,7 @@ log = logging.getLogger("conversation.loop")
 tracer = trace.get_tracer("orchestrator.conversation")
 
 USER, AGENT, SYSTEM = common_pb2.ROLE_USER, common_pb2.ROLE_AGENT, common_pb2.ROLE_SYSTEM
+ANSWERS = (llm_pb2.TASK_REPLY, llm_pb2.TASK_WRAP_UP)  # tasks that answer the candidate's pending words
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class Session:
         self.metrics: list[interviews_pb2.TurnMetrics] = []
         self.check_ins = 0
         self._turn_started = 0.0
+        self._wrapped_phase = ""
         self._user_group = 0   # numbers the user entry the pending words will become
         self._utterance_no = 0
         self._unwritten: dict[str, interviews_pb2.TranscriptEntry] = {}  # put in the outbox, not yet stored
@@ -422,7 +424,7 @@ class Session:
         """Answer the pending words once the candidate is quiet and the agent is not speaking;
         words that arrive while the agent speaks are answered when its turn ends."""
         if self.pending_user and not self.user_speaking and not self._finalizing and self.turn is None:
-            self._start_turn(llm_pb2.TASK_REPLY)
+            self._start_turn(llm_pb2.TASK_WRAP_UP if self._wrap_up_due() else llm_pb2.TASK_REPLY)
 
     # ---- agent turns ----
 
@@ -435,10 +437,10 @@ class Session:
         turn = AgentTurn(gid, task, request, self.playback_rate, self.clock, self.outbound,
                          margin_s=self.s.playback_margin_ms / 1000,
                          times=TurnTimes(vad_stop=self._vad_stop_at, stt_final=self.clock.monotonic()
-                                         if task == llm_pb2.TASK_REPLY else None),
-                         user_texts=list(self.pending_user) if task == llm_pb2.TASK_REPLY else [],
+                                         if task in ANSWERS else None),
+                         user_texts=list(self.pending_user) if task in ANSWERS else [],
                          on_first_audio=self._first_audio_sent)
-        if task == llm_pb2.TASK_REPLY:
+        if task in ANSWERS:
             turn.trace.CopyFrom(self._utterance_trace)
         request.trace.CopyFrom(turn.trace)
         self.turn = turn
@@ -450,17 +452,31 @@ class Session:
 
     def _request(self, task: int, gid: str) -> llm_pb2.GenerateRequest:
         iv = self.interview
-        phase = next((p for p in iv.plan.phases if p.id == iv.phase_id), None)
-        left = int(phase.time_budget_s - (self.clock.monotonic() - self._phase_started)) if phase else 0
+        left = self._phase_time_left_s()
         ctx = llm_pb2.InterviewContext(plan=iv.plan, phase_id=iv.phase_id, phase_time_left_s=left, mode=iv.mode,
                                        candidate_name=iv.candidate.name, role=iv.role, summary=self.history.summary)
         if self._code is not None:
             ctx.code.CopyFrom(self._code)
         history = list(self.history.messages)
-        if task == llm_pb2.TASK_REPLY and self.pending_user:
+        if task in ANSWERS and self.pending_user:
             history.append(self._chat(USER, " ".join(self.pending_user)))
         return llm_pb2.GenerateRequest(request_id=gid, persona=iv.persona, context=ctx, history=history, task=task,
                                        interview_id=self.iid)
+
+    def _phase_time_left_s(self) -> int:
+        phase = next((p for p in self.interview.plan.phases if p.id == self.interview.phase_id), None)
+        if phase is None or not phase.time_budget_s:
+            return 0
+        return int(phase.time_budget_s - (self.clock.monotonic() - self._phase_started))
+
+    def _wrap_up_due(self) -> bool:
+        """Over the phase's budget, the next reply wraps the phase up (once per phase: if the LLM
+        stays in it, e.g. the candidate is mid-answer, later turns are ordinary replies)."""
+        if self.interview.phase_id == self._wrapped_phase or self._phase_time_left_s() >= 0:
+            return False
+        self._wrapped_phase = self.interview.phase_id
+        log.info("phase over budget: wrapping up", extra={"phase_id": self._wrapped_phase})
+        return True
 
     async def _run_turn(self, turn: AgentTurn) -> None:
         tts_cfg = tts_pb2.TtsConfig(provider=self.s.tts_provider, voice=self.interview.config.tts_voice,
@@ -569,7 +585,7 @@ class Session:
             self._commit_user_turn(turn)
             self._record(AGENT, heard, interrupted=True, entry_id=self._agent_entry_id(turn))
         self._send_state()
-        if turn.sent_any_audio and turn.task == llm_pb2.TASK_REPLY:
+        if turn.sent_any_audio and turn.task in ANSWERS:
             self._publish_metrics(turn, interrupted=True, once=False)
 
     # ---- modes, phases, control stream ----
@@ -693,7 +709,7 @@ class Session:
         return text
 
     def _publish_metrics(self, turn: AgentTurn, interrupted: bool = False, once: bool = True) -> None:
-        if turn.task != llm_pb2.TASK_REPLY or turn.times.vad_stop is None:
+        if turn.task not in ANSWERS or turn.times.vad_stop is None:
             return
         m = turn_metrics(turn, interrupted)
         if once:
