@@ -35,3 +35,21 @@ async def test_over_budget_the_next_turn_wraps_the_phase_up(ai: dict, redis_serv
         assert users and "forward" in users[0].text and users[0].phase_id == "intro"
     finally:
         await orch.stop()
+
+
+async def test_greeting_latency_from_join_is_measured(orch: Orchestrator, capsys: pytest.CaptureFixture[str]) -> None:
+    """The 400 ms join → greeting target (offline stack) is measured and printed, not asserted
+    tightly: this machine is shared. Joins several times for a median."""
+    import time
+    samples = []
+    for _ in range(3):
+        iid, token = await orch.create()
+        t0 = time.monotonic()
+        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+            gid = await cand.wait_generations(1, timeout=10)
+            samples.append((cand.generations[gid].first_audio_at or 0) - t0)
+    samples.sort()
+    with capsys.disabled():
+        print(f"\njoin -> first greeting audio: median {samples[1] * 1000:.0f} ms "
+              f"(min {samples[0] * 1000:.0f}, max {samples[-1] * 1000:.0f}; target 400 ms)")
+    assert samples[1] < 5.0
