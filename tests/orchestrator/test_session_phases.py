@@ -48,6 +48,7 @@ async def test_greeting_latency_from_join_is_measured(orch: Orchestrator, capsys
         async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
             gid = await cand.wait_generations(1, timeout=10)
             samples.append((cand.generations[gid].first_audio_at or 0) - t0)
+        await orch.transcript(iid)  # the session has finished its writes
     samples.sort()
     with capsys.disabled():
         print(f"\njoin -> first greeting audio: median {samples[1] * 1000:.0f} ms "
