@@ -12,13 +12,12 @@ from interview.v1 import common_pb2, interviews_pb2
 from services.orchestrator.client import InterviewsClient
 from services.orchestrator.store import Fenced, InterviewStore
 from tests.orchestrator.conftest import API_KEY, orchestrator_env
+from tests.orchestrator.test_session_loop import LONG_GREETING
 from tests.orchestrator.session_support import Candidate, plan, speech
 from tests.support.procs import RedisServer, ServiceProcess
 
 pytestmark = pytest.mark.timeout(90)
 
-LONG_GREETING = ("Hello and welcome to this interview. Today we will talk about your experience, your favourite "
-                 "projects, and then we will do a little coding together. After that you can ask me anything.")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from interview.v1 import common_pb2, llm_pb2
+from tests.orchestrator.test_session_loop import LONG_GREETING
 from tests.orchestrator.session_support import Candidate, Orchestrator, plan, speech
 from tests.support.procs import RedisServer
 
@@ -102,8 +103,6 @@ async def test_turn_metrics_and_one_trace_per_turn(ai: dict, redis_server: Redis
         await orch.stop()
 
 
-LONG_GREETING = ("Hello and welcome to this interview. Today we will talk about your experience, your favourite "
-                 "projects, and then we will do a little coding together. After that you can ask me anything.")
 
 
 async def test_no_stale_audio_after_clear_with_a_slow_tts(ai: dict, redis_server: RedisServer) -> None:
