@@ -11,6 +11,13 @@ from services.common import telemetry
 from services.common.server import DEFAULT_PORTS, MB, channel_options
 
 UNARY_TIMEOUT_S = 5.0
+# gRPC's default reconnect backoff grows to 120 s: a restarted VAD/STT would sit unreached for
+# minutes. Cap it so a reopened stream finds the new process within ~2 s.
+RECONNECT_BACKOFF_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 
 _SERVICE_CONFIG = json.dumps({
     "loadBalancingConfig": [{"round_robin": {}}],
@@ -37,5 +44,6 @@ def create_channel(target: str, *, max_message_bytes: int = 4 * MB, keepalive_s:
     options = channel_options(max_message_bytes, keepalive_s) + [
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
+        *RECONNECT_BACKOFF_OPTIONS,
     ]
     return grpc.aio.insecure_channel(target, options=options, interceptors=telemetry.client_interceptors())

@@ -150,6 +150,29 @@ redis.call('HSET', KEYS[1], 'control_cursor', ARGV[2])
 return 1
 """
 
+# The owner's in-flight marker: what the transcript would get if the session were cut off now
+# (fenced, so a replaced owner cannot overwrite its successor's view). "" = nothing in flight.
+# KEYS: state, inflight. ARGV: epoch, data, ttl_ms
+SET_INFLIGHT = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[2])
+elseif tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
+# A new owner, once the marker's entries are written: delete it unless it changed meanwhile.
+# KEYS: state, inflight. ARGV: epoch, data read
+CLEAR_INFLIGHT = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
 # Erasure. KEYS: the interview's keys (state first), then index keys, then lifecycle.
 # ARGV: id, n_interview_keys, n_index_keys, lifecycle_data, lifecycle_maxlen. Returns keys deleted or -1.
 DELETE = """

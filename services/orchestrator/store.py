@@ -7,6 +7,7 @@ Layout (prefix P, default "iv:"; ID = an interview id):
   P i:ID:entries     hash    entry_id -> "sequence event_id" (idempotent transcript writes)
   P i:ID:control     stream  UPDATE_CONFIG / SET_PHASE / END / code events for the session owner
   P i:ID:lease       string  "owner|epoch" with a TTL: who runs the live session
+  P i:ID:inflight    string  the owner's in-flight turns (GetTranscriptResponse of incomplete entries)
   P index:all, P index:s:N   sorted sets (score 0, lexicographic = creation order) for ListInterviews
   P lifecycle        stream  created / started / ended / deleted of every interview
   P req:HASH         string  "ID|fingerprint" for CreateInterview request ids
@@ -91,10 +92,13 @@ class Keys:
     def lease(self, iid: str) -> str:
         return f"{self.prefix}i:{iid}:lease"
 
+    def inflight(self, iid: str) -> str:
+        return f"{self.prefix}i:{iid}:inflight"
+
     def interview_keys(self, iid: str) -> list[str]:
         """Every key holding this interview's data, state first (what Delete erases)."""
         return [self.state(iid), self.events(iid), self.transcript(iid), self.entries(iid),
-                self.control(iid), self.lease(iid)]
+                self.control(iid), self.lease(iid), self.inflight(iid)]
 
     def index(self, status: int = 0) -> str:
         return f"{self.prefix}index:s:{status}" if status else f"{self.prefix}index:all"
@@ -174,6 +178,8 @@ class InterviewStore:
         self._release = client.register_script(scripts.RELEASE_LEASE)
         self._ack = client.register_script(scripts.ACK_CONTROL)
         self._delete = client.register_script(scripts.DELETE)
+        self._set_inflight = client.register_script(scripts.SET_INFLIGHT)
+        self._clear_inflight = client.register_script(scripts.CLEAR_INFLIGHT)
 
     def event(self, interview_id: str, **payload: object) -> interviews_pb2.Event:
         """An Event stamped now, e.g. store.event(iid, lifecycle=Lifecycle(kind=...))."""
@@ -369,6 +375,39 @@ class InterviewStore:
         """Record that the owner applied control entries up to `control_id` (fenced)."""
         if not await self._ack(keys=[self.keys.state(iid)], args=[epoch, control_id]):
             raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
+
+    # ---- in-flight turns (a crash never silently drops a turn) ----
+
+    async def set_inflight(self, iid: str, epoch: int, entries: list[interviews_pb2.TranscriptEntry]) -> None:
+        """Record what the owner would write if its session were cut off now: transcribed words not
+        yet answered, an utterance in progress, the agent turn being spoken, entries still in the
+        outbox. Every entry carries the entry_id its normal write uses, so closing them after a
+        crash never duplicates one that did get written. Fenced."""
+        for entry in entries:
+            if not entry.HasField("end_time"):  # still going: it ends no earlier than now
+                entry.end_time.CopyFrom(timestamp(self.now()))
+        data = interviews_pb2.GetTranscriptResponse(entries=entries).SerializeToString() if entries else b""
+        k = self.keys
+        if not await self._set_inflight(keys=[k.state(iid), k.inflight(iid)], args=[epoch, data, self.ttl_ms]):
+            raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
+
+    async def close_inflight(self, iid: str, epoch: int) -> list[interviews_pb2.TranscriptEntry]:
+        """A new owner (epoch) closes the turns its predecessor left in flight: each is appended
+        (idempotent by entry_id, so a retry after another crash writes nothing twice), then the
+        marker is removed. Returns the entries newly written."""
+        k = self.keys
+        raw = await self.redis.get(k.inflight(iid))
+        if not raw:
+            return []
+        written = []
+        for entry in interviews_pb2.GetTranscriptResponse.FromString(raw).entries:
+            appended = await self.append_transcript(entry, epoch=epoch)
+            if not appended.duplicate:
+                entry.sequence = appended.sequence
+                written.append(entry)
+        if not await self._clear_inflight(keys=[k.state(iid), k.inflight(iid)], args=[epoch, raw]):
+            raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
+        return written
 
 
 def _refused(reason: bytes, iid: str, epoch: int | None) -> None:

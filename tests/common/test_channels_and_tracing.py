@@ -1,6 +1,10 @@
 """Client channels balance streams round_robin across instances; per-turn trace context travels
 in messages."""
+import asyncio
+import time
+
 import grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -8,6 +12,7 @@ from interview.v1 import common_pb2, vad_pb2_grpc
 from services.common import telemetry
 from services.common.channels import create_channel, service_target
 from tests.common.test_server import _audio, _runtime
+from tests.support.procs import free_port
 
 
 async def test_round_robin_spreads_streams_over_instances():
@@ -51,3 +56,22 @@ def test_trace_context_round_trips_through_a_message(monkeypatch):
     assert received.trace_id == sent.trace_id and received.span_id == sent.span_id
     empty = trace.get_current_span(telemetry.extract(common_pb2.TraceContext())).get_span_context()
     assert not empty.is_valid
+
+
+async def test_a_restarted_service_is_reached_within_the_capped_reconnect_backoff():
+    """gRPC's default backoff grows 1 s × 1.6ⁿ (after a 6 s outage the next try is ~9 s in, up
+    to 120 s later on); capped at 2 s, the channel finds the restarted server within ~2 s."""
+    port = free_port()
+    async with create_channel(f"127.0.0.1:{port}") as ch:
+        ch.get_state(try_to_connect=True)
+        await asyncio.sleep(6.0)  # nothing listens: the channel backs off
+        server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        try:
+            t0 = time.monotonic()
+            await asyncio.wait_for(ch.channel_ready(), 10)
+            assert time.monotonic() - t0 < 2.6
+        finally:
+            await server.stop(0)

@@ -27,6 +27,7 @@ from services.orchestrator.conversation import modes
 from services.orchestrator.conversation.barge_in import BargeIn, Stage
 from services.orchestrator.conversation.clients import ReopeningStream
 from services.orchestrator.conversation.history import History
+from services.orchestrator.conversation.inflight import InflightMarker
 from services.orchestrator.conversation.metrics import turn_metrics
 from services.orchestrator.conversation.outbound import Outbound
 from services.orchestrator.conversation.silence_timer import SilenceTimer
@@ -38,6 +39,7 @@ log = logging.getLogger("conversation.loop")
 tracer = trace.get_tracer("orchestrator.conversation")
 
 USER, AGENT, SYSTEM = common_pb2.ROLE_USER, common_pb2.ROLE_AGENT, common_pb2.ROLE_SYSTEM
+ANSWERS = (llm_pb2.TASK_REPLY, llm_pb2.TASK_WRAP_UP)  # tasks that answer the candidate's pending words
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,12 @@ class Session:
         self._ending_after_turn = False
         self.metrics: list[interviews_pb2.TurnMetrics] = []
         self.check_ins = 0
+        self._turn_started = 0.0
+        self._wrapped_phase = ""
+        self._user_group = 0   # numbers the user entry the pending words will become
+        self._utterance_no = 0
+        self._unwritten: dict[str, interviews_pb2.TranscriptEntry] = {}  # put in the outbox, not yet stored
+        self.inflight = InflightMarker(store, self.iid, epoch, self._inflight_entries)
         self.vad = ReopeningStream[vad_pb2.DetectRequest, vad_pb2.DetectResponse](
             "vad", lambda reqs: stubs.vad.Detect(reqs), self._vad_first, self._on_vad, self._on_vad_reopen)
         self.stt = ReopeningStream[stt_pb2.RecognizeRequest, stt_pb2.RecognizeResponse](
@@ -173,6 +181,7 @@ class Session:
             self.spawn(self._read_media(requests), "media")
             self.spawn(self._control_loop(), "control")
             self.spawn(self._lease_loop(), "lease")
+            self.spawn(self._inflight_loop(), "inflight")
             self.apply_mode(self.interview.mode or common_pb2.MODE_CONVERSATIONAL, "join", note=False)
             self._start_turn(llm_pb2.TASK_GREETING)
             await self._stopped.wait()
@@ -190,12 +199,16 @@ class Session:
         await asyncio.gather(*self._writes, return_exceptions=True)
         for entry in cut:
             await self.outbox.put(entry)
+        drained = True
         try:
             await asyncio.wait_for(self.outbox.drain(), 3.0)
         except asyncio.TimeoutError:
+            drained = False
             log.error("transcript entries still pending at session end", extra={"pending": self.outbox.pending})
         await self.outbox.close()
         if self.end_reason != "replaced":
+            if drained:  # else the marker stays: the next owner writes what is missing
+                await self._quietly(self.store.set_inflight(self.iid, self.epoch, []))
             await self._quietly(self.store.append_event(self.store.event(self.iid, lifecycle=interviews_pb2.Lifecycle(
                 kind=interviews_pb2.Lifecycle.SESSION_LEFT, reason=self.end_reason, session_id=self.session_id)),
                 epoch=self.epoch))
@@ -206,18 +219,46 @@ class Session:
 
     def _cut_off_entries(self) -> list[interviews_pb2.TranscriptEntry]:
         """A turn cut off by the disconnect is closed as an incomplete entry, never dropped."""
-        out = []
-        if self.pending_user:
-            out.append(self._entry(USER, " ".join(self.pending_user), start=self._pending_user_time))
-            self.pending_user = []
-        if self.user_speaking and self._latest_interim:
-            out.append(self._entry(USER, self._latest_interim, start=self._utterance_start_time, incomplete=True))
-        turn = self.turn
-        if turn is not None and turn.sent_any_audio:
-            turn.cancel_calls()
-            out.append(self._entry(AGENT, turn.heard_text(), incomplete=True))
+        out = self._in_flight_turns(ended=True)
+        self.pending_user = []
+        if self.turn is not None and self.turn.sent_any_audio:
+            self.turn.cancel_calls()
             self.turn = None
         return out
+
+    def _in_flight_turns(self, ended: bool = False) -> list[interviews_pb2.TranscriptEntry]:
+        """What a cut-off now would write: words not yet answered, the utterance in progress
+        (incomplete), the agent turn as heard so far (incomplete). Entry ids are the ones the
+        normal writes use, so a crash-time copy never duplicates a written entry. Not `ended`
+        (the marker): no end time, so the content only changes when the turns do."""
+        out = []
+        if self.pending_user:
+            out.append(self._entry(USER, " ".join(self.pending_user), start=self._pending_user_time,
+                                   entry_id=self._user_entry_id(), ended=ended))
+        if self.user_speaking and self._latest_interim:
+            out.append(self._entry(USER, self._latest_interim, start=self._utterance_start_time, incomplete=True,
+                                   entry_id=f"{self.session_id}-p{self._utterance_no}", ended=ended))
+        turn = self.turn
+        if turn is not None and turn.sent_any_audio:
+            out.append(self._entry(AGENT, turn.heard_text(), start=self._turn_started, incomplete=True,
+                                   entry_id=self._agent_entry_id(turn), ended=ended))
+        return out
+
+    def _inflight_entries(self) -> list[interviews_pb2.TranscriptEntry]:
+        return list(self._unwritten.values()) + self._in_flight_turns()
+
+    async def _inflight_loop(self) -> None:
+        try:
+            await self.inflight.run()
+        except Fenced:
+            self.stop("replaced")
+
+    def _user_entry_id(self) -> str:
+        return f"{self.session_id}-u{self._user_group}"
+
+    @staticmethod
+    def _agent_entry_id(turn: AgentTurn) -> str:
+        return f"{turn.generation_id}-a"
 
     @staticmethod
     async def _quietly(aw: Any) -> None:
@@ -237,6 +278,7 @@ class Session:
                 turn = self.turn
                 if turn is not None and msg.mark.generation_id == turn.generation_id:
                     turn.mark(msg.mark)
+                    self.inflight.kick()
                     if not turn.user_committed and turn.heard_text():
                         self._commit_user_turn(turn)  # the reply is being heard: no merge any more
             elif kind == "leave":
@@ -315,6 +357,7 @@ class Session:
         if self.user_speaking:
             return
         self.user_speaking = True
+        self._utterance_no += 1
         self._resumed = False
         self._latest_interim = ""
         self._speech_start = offset
@@ -370,6 +413,7 @@ class Session:
             return
         r = resp.result
         text = r.text.strip()
+        self.inflight.kick()
         if not r.finalize_id:
             if text:
                 self._latest_interim = text
@@ -393,7 +437,7 @@ class Session:
         """Answer the pending words once the candidate is quiet and the agent is not speaking;
         words that arrive while the agent speaks are answered when its turn ends."""
         if self.pending_user and not self.user_speaking and not self._finalizing and self.turn is None:
-            self._start_turn(llm_pb2.TASK_REPLY)
+            self._start_turn(llm_pb2.TASK_WRAP_UP if self._wrap_up_due() else llm_pb2.TASK_REPLY)
 
     # ---- agent turns ----
 
@@ -406,13 +450,14 @@ class Session:
         turn = AgentTurn(gid, task, request, self.playback_rate, self.clock, self.outbound,
                          margin_s=self.s.playback_margin_ms / 1000,
                          times=TurnTimes(vad_stop=self._vad_stop_at, stt_final=self.clock.monotonic()
-                                         if task == llm_pb2.TASK_REPLY else None),
-                         user_texts=list(self.pending_user) if task == llm_pb2.TASK_REPLY else [],
+                                         if task in ANSWERS else None),
+                         user_texts=list(self.pending_user) if task in ANSWERS else [],
                          on_first_audio=self._first_audio_sent)
-        if task == llm_pb2.TASK_REPLY:
+        if task in ANSWERS:
             turn.trace.CopyFrom(self._utterance_trace)
         request.trace.CopyFrom(turn.trace)
         self.turn = turn
+        self._turn_started = self.clock.time()
         self.barge.turn_started(gid)
         self.timer.agent_speaking(True)
         self._send_state()
@@ -420,17 +465,31 @@ class Session:
 
     def _request(self, task: int, gid: str) -> llm_pb2.GenerateRequest:
         iv = self.interview
-        phase = next((p for p in iv.plan.phases if p.id == iv.phase_id), None)
-        left = int(phase.time_budget_s - (self.clock.monotonic() - self._phase_started)) if phase else 0
+        left = self._phase_time_left_s()
         ctx = llm_pb2.InterviewContext(plan=iv.plan, phase_id=iv.phase_id, phase_time_left_s=left, mode=iv.mode,
                                        candidate_name=iv.candidate.name, role=iv.role, summary=self.history.summary)
         if self._code is not None:
             ctx.code.CopyFrom(self._code)
         history = list(self.history.messages)
-        if task == llm_pb2.TASK_REPLY and self.pending_user:
+        if task in ANSWERS and self.pending_user:
             history.append(self._chat(USER, " ".join(self.pending_user)))
         return llm_pb2.GenerateRequest(request_id=gid, persona=iv.persona, context=ctx, history=history, task=task,
                                        interview_id=self.iid)
+
+    def _phase_time_left_s(self) -> int:
+        phase = next((p for p in self.interview.plan.phases if p.id == self.interview.phase_id), None)
+        if phase is None or not phase.time_budget_s:
+            return 0
+        return int(phase.time_budget_s - (self.clock.monotonic() - self._phase_started))
+
+    def _wrap_up_due(self) -> bool:
+        """Over the phase's budget, the next reply wraps the phase up (once per phase: if the LLM
+        stays in it, e.g. the candidate is mid-answer, later turns are ordinary replies)."""
+        if self.interview.phase_id == self._wrapped_phase or self._phase_time_left_s() >= 0:
+            return False
+        self._wrapped_phase = self.interview.phase_id
+        log.info("phase over budget: wrapping up", extra={"phase_id": self._wrapped_phase})
+        return True
 
     async def _run_turn(self, turn: AgentTurn) -> None:
         tts_cfg = tts_pb2.TtsConfig(provider=self.s.tts_provider, voice=self.interview.config.tts_voice,
@@ -454,7 +513,7 @@ class Session:
         self._commit_user_turn(turn)  # also when no reply came (NO_REPLY)
         text = turn.log.text
         if turn.sent_any_audio and text:
-            self._record(AGENT, text)
+            self._record(AGENT, text, entry_id=self._agent_entry_id(turn))
             self.outbound.control(session_pb2.ServerMessage(caption=session_pb2.Caption(
                 role=AGENT, text=text, is_final=True, generation_id=turn.generation_id)))
         self._send_state()
@@ -471,7 +530,8 @@ class Session:
             turn.user_committed = True
             n = len(turn.user_texts)
             words, self.pending_user = self.pending_user[:n], self.pending_user[n:]
-            self._record(USER, " ".join(words), start=self._pending_user_time)
+            self._record(USER, " ".join(words), start=self._pending_user_time, entry_id=self._user_entry_id())
+            self._user_group += 1
 
     def _apply_actions(self, turn: AgentTurn) -> None:
         for action in turn.actions:
@@ -536,9 +596,9 @@ class Session:
         heard = turn.heard_text()
         if heard:  # the candidate heard part of the reply: their earlier words were answered
             self._commit_user_turn(turn)
-            self._record(AGENT, heard, interrupted=True)
+            self._record(AGENT, heard, interrupted=True, entry_id=self._agent_entry_id(turn))
         self._send_state()
-        if turn.sent_any_audio and turn.task == llm_pb2.TASK_REPLY:
+        if turn.sent_any_audio and turn.task in ANSWERS:
             self._publish_metrics(turn, interrupted=True, once=False)
 
     # ---- modes, phases, control stream ----
@@ -612,24 +672,43 @@ class Session:
                                    mode=self.interview.mode, phase_id=self.interview.phase_id)
 
     def _entry(self, role: int, text: str, *, start: float | None = None, interrupted: bool = False,
-               incomplete: bool = False) -> interviews_pb2.TranscriptEntry:
-        self._entry_seq += 1
+               incomplete: bool = False, entry_id: str = "", ended: bool = True) -> interviews_pb2.TranscriptEntry:
+        if not entry_id:
+            self._entry_seq += 1
+            entry_id = f"{self.session_id}-e{self._entry_seq}"
         now = self.clock.time()
-        return interviews_pb2.TranscriptEntry(
+        entry = interviews_pb2.TranscriptEntry(
             interview_id=self.iid, session_id=self.session_id, role=role, text=text,
-            start_time=timestamp(start or now), end_time=timestamp(now), mode=self.interview.mode,
+            start_time=timestamp(start or now), mode=self.interview.mode,
             phase_id=self.interview.phase_id, interrupted=interrupted, incomplete=incomplete,
-            entry_id=f"{self.session_id}-e{self._entry_seq}")
+            entry_id=entry_id)
+        if ended:
+            entry.end_time.CopyFrom(timestamp(now))
+        return entry
 
-    def _record(self, role: int, text: str, *, start: float | None = None, interrupted: bool = False) -> None:
-        """History + a durable transcript entry (through the outbox) + the check-in count."""
+    def _record(self, role: int, text: str, *, start: float | None = None, interrupted: bool = False,
+                entry_id: str = "") -> None:
+        """History + a durable transcript entry (through the outbox, covered by the in-flight
+        marker until it is stored)."""
         self.history.add(self._chat(role, text, interrupted))
-        entry = self._entry(role, text, start=start, interrupted=interrupted)
-        task = self.spawn(self.outbox.put(entry), "transcript")
+        entry = self._entry(role, text, start=start, interrupted=interrupted, entry_id=entry_id)
+        self._unwritten[entry.entry_id] = entry
+        self.inflight.kick()
+        task = self.spawn(self._write_entry(entry), "transcript")
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         if self.history.over_limit():
             self.spawn(self.history.compact(self._summarize), "summarize")
+
+    async def _write_entry(self, entry: interviews_pb2.TranscriptEntry) -> None:
+        stored = await self.outbox.put(entry)
+        stored.add_done_callback(lambda f: self._entry_stored(entry.entry_id, f))
+
+    def _entry_stored(self, entry_id: str, f: asyncio.Future[Any]) -> None:
+        """Refused (fenced) entries stay in the marker: the next owner writes them."""
+        if not f.cancelled() and f.exception() is None:
+            self._unwritten.pop(entry_id, None)
+            self.inflight.kick()
 
     async def _summarize(self, messages: list[llm_pb2.ChatMessage], previous: str) -> str:
         req = self._request(llm_pb2.TASK_SUMMARIZE, f"{self.session_id}-sum")
@@ -643,7 +722,7 @@ class Session:
         return text
 
     def _publish_metrics(self, turn: AgentTurn, interrupted: bool = False, once: bool = True) -> None:
-        if turn.task != llm_pb2.TASK_REPLY or turn.times.vad_stop is None:
+        if turn.task not in ANSWERS or turn.times.vad_stop is None:
             return
         m = turn_metrics(turn, interrupted)
         if once:

@@ -98,6 +98,10 @@ class SessionServicer:
                                     f"interview {iid} has ended ({snap.interview.end_reason or 'no reason given'})")
             cursor = await self.store.last_event_id(self.store.keys.control(iid))
             epoch = await self.store.acquire_lease(iid, self.owner, self.settings.lease_ttl_ms, force=True)
+            closed = await self.store.close_inflight(iid, epoch)  # a turn the last owner's crash cut off
+            if closed:
+                log.warning("closed turns left in flight by the previous owner",
+                            extra={"interview_id": iid, "entries": [e.entry_id for e in closed]})
             old = self.live.get(iid)
             if old is not None:
                 old.stop("replaced")
