@@ -172,6 +172,8 @@ def replied(entries: list[interviews_pb2.TranscriptEntry]) -> bool:
     return USER in roles and AGENT in roles[roles.index(USER):]
 
 
+@pytest.mark.flaky(reruns=1)  # real-time audio through a real browser and offline ASR on a shared
+# 2-core machine: one retry; a real regression fails both runs (each run asserts the bounds)
 async def test_greeting_heard_candidate_transcribed_and_answered(api: InterviewsClient) -> None:
     created = await api.create(template="demo", candidate_name="Ada")
     iid = created.interview.id
@@ -208,6 +210,8 @@ async def test_greeting_heard_candidate_transcribed_and_answered(api: Interviews
 LONG_GREETING_TEMPLATE = "backend-engineer"  # a ~15 s greeting: room to barge in after its first second
 
 
+@pytest.mark.flaky(reruns=1)  # real-time audio through a real browser and offline ASR on a shared
+# 2-core machine: one retry; a real regression fails both runs (each run asserts the bounds)
 async def test_barge_in_stops_the_greeting_in_the_browser(api: InterviewsClient) -> None:
     created = await api.create(template=LONG_GREETING_TEMPLATE, candidate_name="Ada")
     iid = created.interview.id
