@@ -29,6 +29,32 @@ def media_url() -> str:
     return f"http://127.0.0.1:{os.environ.get('MEDIA_PORT', '8080')}"
 
 
+def demo_link() -> str:
+    """Create a demo interview through the API (with the dev key the orchestrator wrote) and
+    return its candidate link; "" (with the reason) if that is not possible."""
+    import asyncio
+    from pathlib import Path
+
+    key = os.environ.get("ORCHESTRATOR_API_KEY", "")
+    key_file = Path(os.environ.get("ORCHESTRATOR_DEV_KEY_FILE", ".run/orchestrator-api-key"))
+    if not key and key_file.exists():
+        key = key_file.read_text().strip()
+    if not key:
+        print("  (no dev API key found: set ORCHESTRATOR_API_KEY to have a demo link printed here)")
+        return ""
+    from services.orchestrator.client import InterviewsClient
+
+    async def create() -> str:
+        async with InterviewsClient(service_target("orchestrator"), key) as api:
+            return (await api.create(template="demo", candidate_name="Demo candidate")).join_url
+
+    try:
+        return asyncio.run(create())
+    except Exception as exc:  # the suite still runs; say why there is no link
+        print(f"  (could not create a demo interview: {exc})")
+        return ""
+
+
 def main(services: list[str]) -> int:
     start = time.monotonic()
     for svc in services:
@@ -44,9 +70,11 @@ def main(services: list[str]) -> int:
         else:
             print(f"  {svc:<13} {media_url()}/  (candidate page, WebRTC)")
     if "media" in services:
-        print("\n  Create an interview and open the join link it prints in a browser:")
-        print("    python -m services.orchestrator.cli create --template demo   # dev API key: .run/orchestrator-api-key")
-        print(f"  (links look like {media_url()}/i/<interview id>#token=...)")
+        link = demo_link()
+        if link:
+            print(f"\n  Open this link in a browser (a demo interview, valid 24 h):\n    {link}")
+        print("\n  More interviews: python -m services.orchestrator.cli create --template demo"
+              "   # dev API key: .run/orchestrator-api-key")
     else:
         print("\n  The candidate web page arrives with services/media (not built yet). Meanwhile, drive the API:")
         print("    python -m services.orchestrator.cli create --template demo   # dev API key: .run/orchestrator-api-key")

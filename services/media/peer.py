@@ -150,7 +150,8 @@ class Peer:
         timeout = self.cfg.ice_timeout_s
         while True:
             try:
-                frame = await asyncio.wait_for(track.recv(), timeout)
+                async with asyncio.timeout(timeout):
+                    frame = await track.recv()
             except (MediaStreamError, TimeoutError):
                 await self.close("browser_gone")
                 return

@@ -225,7 +225,8 @@ class DeepgramSession:
                 return
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), max(0.0, keepalive - (time.monotonic() - last_audio)))
+                async with asyncio.timeout(max(0.0, keepalive - (time.monotonic() - last_audio))):
+                    await self._wake.wait()
             except asyncio.TimeoutError:
                 await sock.send_keep_alive()
                 last_audio = time.monotonic()

@@ -120,7 +120,8 @@ class CartesiaStream:
         """This context's events; a drop, an error event or silence past the timeout raise."""
         while True:
             try:
-                event = await asyncio.wait_for(conn.recv(), self.p.timeout_s)
+                async with asyncio.timeout(self.p.timeout_s):
+                    event = await conn.recv()
             except asyncio.TimeoutError:
                 raise ProviderError(f"no reply from Cartesia within {self.p.timeout_s:.1f}s") from None
             except ConnectionClosed as exc:

@@ -44,7 +44,10 @@ class InflightMarker:
         """Owned by the session; raises store.Fenced when another owner took over."""
         while True:
             try:
-                await asyncio.wait_for(self._kick.wait(), self.refresh_s)
+                # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a cancellation that
+                # arrives as the inner wait completes (CPython gh-86296), and this loop would never end.
+                async with asyncio.timeout(self.refresh_s):
+                    await self._kick.wait()
             except asyncio.TimeoutError:
                 pass
             self._kick.clear()
