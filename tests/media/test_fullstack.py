@@ -41,7 +41,7 @@ VAD_MIN_SPEECH_S = 0.25  # the VAD's default min_speech_ms; the orchestrator doe
 LOUD_DBFS = -40.0
 # The candidate's answer. Measured through the pipeline (Opus, VAD-gated streaming STT): WER 0.26-0.37
 # for this clip; the shorter -0930 (WER 0 decoded whole) came out at 0.75-0.88, so it is not used.
-ANSWER_WAV = CANDIDATE_WAV
+ANSWER_WAV = SPEECH / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 22 words: a steadier WER than a short clip
 
 
 class MediaProcess(ServiceProcess):
