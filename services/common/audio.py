@@ -1,14 +1,19 @@
 """Audio framing shared by every service: PCM s16le mono everywhere, fixed windows, resampling.
 
-Resampling uses soxr (a real polyphase resampler, streaming so chunk boundaries leave no clicks).
+Streaming resampling (live audio: media's uplink and playback, STT) uses libswresample through
+PyAV: it holds back ~1 ms, where soxr's streaming HQ mode holds back ~20 ms (up to 36) per stage,
+which doubled media's added round trip. One-shot resampling of whole signals uses soxr.
 """
 from __future__ import annotations
 
+import fractions
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import av
 import numpy as np
 import soxr
 
@@ -89,21 +94,75 @@ class Rebuffer:
 
 
 class Resampler:
-    """Streaming int16 resampler (soxr). Same rate in and out is a no-op.
+    """Streaming int16 mono resampler (libswresample in a one-thread FFmpeg filter graph).
 
-    Works in float32 internally: soxr's int16 streams add random dither, so the same input gave
-    different output on every run (measured: 8 distinct results in 20 runs, 48 -> 16 kHz).
+    Low latency is the point: ~1 ms of samples held back per call at 20-32 ms chunks (soxr's
+    stream: ~20 ms), ~57 dB SNR against soxr VHQ on speech, deterministic (no dither), and chunk
+    boundaries leave no trace. The graph is built by hand rather than with av.AudioResampler,
+    which starts a thread pool per instance (two threads each here: ~9 threads per media peer).
     """
 
-    def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ"):
+    def __init__(self, in_rate: int, out_rate: int):
         self.in_rate, self.out_rate = in_rate, out_rate
-        self._rs = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
+        self._graph: tuple[av.filter.Graph, Any, Any] | None = None
+        self._input: tuple[str, str, int] | None = None
 
     def process(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
-        if self._rs is None:
+        """int16 mono samples at `in_rate` in, int16 mono at `out_rate` out. `last` flushes the tail
+        (the next call starts a new stream)."""
+        if self.in_rate == self.out_rate:
             return samples.astype(np.int16, copy=False)
-        out = self._rs.resample_chunk(samples.astype(np.float32) / 32768.0, last=last)
-        return np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16)
+        frame = None
+        if len(samples):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1),
+                                               format="s16", layout="mono")
+            frame.sample_rate = self.in_rate
+        return self._run(frame, last)
+
+    def process_frame(self, frame: av.AudioFrame) -> np.ndarray:
+        """A decoded frame of any sample format and channel layout in: the downmix and the format
+        conversion happen inside libswresample (half the cost of doing them in numpy)."""
+        return self._run(frame, False)
+
+    def _run(self, frame: av.AudioFrame | None, last: bool) -> np.ndarray:
+        parts: list[np.ndarray] = []
+        if frame is not None:
+            src, sink = self._graph_for(frame)
+            frame.pts = None  # a continuous stream: never pad or trim on timestamp jumps
+            src.push(frame)
+            parts += _pull(sink)
+        if last and self._graph is not None:
+            self._graph[1].push(None)
+            parts += _pull(self._graph[2])
+            self._graph = self._input = None
+        if not parts:
+            return np.zeros(0, np.int16)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _graph_for(self, frame: av.AudioFrame) -> tuple[Any, Any]:
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self._graph is None or key != self._input:
+            graph = av.filter.Graph()
+            graph.threads = 1
+            src = graph.add_abuffer(format=key[0], layout=key[1], sample_rate=key[2],
+                                    time_base=fractions.Fraction(1, key[2]))
+            nodes = [src, graph.add("aresample", str(self.out_rate)),
+                     graph.add("aformat", f"sample_fmts=s16:sample_rates={self.out_rate}:channel_layouts=mono"),
+                     graph.add("abuffersink")]
+            for a, b in zip(nodes, nodes[1:]):
+                a.link_to(b)
+            graph.configure()
+            self._graph, self._input = (graph, src, nodes[-1]), key
+        return self._graph[1], self._graph[2]
+
+
+def _pull(sink: Any) -> list[np.ndarray]:
+    out = []
+    while True:
+        try:
+            out.append(sink.pull().to_ndarray().reshape(-1))
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return out
 
 
 def resample(samples: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
