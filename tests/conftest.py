@@ -33,3 +33,22 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An aiortc peer connection left open keeps a non-daemon decoder thread per receiver, and the
+    test process then never exits (CI would sit out its timeout). Say so, and stop those threads."""
+    import gc
+    import sys
+    import threading
+
+    leftover = [t.name for t in threading.enumerate() if t.name.endswith("-decoder") and t.is_alive()]
+    if not leftover or "aiortc" not in sys.modules:
+        return
+    from aiortc import RTCRtpReceiver
+
+    print(f"\nWARNING: {len(leftover)} aiortc decoder thread(s) still running at exit (a peer connection "
+          "was not closed); stopping them", file=sys.stderr)
+    for obj in gc.get_objects():
+        if isinstance(obj, RTCRtpReceiver):
+            obj._RTCRtpReceiver__stop_decoder()  # aiortc's own, what pc.close() would call

@@ -258,10 +258,14 @@ class Peer:
             log.info("closing peer", extra={"reason": self.close_reason})
             self._on_closed(self)
             self.agent_track.stop()
-            await self.link.close(leave_reason)  # before cancelling the reader: that would cancel the call
-            me = asyncio.current_task()
-            for task in list(self._tasks):
-                if task is not me:
-                    task.cancel()
-            await self.pc.close()
-            self.closed.set()
+            try:
+                await self.link.close(leave_reason)  # before cancelling the reader: that would cancel the call
+            finally:
+                # even when this close is cancelled (handler gone, shutdown): the peer connection
+                # owns a decoder thread per receiver, which only pc.close() stops
+                me = asyncio.current_task()
+                for task in list(self._tasks):
+                    if task is not me:
+                        task.cancel()
+                await self.pc.close()
+                self.closed.set()
