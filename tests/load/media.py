@@ -1,16 +1,18 @@
 """Load driver for the media gateway: N candidate peers talking to media at once.
 
-This process runs N aiortc client peers (services/media/client.py, the candidate client), each
-sending a real recording (looped, every peer at a different position) and receiving audio, and an
-echo orchestrator on the Session contract (tests/fakes/session.py in echo mode) that sends each
-32 ms chunk straight back. media runs as its own process (or several with SO_REUSEPORT), and so
-does the baseline: aiortc's own minimal echo (tests/load/aiortc_echo.py) with the same peers.
+N aiortc client peers (services/media/client.py, the candidate client) each send a real recording
+(looped, every peer at a different position) and receive audio. They run in several worker
+processes (tests/load/media_clients.py; one process cannot run ten Opus encoders and decoders in
+real time here), so the clients are not the bottleneck being measured. media runs as its own
+process (or several with SO_REUSEPORT) bridged to an echo orchestrator on the Session contract
+(tests/fakes/session.py in echo mode, in this process) that sends each 32 ms chunk back as agent
+audio. The baseline is aiortc's own minimal echo (tests/load/aiortc_echo.py) with the same peers.
 
-Measured per target, in the steady state once every peer is connected: CPU % of one core per
-peer and RSS growth per peer (from /proc), and the audio round trip in -> out, found by
-cross-correlating what each peer heard with what it sent (speech windows only). For media the
-echo fake's own time (chunk in -> echo out, measured inside the fake) is subtracted, leaving
-what media adds. The client's receive jitter buffer is set like media's (the page asks Chromium
+Measured per target over the steady window (every peer connected, plus a settle second): CPU %
+of one core per peer and RSS growth per peer (from /proc), and the audio round trip in -> out,
+found by cross-correlating what each peer heard with what it sent (speech windows only). For media
+the echo fake's own time (chunk in -> echo out, measured inside the fake) is subtracted, leaving
+what media adds. The clients' receive jitter buffer is set like media's (the page asks Chromium
 for the lowest playout delay), and so is the baseline server's.
 
     python -m tests.load.media --peers 10 --seconds 30
@@ -20,24 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import multiprocessing
 import os
 import secrets
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import aiohttp
 import numpy as np
 
-from services.common.audio import resample
-from services.media.client import FRAME, RATE, ClientPeer, OfferRefused, WavTrack
-from services.media.gateway import restrict_ice_to_loopback
-from services.media.peer import set_jitter_prefetch
 from tests.fakes.session import FakeSession, start_fake
-from tests.load.harness import Histogram, LoadRun, ProcSampler, arg_parser, emit, load_recordings, run_load
+from tests.load.harness import Histogram, ProcSampler, arg_parser, emit
+from tests.load.media_clients import SPEECH_RMS, PeerSpec, WorkerSpec, worker_main
 from tests.support.procs import ROOT, free_port
 
 BENCH = [
@@ -47,12 +50,8 @@ BENCH = [
 ]
 
 JITTER_PREFETCH = 1  # media's default MEDIA_JITTER_PREFETCH, used by the clients and the baseline too
-CORR_RATE = 8000     # cross-correlation runs at 8 kHz (speech band; media's uplink is 16 kHz anyway)
-WINDOW_S = 0.2       # one latency sample per 200 ms of heard speech ...
-STEP_S = 0.25        # ... every 250 ms
-MAX_LAG_S = 1.0
-MIN_CORR = 0.5       # normalised correlation a window needs to count as matched
-SPEECH_RMS = 32768 * 10 ** (-40 / 20)  # -40 dBFS: louder windows are speech
+PEERS_PER_CLIENT_PROCESS = 4
+SETTLE_S = 1.0       # after the last peer connects, before the window opens
 
 
 # ---- the echo orchestrator ----------------------------------------------------------------------
@@ -159,87 +158,7 @@ def baseline_target() -> contextlib.AbstractAsyncContextManager[Target]:
     return running("aiortc_echo", [argv], port, {})
 
 
-# ---- round-trip latency from the audio itself ---------------------------------------------------
-
-def round_trips_ms(sent: np.ndarray, sent_at: Sequence[float], heard: Sequence[np.ndarray],
-                   heard_at: Sequence[float], since: float) -> tuple[list[float], int]:
-    """(latencies, unmatched windows): for heard speech windows after `since`, where in what was sent
-    they best correlate, and how long after sending that audio arrived.
-
-    A sample's send time is its frame's hand-over to the encoder plus its place in the frame; a heard
-    window's time is the arrival of its first frame, so a zero-delay loop measures 0.
-    """
-    if not heard or not len(sent):
-        return [], 0
-    ratio = RATE // CORR_RATE
-    sent_lo = resample(sent, RATE, CORR_RATE).astype(np.float64)
-    frame_lo = FRAME // ratio
-    sent_at_arr = np.asarray(sent_at)
-    win_frames = int(WINDOW_S * RATE / FRAME)
-    step = max(1, int(STEP_S * RATE / FRAME))
-    out: list[float] = []
-    unmatched = 0
-    for k in range(0, len(heard) - win_frames, step):
-        t_r = heard_at[k]
-        if t_r < since:
-            continue
-        win = np.concatenate(heard[k:k + win_frames]).astype(np.float64)
-        if np.sqrt(np.mean(win ** 2)) < SPEECH_RMS:
-            continue
-        win = resample(win.astype(np.int16), RATE, CORR_RATE).astype(np.float64)
-        first = int(np.searchsorted(sent_at_arr, t_r - MAX_LAG_S))
-        last = int(np.searchsorted(sent_at_arr, t_r))
-        seg = sent_lo[first * frame_lo:last * frame_lo + len(win)]
-        if len(seg) < 2 * len(win):
-            continue
-        n = 1 << int(np.ceil(np.log2(len(seg) + len(win))))
-        corr = np.fft.irfft(np.fft.rfft(seg, n) * np.conj(np.fft.rfft(win, n)), n)[:len(seg) - len(win) + 1]
-        energy = np.sqrt(np.convolve(seg ** 2, np.ones(len(win)), "valid")) * np.sqrt(np.sum(win ** 2))
-        score = corr / np.maximum(energy, 1e-9)
-        best = int(np.argmax(score))
-        if score[best] < MIN_CORR:
-            unmatched += 1
-            continue
-        j = first * frame_lo + best  # index into sent at CORR_RATE
-        sent_time = sent_at_arr[j // frame_lo] + (j % frame_lo) / CORR_RATE
-        out.append(1000 * (t_r - sent_time))
-    return out, unmatched
-
-
 # ---- one measured run against one target --------------------------------------------------------
-
-@dataclass
-class Steady:
-    """The steady-state window: from every peer connected to the run's deadline."""
-
-    peers: int
-    pids: list[int]
-    connected: int = 0
-    started: float = 0.0
-    all_in: asyncio.Event = field(default_factory=asyncio.Event)
-    samplers: list[ProcSampler] = field(default_factory=list)
-    rss_before: float = 0.0
-    stopped: bool = False
-    result: dict[str, float] = field(default_factory=dict)
-
-    def peer_connected(self) -> None:
-        self.connected += 1
-        if self.connected == self.peers:
-            self.started = time.time()
-            self.samplers = [ProcSampler(pid) for pid in self.pids]
-            for s in self.samplers:
-                s.start()
-            self.all_in.set()
-
-    async def stop(self) -> None:
-        """Once, by the first peer to reach the deadline (before any peer hangs up)."""
-        if not self.samplers or self.stopped:
-            return
-        self.stopped = True
-        parts = [await s.stop() for s in self.samplers]
-        self.result = {"cpu_pct": round(sum(p.get("cpu_pct", 0.0) for p in parts), 2),
-                       "rss_mb": round(sum(p.get("rss_mb_max", 0.0) for p in parts), 2)}
-
 
 def rss_mb(pids: list[int]) -> float:
     total = 0.0
@@ -250,106 +169,147 @@ def rss_mb(pids: list[int]) -> float:
     return total
 
 
-async def measure(target: Target, peers: int, seconds: float, fake: FakeSession | None,
+async def _recv(conn: Connection, proc: BaseProcess, timeout: float) -> Any:
+    """The worker's next message, or an error if it died or went silent."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(conn.poll, 0.2):
+        if not proc.is_alive():
+            raise RuntimeError(f"client worker exited with {proc.exitcode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"client worker silent for {timeout:.0f} s")
+    return conn.recv()
+
+
+@contextlib.contextmanager
+def client_workers(specs: list[WorkerSpec]) -> Iterator[list[tuple[BaseProcess, Connection]]]:
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that runs gRPC and asyncio
+    workers = []
+    try:
+        for spec in specs:
+            ours, theirs = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(spec, theirs), daemon=True)
+            proc.start()
+            workers.append((proc, ours))
+        yield workers
+    finally:
+        for proc, _ in workers:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+
+
+async def _connected(workers: list[tuple[BaseProcess, Connection]]) -> list[str]:
+    """Wait for each worker's "connected"; the errors of the peers that did not join."""
+    errors: list[str] = []
+    for proc, conn in workers:
+        _kind, info = await _recv(conn, proc, 60)
+        errors += info["errors"]
+    return errors
+
+
+async def measure(target: Target, peers: int, seconds: float, client_procs: int, fake: FakeSession | None,
                   quiet: bool) -> dict[str, Any]:
-    """Connect `peers` clients to `target`, hold them for `seconds` of steady state, measure."""
-    recordings = load_recordings(RATE)
-    steady = Steady(peers, target.pids)
-    steady.rss_before = rss_mb(target.pids)
-    results: list[tuple[list[float], int]] = []
-    analysis: list[asyncio.Future[tuple[list[float], int]]] = []
-    loop = asyncio.get_running_loop()
+    """Join `peers` clients (spread over `client_procs` worker processes) to `target`, hold them for
+    `seconds` of steady state once all are connected, and measure it.
 
-    async def one_peer(i: int, run: LoadRun) -> None:
-        rec = run.recording(i)
-        start = int((i * 7.3 % rec.seconds) * rec.rate)  # every peer at another place in the recording
-        source = WavTrack(np.roll(rec.samples, -start), rec.rate, loop=True)
-        iid, token = fake.create() if fake is not None else ("bench_" + secrets.token_hex(4), "none")
-        client = ClientPeer(target.url, iid, source, token=token)
-        try:
-            await client.connect()
-        except OfferRefused as exc:
-            raise RuntimeError(f"offer refused: {exc}") from None
-        for t in client.pc.getTransceivers():
-            if t.kind == "audio":
-                set_jitter_prefetch(t, JITTER_PREFETCH)
-        try:
-            await client.wait_connected(10)
-            steady.peer_connected()
-            async with asyncio.timeout(30):
-                await steady.all_in.wait()
-            await asyncio.sleep(max(0.0, steady.started + seconds - time.time()))
-            run.count("frames_sent", len(source.sent_at))
-            run.count("frames_heard", len(client.heard.frames))
-        finally:
-            await steady.stop()
-            if client.channel is not None and client.channel.readyState == "open":
-                client.send_event(type="hangup")  # reaches the process that holds the peer (SO_REUSEPORT)
-            await client.close()
-        # settle 1 s after connect-all: the first packets go through jitter-buffer start-up
-        analysis.append(loop.run_in_executor(None, round_trips_ms, source.sent_signal(), list(source.sent_at),
-                                             list(client.heard.frames), list(client.heard.at), steady.started + 1))
-
-    summary = await run_load(one_peer, streams=peers, seconds=seconds + 5, progress=not quiet,
-                             recordings=recordings, ramp_s=min(3.0, 0.1 * peers))
-    results = list(await asyncio.gather(*analysis))
+    One peer per target process joins first: RSS per peer is then what each further peer adds (the
+    capacity-planning number), and the first peers' share plus the one-time costs (lazy imports,
+    codec tables, allocator arenas) is reported apart as first_peers_rss_mb.
+    """
+    creds = [fake.create() if fake is not None else ("bench_" + secrets.token_hex(4), "none") for _ in range(peers)]
+    first = min(len(target.pids), peers - 1)
+    rest = list(range(first, peers))
+    per = [rest[w::client_procs] for w in range(client_procs)]
+    ramp = min(3.0, 0.1 * peers)
+    first_spec = [WorkerSpec(target.url, [PeerSpec(i, *creds[i]) for i in range(first)], JITTER_PREFETCH)]
+    specs = [WorkerSpec(target.url, [PeerSpec(i, *creds[i]) for i in idx], JITTER_PREFETCH,
+                        ramp_s=ramp, lead_s=ramp * w / peers) for w, idx in enumerate(per) if idx]
+    rss_start = rss_mb(target.pids)
+    with client_workers(first_spec if first else []) as early:
+        errors = await _connected(early)
+        await asyncio.sleep(0.5)
+        rss_before = rss_mb(target.pids)
+        with client_workers(specs) as later:
+            workers = early + later
+            errors += await _connected(later)
+            since = time.time() + SETTLE_S  # past the jitter buffers' start-up
+            until = since + seconds
+            for _, conn in workers:
+                conn.send(("window", since, until))
+            log(quiet, f"{target.name}: {peers - len(errors)}/{peers} peers connected; measuring {seconds:.0f} s")
+            await asyncio.sleep(since - time.time())
+            samplers = [ProcSampler(pid) for pid in target.pids]
+            client_samplers = [ProcSampler(proc.pid) for proc, _ in workers if proc.pid]
+            for s in samplers + client_samplers:
+                s.start()
+            await asyncio.sleep(max(0.0, until - time.time()))
+            parts = [await s.stop() for s in samplers]
+            clients_cpu = sum([(await s.stop()).get("cpu_pct", 0.0) for s in client_samplers])
+            results = [(await _recv(conn, proc, 120))[1] for proc, conn in workers]
     rtt = Histogram()
-    for lat, _bad in results:
-        for v in lat:
+    for r in results:
+        for v in r["rtt_ms"]:
             rtt.add(v)
-    unmatched = sum(bad for _lat, bad in results)
-    out: dict[str, Any] = {"target": target.name, "processes": len(target.pids), **steady.result}
-    if steady.result:
-        out["cpu_pct_per_peer"] = round(steady.result["cpu_pct"] / peers, 2)
-        out["rss_mb_per_peer"] = round(max(0.0, steady.result["rss_mb"] - steady.rss_before) / peers, 2)
-    out["rtt_ms"] = rtt.summary()
-    out["rtt_windows_unmatched"] = unmatched
-    out["errors"] = summary["errors"]
-    if summary.get("first_errors"):
-        out["first_errors"] = summary["first_errors"]
-    out["frames_sent"], out["frames_heard"] = summary.get("frames_sent", 0), summary.get("frames_heard", 0)
-    return out
+    cpu = sum(p.get("cpu_pct", 0.0) for p in parts)
+    rss = sum(p.get("rss_mb_max", 0.0) for p in parts)
+    sent = sum(r["frames_sent"] for r in results)
+    heard = sum(r["frames_heard"] for r in results)
+    return {"target": target.name, "processes": len(target.pids), "client_processes": len(workers),
+            "cpu_pct": round(cpu, 2), "rss_mb": round(rss, 2), "first_peers_rss_mb": round(rss_before - rss_start, 2),
+            "cpu_pct_per_peer": round(cpu / peers, 2),
+            "rss_mb_per_peer": round(max(0.0, rss - rss_before) / max(1, peers - first), 2),
+            "rtt_ms": rtt.summary(), "rtt_windows_unmatched": sum(r["unmatched"] for r in results),
+            "frames_sent": sent, "frames_heard": heard, "clients_cpu_pct": round(clients_cpu, 1),
+            # < 1 means the clients (or the target) fell behind real time: then latencies mean little
+            "heard_per_sent": round(heard / sent, 3) if sent else None,
+            "errors": len(errors), **({"first_errors": errors[:3]} if errors else {})}
+
+
+def log(quiet: bool, msg: str) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
 
 
 async def main(argv: list[str]) -> dict[str, Any]:
     p = arg_parser("python -m tests.load.media", "media load: N aiortc candidate peers against media vs aiortc echo")
     p.add_argument("--peers", type=int, default=10, help="concurrent candidate peers")
     p.add_argument("--processes", type=int, default=1, help="media processes on one port (SO_REUSEPORT)")
+    p.add_argument("--client-processes", type=int, default=0,
+                   help=f"worker processes for the client peers (default: one per {PEERS_PER_CLIENT_PROCESS} peers)")
     p.add_argument("--echo", choices=("speech", "continuous"), default="speech",
                    help="echo only speech chunks (turns, the product's case) or every chunk")
     p.add_argument("--no-baseline", action="store_true", help="skip the aiortc echo baseline run")
     args = p.parse_args(argv)
-    restrict_ice_to_loopback()  # the clients' ICE: this host may be loopback-only
+    client_procs = args.client_processes or math.ceil(args.peers / PEERS_PER_CLIENT_PROCESS)
     summary: dict[str, Any] = {"peers": args.peers, "seconds": args.seconds, "processes": args.processes,
-                               "echo": args.echo}
+                               "client_processes": client_procs, "echo": args.echo}
     fake = TimedEcho(speech_only=args.echo == "speech")
     server, port = await start_fake(fake)
     try:
         async with media_target(f"127.0.0.1:{port}", args.processes) as media:
-            m = await measure(media, args.peers, args.seconds, fake, args.quiet)
+            m = await measure(media, args.peers, args.seconds, client_procs, fake, args.quiet)
     finally:
         await server.stop(0)
     hold = fake.hold_ms.summary()
     if not args.no_baseline:
         async with baseline_target() as echo:
-            b = await measure(echo, args.peers, args.seconds, None, args.quiet)
-        summary["baseline"] = b
+            summary["baseline"] = await measure(echo, args.peers, args.seconds, client_procs, None, args.quiet)
     summary["media"] = m
     summary["echo_fake_hold_ms"] = hold
     # the headline numbers, flat
-    summary["media_cpu_pct_per_peer"] = m.get("cpu_pct_per_peer")
-    summary["media_rss_mb_per_peer"] = m.get("rss_mb_per_peer")
+    summary["media_cpu_pct_per_peer"] = m["cpu_pct_per_peer"]
+    summary["media_rss_mb_per_peer"] = m["rss_mb_per_peer"]
     if m["rtt_ms"].get("count") and hold.get("count"):
         summary["media_rtt_p50_ms"] = round(m["rtt_ms"]["p50"] - hold["p50"], 1)
         # the fake's typical time, not its p99: percentiles of a difference are not differences of percentiles
         summary["media_rtt_p99_ms"] = round(m["rtt_ms"]["p99"] - hold["p50"], 1)
     if "baseline" in summary:
         b = summary["baseline"]
-        summary["baseline_cpu_pct_per_peer"] = b.get("cpu_pct_per_peer")
-        summary["baseline_rss_mb_per_peer"] = b.get("rss_mb_per_peer")
+        summary["baseline_cpu_pct_per_peer"] = b["cpu_pct_per_peer"]
+        summary["baseline_rss_mb_per_peer"] = b["rss_mb_per_peer"]
         summary["baseline_rtt_p50_ms"] = b["rtt_ms"].get("p50")
         summary["baseline_rtt_p99_ms"] = b["rtt_ms"].get("p99")
-        if b.get("cpu_pct_per_peer") and m.get("cpu_pct_per_peer") is not None:
+        if b["cpu_pct_per_peer"]:
             summary["cpu_ratio_vs_aiortc_echo"] = round(m["cpu_pct_per_peer"] / b["cpu_pct_per_peer"], 2)
     summary["errors"] = m["errors"] + summary.get("baseline", {}).get("errors", 0)
     return summary
