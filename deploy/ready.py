@@ -6,8 +6,7 @@ import sys
 import time
 import urllib.request
 
-from services.common.channels import service_target
-from tests.support.procs import wait_for_health
+from services.common.channels import service_target, wait_for_health
 
 
 def wait_for_http(url: str, timeout: float = 120.0) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import time
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import telemetry
 from services.common.server import DEFAULT_PORTS, MB, channel_options
@@ -47,3 +50,22 @@ def create_channel(target: str, *, max_message_bytes: int = 4 * MB, keepalive_s:
         *RECONNECT_BACKOFF_OPTIONS,
     ]
     return grpc.aio.insecure_channel(target, options=options, interceptors=telemetry.client_interceptors())
+
+
+def wait_for_health(address: str, service: str = "", timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    """Block until `address` reports SERVING (used by `make run`'s readiness check and the tests)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process exited with {proc.returncode} before serving")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError as exc:
+                last = exc
+            time.sleep(0.05)
+    raise TimeoutError(f"{address} not SERVING after {timeout}s: {last}")
