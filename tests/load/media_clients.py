@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+import av
 import numpy as np
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from services.common.audio import resample
-from services.media.client import FRAME, RATE, ClientPeer, OfferRefused, WavTrack
+from services.media.client import FRAME, RATE, ClientPeer, OfferRefused
 from services.media.gateway import restrict_ice_to_loopback
 from services.media import rtp_level
 from services.media.peer import set_jitter_prefetch
@@ -101,6 +105,55 @@ def round_trips_ms(sent: np.ndarray, sent_at: Sequence[float], heard: Sequence[n
     return out, unmatched
 
 
+class PreEncodedTrack(MediaStreamTrack):
+    """A looped recording sent as Opus packets encoded once per worker, paced like WavTrack.
+
+    The peers' own Opus encoding was ~1.4 % of a core per client peer; the clients share the two
+    cores with what they measure, so they skip it. The packets are what aiortc's own encoder
+    makes of the same audio, so media receives exactly what a live encoder would send.
+    """
+
+    kind = "audio"
+
+    def __init__(self, loop_pcm: np.ndarray, packets: list[bytes], start_frame: int):
+        super().__init__()
+        self.loop_pcm, self.packets, self.start = loop_pcm, packets, start_frame
+        self.sent_at: list[float] = []  # wall time each packet was handed to the sender
+        self._t0: float | None = None
+
+    @staticmethod
+    def encode(pcm: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+        """(the loop, padded to whole 20 ms frames; one Opus packet per frame of it)."""
+        pcm = np.concatenate([pcm, np.zeros(-len(pcm) % FRAME, np.int16)])
+        enc, packets = OpusEncoder(), []
+        for i in range(0, len(pcm), FRAME):
+            frame = av.AudioFrame.from_ndarray(np.repeat(pcm[i:i + FRAME], 2).reshape(1, -1), format="s16",
+                                               layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = RATE, i, fractions.Fraction(1, RATE)
+            packets += enc.encode(frame)[0]
+        packets += packets[:len(pcm) // FRAME - len(packets)]  # the encoder's look-ahead: wrap around
+        return pcm, packets
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        k = len(self.sent_at)
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        wait = self._t0 + k * FRAME / RATE - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        packet = av.Packet(self.packets[(self.start + k) % len(self.packets)])
+        packet.pts, packet.time_base = k * FRAME, fractions.Fraction(1, RATE)
+        self.sent_at.append(time.time())
+        return packet
+
+    def sent_signal(self) -> np.ndarray:
+        """What has been sent so far, at 48 kHz mono (sample i of frame k at sent_at[k])."""
+        rolled = np.roll(self.loop_pcm, -self.start * FRAME)
+        return np.resize(rolled, len(self.sent_at) * FRAME)
+
+
 class Worker:
     """This process's peers: join, hold through the driver's window, hang up, analyse."""
 
@@ -109,12 +162,11 @@ class Worker:
         self.clients: list[ClientPeer] = []
         self.errors: list[str] = []
 
-    async def _join(self, peer: PeerSpec, delay: float) -> None:
+    async def _join(self, peer: PeerSpec, delay: float, encoded: list[tuple[np.ndarray, list[bytes]]]) -> None:
         await asyncio.sleep(delay)
-        recs = load_recordings(RATE)
-        rec = recs[peer.index % len(recs)]
-        start = int((peer.index * 7.3 % rec.seconds) * rec.rate)  # every peer at another place in it
-        client = ClientPeer(self.spec.url, peer.interview_id, WavTrack(np.roll(rec.samples, -start), rec.rate, loop=True),
+        pcm, packets = encoded[peer.index % len(encoded)]
+        start = int(peer.index * 7.3 * RATE / FRAME) % len(packets)  # every peer at another place in it
+        client = ClientPeer(self.spec.url, peer.interview_id, PreEncodedTrack(pcm, packets, start),  # type: ignore[arg-type]
                             token=peer.token)
         try:
             await client.connect()
@@ -135,7 +187,8 @@ class Worker:
         restrict_ice_to_loopback()  # this host may be loopback-only
         rtp_level.install()  # cheaper clients: they share the cores with what they measure
         n = len(self.spec.peers)
-        await asyncio.gather(*(self._join(p, self.spec.lead_s + self.spec.ramp_s * i / max(1, n))
+        encoded = [PreEncodedTrack.encode(rec.samples) for rec in load_recordings(RATE)]
+        await asyncio.gather(*(self._join(p, self.spec.lead_s + self.spec.ramp_s * i / max(1, n), encoded)
                                for i, p in enumerate(self.spec.peers)))
         self.conn.send(("connected", {"ok": n - len(self.errors), "errors": self.errors}))
         try:
