@@ -44,9 +44,10 @@ from tests.load.media_clients import SPEECH_RMS, PeerSpec, WorkerSpec, worker_ma
 from tests.support.procs import ROOT, free_port
 
 BENCH = [
+    ["--peers", "4", "--seconds", "30"],
+    ["--peers", "8", "--seconds", "30"],
     ["--peers", "10", "--seconds", "30"],
-    ["--peers", "20", "--seconds", "30"],
-    ["--peers", "20", "--seconds", "30", "--processes", "2"],
+    ["--peers", "10", "--seconds", "30", "--processes", "2", "--no-baseline"],
 ]
 
 JITTER_PREFETCH = 1  # media's default MEDIA_JITTER_PREFETCH, used by the clients and the baseline too
