@@ -149,7 +149,13 @@ class Candidate:
         await self.close()
 
     async def close(self) -> None:
-        self._out.put_nowait(None)
+        self._out.put_nowait(None)  # half-close: the orchestrator reads what was sent, then ends the session
+        try:  # cancelling at once raced the last mark (seen in CI: a finished reply stored as interrupted)
+            async with asyncio.timeout(3):
+                while not self.call.done():
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            pass
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

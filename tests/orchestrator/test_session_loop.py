@@ -33,7 +33,7 @@ async def test_greeting_then_reply_with_transcript_on_one_timeline(orch: Orchest
     assert roles[:3] == [common_pb2.ROLE_AGENT, common_pb2.ROLE_USER, common_pb2.ROLE_AGENT], entries
     assert "forward" in entries[1].text
     assert entries[0].text.startswith("Hello")
-    assert not any(e.interrupted or e.incomplete for e in entries[:3])
+    assert not any(e.interrupted or e.incomplete for e in entries[:3]), entries[:3]
     finals = [c for c in cand.of("caption") if c.role == common_pb2.ROLE_USER and c.is_final]
     assert finals and "forward" in finals[0].text
     assert any(s.agent_speaking for s in cand.of("state"))
