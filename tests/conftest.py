@@ -35,20 +35,35 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """An aiortc peer connection left open keeps a non-daemon decoder thread per receiver, and the
-    test process then never exits (CI would sit out its timeout). Say so, and stop those threads."""
-    import gc
-    import sys
+_DECODERS_AFTER: dict[str, list[str]] = {}  # test -> decoder threads alive after it (names + ids)
+
+
+def _decoder_threads() -> list[str]:
     import threading
 
-    leftover = [t.name for t in threading.enumerate() if t.name.endswith("-decoder") and t.is_alive()]
+    return [f"{t.name}#{t.ident}" for t in threading.enumerate() if t.name.endswith("-decoder") and t.is_alive()]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    _DECODERS_AFTER[item.nodeid] = _decoder_threads()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An aiortc peer connection left open keeps a non-daemon decoder thread per receiver, and the
+    test process then never exits (CI would sit out its timeout). Say which test left it, and stop
+    those threads."""
+    import gc
+    import sys
+
+    leftover = _decoder_threads()
     if not leftover or "aiortc" not in sys.modules:
         return
     from aiortc import RTCRtpReceiver
 
+    first_seen = {t: next((test for test, alive in _DECODERS_AFTER.items() if t in alive), "?") for t in leftover}
     print(f"\nWARNING: {len(leftover)} aiortc decoder thread(s) still running at exit (a peer connection "
-          "was not closed); stopping them", file=sys.stderr)
+          f"was not closed; first seen after: {sorted(set(first_seen.values()))}); stopping them", file=sys.stderr)
     for obj in gc.get_objects():
         if isinstance(obj, RTCRtpReceiver):
             obj._RTCRtpReceiver__stop_decoder()  # aiortc's own, what pc.close() would call
