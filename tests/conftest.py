@@ -52,18 +52,19 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """An aiortc peer connection left open keeps a non-daemon decoder thread per receiver, and the
     test process then never exits (CI would sit out its timeout). Say which test left it, and stop
-    those threads."""
-    import gc
+    those threads the way aiortc's receiver does: None into the thread's input queue."""
     import sys
+    import threading
 
-    leftover = _decoder_threads()
-    if not leftover or "aiortc" not in sys.modules:
+    leftover = [t for t in threading.enumerate() if t.name.endswith("-decoder") and t.is_alive()]
+    if not leftover:
         return
-    from aiortc import RTCRtpReceiver
-
-    first_seen = {t: next((test for test, alive in _DECODERS_AFTER.items() if t in alive), "?") for t in leftover}
+    first_seen = {next((test for test, alive in _DECODERS_AFTER.items() if f"{t.name}#{t.ident}" in alive), "?")
+                  for t in leftover}
     print(f"\nWARNING: {len(leftover)} aiortc decoder thread(s) still running at exit (a peer connection "
-          f"was not closed; first seen after: {sorted(set(first_seen.values()))}); stopping them", file=sys.stderr)
-    for obj in gc.get_objects():
-        if isinstance(obj, RTCRtpReceiver):
-            obj._RTCRtpReceiver__stop_decoder()  # aiortc's own, what pc.close() would call
+          f"was not closed; first seen after: {sorted(first_seen)}); stopping them", file=sys.stderr)
+    for t in leftover:
+        args = getattr(t, "_args", ())  # decoder_worker(loop, input_q, output_q, ...)
+        if len(args) > 1 and hasattr(args[1], "put"):
+            args[1].put(None)
+        t.join(2)

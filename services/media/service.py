@@ -10,8 +10,8 @@ import ssl
 from aiohttp import web
 
 from services.common import config, logs, telemetry
-from services.media.config import MediaConfig
 from services.media import rtp_level
+from services.media.config import MediaConfig
 from services.media.gateway import Gateway
 
 log = logging.getLogger("media")
