@@ -87,6 +87,7 @@ class Gateway:
         self.cfg = cfg
         self.peers: dict[str, Peer] = {}
         self.by_interview: dict[str, Peer] = {}
+        self.closing: set[Peer] = set()  # forgotten at the start of close(), until their pc is closed
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-jpeg")
         self.channel = create_channel(service_target("orchestrator"))
         self.stub = session_pb2_grpc.SessionStub(self.channel)
@@ -193,6 +194,8 @@ class Gateway:
         self.peers.pop(peer.id, None)
         if self.by_interview.get(peer.interview_id) is peer:
             del self.by_interview[peer.interview_id]
+        self.closing = {p for p in self.closing if not p.closed.is_set()}
+        self.closing.add(peer)
 
     async def shutdown(self) -> None:
         """SIGTERM: refuse new offers, close every peer (each sends Leave{shutdown}), close the channel."""
@@ -202,6 +205,9 @@ class Gateway:
         try:
             async with asyncio.timeout(self.cfg.server.shutdown_grace_s):
                 await asyncio.gather(*(p.close("shutdown") for p in peers), return_exceptions=True)
+                # and the peers already closing (a hangup): cut short by the loop's end, their
+                # peer connection would keep its decoder threads and the process would not exit
+                await asyncio.gather(*(p.closed.wait() for p in self.closing), return_exceptions=True)
         except TimeoutError:
             log.warning("peers did not close within the grace period")
         await self.channel.close()
