@@ -94,6 +94,8 @@ class Playback:
             self._finish(gen)
 
     def control(self, ctl: session_pb2.PlaybackControl) -> None:
+        log.info("playback control", extra={"action": session_pb2.PlaybackAction.Name(ctl.action),
+                                            "generation_id": ctl.generation_id, "queued_s": round(self.queued_seconds, 2)})
         if ctl.action == session_pb2.PLAYBACK_PAUSE:
             if not self.paused:
                 self.paused = True

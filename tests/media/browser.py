@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +37,28 @@ def chromium(mic: Path) -> webdriver.Chrome:
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 
 
-def recording(driver: webdriver.Chrome) -> tuple[np.ndarray, np.ndarray, int]:
-    """(samples int16, wall time of each sample, rate) of what the page played."""
-    rec = driver.execute_script("return window.__rec ? window.__rec.export() : null")
-    assert rec is not None, "the page recorded nothing"
-    pcm = np.frombuffer(base64.b64decode(rec["pcm"]), "<i2")
-    block, rate = rec["block"], rec["rate"]
-    times = np.zeros(len(pcm))
-    for k, t in enumerate(rec["times"]):  # a block's callback runs just after its last sample
-        times[k * block:(k + 1) * block] = t / 1000 - (block - np.arange(block)) / rate
-    return pcm, times, rate
+@dataclass
+class Recording:
+    """What the page played (`pcm`) and what its microphone sent (`mic`), sample-aligned on the
+    page's audio clock; `times` is each sample's wall-clock time."""
+    pcm: np.ndarray
+    mic: np.ndarray
+    times: np.ndarray
+    rate: int
+
+
+def recording(driver: webdriver.Chrome) -> Recording:
+    """The page's ?record=1 capture. Blocks are placed by their audio-clock frame, not by when the
+    busy main thread got them; the wall-clock anchor is the least-delayed block's arrival (a block
+    never arrives before its last sample was rendered)."""
+    rec = driver.execute_script("return window.__rec && window.__rec.export ? window.__rec.export() : null")
+    assert rec is not None and rec["frames"], "the page recorded nothing"
+    rate = rec["rate"]
+    frames, lengths = np.array(rec["frames"], dtype=np.int64), np.array(rec["lengths"], dtype=np.int64)
+    anchor = float(np.min(np.array(rec["times"]) / 1000 - (frames + lengths) / rate))
+    sample_frames = np.concatenate([f + np.arange(n) for f, n in zip(frames, lengths)])
+    pcm, mic = (np.frombuffer(base64.b64decode(rec[key]), "<i2") for key in ("pcm", "mic"))
+    return Recording(pcm, mic, anchor + sample_frames / rate, rate)
 
 
 def to16k(samples: np.ndarray, rate: int) -> np.ndarray:

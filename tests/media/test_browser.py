@@ -55,10 +55,11 @@ async def test_call_in_chromium_greeting_candidate_bargein_screen_share(media, f
         ARTIFACTS.mkdir(exist_ok=True)
         await asyncio.to_thread(driver.save_screenshot, str(ARTIFACTS / "media-call.png"))
         await until(lambda: len(rec.audio) * 512 >= 16000 * 16.5, timeout=10)
-        pcm, times, rate = await asyncio.to_thread(recording, driver)
+        played = await asyncio.to_thread(recording, driver)
         assert rec.consents and rec.consents[-1].screen
     finally:
         await asyncio.to_thread(driver.quit)
+    pcm, times, rate = played.pcm, played.times, played.rate
     # the greeting, as the page played it, is recognised
     write_wav(ARTIFACTS / "media-call-heard.wav", pcm, rate)
     delay = times[speech_span(pcm, rate)[0]] - rec.sent["audio:greeting"]  # fake -> media -> page playout

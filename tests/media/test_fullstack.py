@@ -3,13 +3,14 @@
 orchestrator (ORCHESTRATOR_ADDR), an interview created through the Interviews API, and a fake microphone playing a
 real recording.
 
-What the page plays is recorded (`?record=1`) and transcribed with pocketsphinx; the fake mic is
-recorded in the page too (`window.__mic`), so speech onset and the agent's audio are on one clock.
+What the page plays is recorded (`?record=1`) and transcribed with pocketsphinx; the page records
+the fake mic with it, so speech onset and the agent's audio are on one (audio) clock.
 Two Chromium runs only: they are slow on a shared 2-core machine.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,7 @@ from selenium.webdriver.common.by import By
 from interview.v1 import common_pb2, interviews_pb2
 from services.common.audio import read_wav, write_wav
 from services.orchestrator.client import InterviewsClient
-from tests.media.browser import ARTIFACTS, chromium, mic_file, recording
+from tests.media.browser import ARTIFACTS, Recording, chromium, mic_file, recording
 from tests.media.helpers import CANDIDATE_WAV, SPEECH, candidate_text, first_utterance, speech_span, transcribe, until
 from tests.support.procs import ROOT, RedisServer, ServiceProcess
 from tests.support.wer import wer
@@ -101,19 +103,6 @@ async def api(stack: Stack):
         yield client
 
 
-# Records the page's microphone with wall-clock times, like the page's own ?record=1 hook does for
-# what it plays, so onset and agent audio share one clock.
-MIC_RECORDER = """
-const s = window.__media.mic; if (!s || window.__mic) return !!window.__mic;
-const ctx = new AudioContext(), node = ctx.createScriptProcessor(1024, 1, 1), blocks = [];
-node.onaudioprocess = (ev) => { const d = ev.inputBuffer.getChannelData(0); let e = 0;
-  for (const v of d) e += v * v; blocks.push([Date.now(), Math.sqrt(e / d.length)]); };
-ctx.createMediaStreamSource(s).connect(node);
-const sink = ctx.createGain(); sink.gain.value = 0; node.connect(sink); sink.connect(ctx.destination);
-window.__mic = { rate: ctx.sampleRate, blocks }; return true;
-"""
-
-
 # The browser's own playout buffer (NetEq): on a loaded machine it grows, and it delays every stop.
 JITTER_BUFFER = """const done = arguments[arguments.length - 1];
 window.__media.pc.getStats().then((r) => { let d = 0, n = 0; r.forEach((s) => {
@@ -122,13 +111,34 @@ window.__media.pc.getStats().then((r) => { let d = 0, n = 0; r.forEach((s) => {
 """
 
 
-def mic_speech(driver) -> tuple[float, float]:
-    """Wall-clock (start, end) of the loud part of what the fake microphone played."""
-    mic = driver.execute_script("return window.__mic")
-    block_s = 1024 / mic["rate"]
-    loud = [t / 1000 for t, rms in mic["blocks"] if rms > 10 ** (LOUD_DBFS / 20)]
-    assert loud, "the fake microphone played nothing"
-    return loud[0] - block_s, loud[-1]  # a block's callback runs just after its last sample
+def mic_speech(rec: Recording) -> tuple[float, float]:
+    """Wall-clock (start, end) of the loud part of what the fake microphone sent, on the same
+    audio clock as what the page played."""
+    first, last = speech_span(rec.mic, rec.rate, dbfs=LOUD_DBFS, win_ms=10)
+    assert last, "the fake microphone played nothing"
+    return float(rec.times[first]), float(rec.times[last - 1])
+
+
+def barge_in_timeline(stack: Stack, iid: str) -> list[tuple[str, float]]:
+    """When the orchestrator decided and media acted (their log lines' wall-clock times), so a
+    slow stop says which hop was slow."""
+    wanted = {("orchestrator", "barge-in: pause (early)"): "orchestrator PAUSE",
+              ("orchestrator", "barge-in: pause"): "orchestrator PAUSE",
+              ("orchestrator", "barge-in: resume (false alarm)"): "orchestrator RESUME",
+              ("orchestrator", "barge-in committed"): "orchestrator CLEAR"}
+    events = []
+    for name, proc in (("orchestrator", stack.orchestrator), ("media", stack.media)):
+        for line in proc.logs().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            label = wanted.get((name, entry.get("msg")))
+            if name == "media" and entry.get("msg") == "playback control":
+                label = f"media {entry.get('action', '').removeprefix('PLAYBACK_')}"
+            if label and entry.get("interview_id") == iid:
+                events.append((label, datetime.fromisoformat(entry["ts"]).timestamp()))
+    return sorted(events, key=lambda e: e[1])
 
 
 def segment_file(wav: Path, start_s: float, end_s: float) -> Path:
@@ -147,7 +157,6 @@ async def join(driver, join_url: str) -> None:
     base, fragment = join_url.split("#", 1)
     await asyncio.to_thread(driver.get, f"{base}?record=1&rawaudio=1#{fragment}")
     await asyncio.to_thread(lambda: driver.find_element(By.ID, "join-btn").click())
-    await until(lambda: driver.execute_script(MIC_RECORDER), timeout=5)
     await until(lambda: driver.execute_script("return window.__media.connectedAt") > 0, timeout=10)
     st = await js(driver, "return window.__media")
     assert (st["connectedAt"] - st["startedAt"]) / 1000 < 5, "ICE took 5 s or more"
@@ -182,13 +191,14 @@ async def test_greeting_heard_candidate_transcribed_and_answered(api: Interviews
         await join(driver, created.join_url)
         entries = await wait_transcript(api, iid, replied, timeout=50)
         await asyncio.sleep(4.0)  # let the page play (some of) the reply
-        said_at = await asyncio.to_thread(mic_speech, driver)
         ARTIFACTS.mkdir(exist_ok=True)
         await asyncio.to_thread(driver.save_screenshot, str(ARTIFACTS / "fullstack-call.png"))
-        pcm, times, rate = await asyncio.to_thread(recording, driver)
+        rec = await asyncio.to_thread(recording, driver)
         await api.end(iid, reason="completed")
     finally:
         await asyncio.to_thread(driver.quit)
+    pcm, times, rate = rec.pcm, rec.times, rec.rate
+    said_at = mic_speech(rec)
     write_wav(ARTIFACTS / "fullstack-call-heard.wav", pcm, rate)
     agent = [e for e in entries if e.role == AGENT]
     users = [e for e in entries if e.role == USER]
@@ -212,7 +222,7 @@ LONG_GREETING_TEMPLATE = "backend-engineer"  # a ~15 s greeting: room to barge i
 
 @pytest.mark.flaky(reruns=1)  # real-time audio through a real browser and offline ASR on a shared
 # 2-core machine: one retry; a real regression fails both runs (each run asserts the issue's bounds)
-async def test_barge_in_stops_the_greeting_in_the_browser(api: InterviewsClient) -> None:
+async def test_barge_in_stops_the_greeting_in_the_browser(api: InterviewsClient, stack: Stack) -> None:
     created = await api.create(template=LONG_GREETING_TEMPLATE, candidate_name="Ada")
     iid = created.interview.id
     speech = segment_file(SPEECH / "lecture_60s_16k.wav", 2.0, 5.0)  # 3 s of continuous speech
@@ -220,12 +230,13 @@ async def test_barge_in_stops_the_greeting_in_the_browser(api: InterviewsClient)
     try:
         await join(driver, created.join_url)
         entries = await wait_transcript(api, iid, lambda es: any(e.role == USER for e in es), timeout=40)
-        onset, said_end = await asyncio.to_thread(mic_speech, driver)
         buffer_s = await asyncio.to_thread(driver.execute_async_script, JITTER_BUFFER)
-        pcm, times, rate = await asyncio.to_thread(recording, driver)
+        rec = await asyncio.to_thread(recording, driver)
         await api.end(iid, reason="completed")
     finally:
         await asyncio.to_thread(driver.quit)
+    pcm, times, rate = rec.pcm, rec.times, rec.rate
+    onset, said_end = mic_speech(rec)
     write_wav(ARTIFACTS / "fullstack-bargein-heard.wav", pcm, rate)
     first_audio = times[speech_span(pcm, rate)[0]]
     assert first_audio <= onset - 1.0, f"the greeting started {onset - first_audio:.2f} s before the speech, not >= 1 s"
@@ -234,10 +245,11 @@ async def test_barge_in_stops_the_greeting_in_the_browser(api: InterviewsClient)
     around = (times > onset - 0.5) & (times < said_end + 1.0)
     last_loud = speech_span(pcm[around], rate, dbfs=-45)[1] - 1
     stop = times[around][last_loud] - onset
+    timeline = ", ".join(f"{name} {(t - onset) * 1000:+.0f} ms" for name, t in barge_in_timeline(stack, iid))
     print(f"agent audio stopped {stop * 1000:.0f} ms after speech onset (bound "
-          f"{(VAD_MIN_SPEECH_S + 0.15) * 1000:.0f} ms); the page's jitter buffer target averaged {buffer_s * 1000:.0f} ms")
-
-    assert stop <= VAD_MIN_SPEECH_S + 0.15
+          f"{(VAD_MIN_SPEECH_S + 0.15) * 1000:.0f} ms); the page's jitter buffer target averaged "
+          f"{buffer_s * 1000:.0f} ms; after onset: {timeline}")
+    assert stop <= VAD_MIN_SPEECH_S + 0.15, f"stopped {stop * 1000:.0f} ms after onset; {timeline}"
     # ... and nothing of it plays afterwards: silence until the reply could start (>= 1.2 s of
     # candidate silence), so the only later agent audio is a new generation
     assert speech_span(pcm[(times > onset + VAD_MIN_SPEECH_S + 0.15) & (times < said_end + 1.0)], rate, dbfs=-45) == (0, 0)

@@ -59,7 +59,7 @@ async function connect() {
   dc.onmessage = (ev) => onEvent(JSON.parse(ev.data));
   pc.ontrack = (ev) => { if ("jitterBufferTarget" in ev.receiver) ev.receiver.jitterBufferTarget = 0; // lowest playout delay
                          const el = $("remote"); el.srcObject = ev.streams[0] || new MediaStream([ev.track]);
-                         el.play().catch(() => {}); if (params.get("record") === "1") record(el.srcObject); };
+                         el.play().catch(() => {}); if (params.get("record") === "1") record(el.srcObject).catch(console.error); };
   pc.onconnectionstatechange = () => onConnection(pc);
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
@@ -241,23 +241,41 @@ function fail(e) {
   if (e.status === 410) finish("This interview has ended.");
 }
 
-// Test hook (?record=1): keep what the page plays, with wall-clock times, so a test can transcribe it.
-function record(stream) {
+// Test hook (?record=1): keep what the page plays and what the microphone sends, sample-aligned on
+// the audio clock (an AudioWorklet runs on the audio thread, so a busy page cannot shift or drop
+// blocks), with the arrival time of each block so a test can place them on the wall clock.
+const RECORDER = `class Rec extends AudioWorkletProcessor {
+  constructor() { super(); this.n = 0; this.a = new Float32Array(4096); this.b = new Float32Array(4096); }
+  process(inputs) {
+    const q = (inputs[0][0] || inputs[1][0] || { length: 128 }).length;
+    if (this.n === 0) this.frame = currentFrame;
+    for (const [inp, out] of [[inputs[0], this.a], [inputs[1], this.b]]) {
+      if (inp[0]) out.set(inp[0], this.n); else out.fill(0, this.n, this.n + q); }
+    this.n += q;
+    if (this.n + q > this.a.length) {
+      this.port.postMessage({ frame: this.frame, a: this.a.slice(0, this.n), b: this.b.slice(0, this.n) });
+      this.n = 0; }
+    return true; } }
+registerProcessor("rec", Rec);`;
+
+async function record(stream) {
   if (window.__rec) return;
-  const ctx = new AudioContext();
-  const node = ctx.createScriptProcessor(1024, 1, 1);
-  const chunks = [];
-  node.onaudioprocess = (ev) => { chunks.push({ t: Date.now(), d: new Float32Array(ev.inputBuffer.getChannelData(0)) }); };
-  ctx.createMediaStreamSource(stream).connect(node);
+  const ctx = new AudioContext(), blocks = [];
+  window.__rec = { rate: ctx.sampleRate, blocks: 0 };
+  await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([RECORDER], { type: "text/javascript" })));
+  const node = new AudioWorkletNode(ctx, "rec", { numberOfInputs: 2, numberOfOutputs: 1, channelCount: 1,
+                                                   channelCountMode: "explicit" });
+  node.port.onmessage = (ev) => { blocks.push({ t: Date.now(), ...ev.data }); window.__rec.blocks = blocks.length; };
+  ctx.createMediaStreamSource(stream).connect(node, 0, 0);
+  if (state.mic) ctx.createMediaStreamSource(state.mic).connect(node, 0, 1);
   const sink = ctx.createGain(); sink.gain.value = 0; node.connect(sink); sink.connect(ctx.destination);
-  window.__rec = { rate: ctx.sampleRate, export() {
-    const n = chunks.reduce((a, c) => a + c.d.length, 0);
-    const pcm = new Int16Array(n); let i = 0;
-    for (const c of chunks) for (const v of c.d) pcm[i++] = Math.max(-32768, Math.min(32767, Math.round(v * 32767)));
+  const b64 = (key) => { const n = blocks.reduce((a, c) => a + c[key].length, 0), pcm = new Int16Array(n); let i = 0;
+    for (const c of blocks) for (const v of c[key]) pcm[i++] = Math.max(-32768, Math.min(32767, Math.round(v * 32767)));
     let bin = ""; const bytes = new Uint8Array(pcm.buffer);
     for (let j = 0; j < bytes.length; j += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(j, j + 0x8000));
-    return { rate: ctx.sampleRate, times: chunks.map((c) => c.t), block: 1024, pcm: btoa(bin) };
-  } };
+    return btoa(bin); };
+  window.__rec.export = () => ({ rate: ctx.sampleRate, frames: blocks.map((c) => c.frame),
+    lengths: blocks.map((c) => c.a.length), times: blocks.map((c) => c.t), pcm: b64("a"), mic: b64("b") });
 }
 
 $("mic-check").onclick = () => micCheck().catch(() => {});

@@ -62,6 +62,7 @@ class BargeIn:
             return
         self.stage = Stage.PAUSED
         self._awaiting_start = True
+        log.info("barge-in: pause (early)", extra={"generation_id": self.generation_id})
         self._pause(self.generation_id)
         self._timer = self._clock.call_later(confirm_within_s, self.speech_stopped)
 
@@ -74,6 +75,7 @@ class BargeIn:
         if self.stage is not Stage.SPEAKING:
             return
         self.stage = Stage.PAUSED
+        log.info("barge-in: pause", extra={"generation_id": self.generation_id})
         self._pause(self.generation_id)
         self._timer = self._clock.call_later(self.commit_after_s, self._timer_fired)
 
@@ -89,6 +91,7 @@ class BargeIn:
         self._awaiting_start = False
         self.stage = Stage.SPEAKING
         self.false_alarms += 1
+        log.info("barge-in: resume (false alarm)", extra={"generation_id": self.generation_id})
         self._resume(self.generation_id)
 
     def _timer_fired(self) -> None:
