@@ -33,6 +33,8 @@ class MediaConfig:
     peer_idle_s: float = env(3.0, min=0.5, max=60, help="no inbound audio for this long = the browser is gone; close")
     jitter_prefetch: int = env(1, min=0, max=8, help="20 ms packets aiortc's audio jitter buffer holds before "
                                                     "playing out (aiortc's default 4 adds ~60 ms)")
+    opus_bitrate: int = env(32000, min=6000, max=510000, help="bits/s of the agent's voice to browsers (mono Opus; "
+                                                              "aiortc's own default is 96000 stereo)")
     playback_buffer_s: float = env(60.0, min=1, max=600, help="most agent audio queued per peer; beyond it, "
                                                              "audio is dropped with a warning")
     max_peers: int = env(200, min=1, help="concurrent peers before offers get 503")

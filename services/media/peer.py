@@ -55,7 +55,7 @@ class Peer:
         self._executor, self._on_closed = executor, on_closed
         self.uplink = Uplink()
         self.playback = Playback(cfg.playback_buffer_s, self._mark, self._speaking, lambda: self.uplink.offset)
-        self.agent_track = AgentAudioTrack(self.playback)
+        self.agent_track = AgentAudioTrack(self.playback, cfg.opus_bitrate)
         self.policy = session_pb2.VideoPolicy()
         self.consent = common_pb2.VideoConsent()
         self.channel: Any = None

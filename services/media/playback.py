@@ -1,4 +1,4 @@
-"""Agent audio out: TTS PCM (any rate) -> 48 kHz packed stereo, paced 20 ms frames, silence when idle.
+"""Agent audio out: TTS PCM (any rate) -> 48 kHz mono -> paced 20 ms Opus packets, silence when idle.
 
 Two-stage barge-in lives here: PAUSE holds playback and keeps the queue, RESUME continues where it
 stopped, CLEAR drops everything queued of a generation at once and remembers the id, so chunks of
@@ -9,7 +9,6 @@ the orchestrator puts into the history.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import logging
 import time
 from collections import OrderedDict, deque
@@ -22,11 +21,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from interview.v1 import session_pb2
 from services.common.audio import Resampler, pcm_to_int16
+from services.media.opus_out import FRAME, RATE as OUT_RATE, OpusOut
 
 log = logging.getLogger("media.playback")
 
-OUT_RATE = 48000
-FRAME = 960  # 20 ms at 48 kHz: what aiortc's Opus encoder takes
 MARK_EVERY = OUT_RATE // 2  # a progress mark every 0.5 s of played audio
 _CLEARED_MEMORY = 256
 
@@ -173,17 +171,19 @@ class Playback:
 
 
 class AgentAudioTrack(MediaStreamTrack):
-    """The outbound WebRTC audio track: one 20 ms frame per recv(), paced on the wall clock."""
+    """The outbound WebRTC audio track: one 20 ms Opus packet per recv() (encoded here, see
+    opus_out), paced on the wall clock."""
 
     kind = "audio"
 
-    def __init__(self, playback: Playback):
+    def __init__(self, playback: Playback, bitrate: int = 32000):
         super().__init__()
         self.playback = playback
+        self.encoder = OpusOut(bitrate)
         self._start: float | None = None
         self._pts = 0
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
@@ -195,9 +195,4 @@ class AgentAudioTrack(MediaStreamTrack):
                 await asyncio.sleep(wait)
             elif wait < -0.2:  # the loop stalled: restart the clock instead of bursting to catch up
                 self._start = time.monotonic() - self._pts / OUT_RATE
-        mono = self.playback.next_frame()
-        frame = av.AudioFrame.from_ndarray(np.repeat(mono, 2).reshape(1, -1), format="s16", layout="stereo")
-        frame.sample_rate = OUT_RATE
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, OUT_RATE)
-        return frame
+        return self.encoder.packet(self.playback.next_frame(), self._pts)

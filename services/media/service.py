@@ -10,7 +10,6 @@ import ssl
 from aiohttp import web
 
 from services.common import config, logs, telemetry
-from services.media import rtp_level
 from services.media.config import MediaConfig
 from services.media.gateway import Gateway
 
@@ -26,7 +25,6 @@ def ssl_context(cfg: MediaConfig) -> ssl.SSLContext | None:
 
 
 async def serve(cfg: MediaConfig, ready: asyncio.Event | None = None) -> None:
-    rtp_level.install()  # aiortc's pure-Python audio level costs more than Opus encoding
     gateway = Gateway(cfg)
     runner = web.AppRunner(gateway.app(), handle_signals=False)
     await runner.setup()

@@ -31,7 +31,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from services.common.audio import resample
 from services.media.client import FRAME, RATE, ClientPeer, OfferRefused
 from services.media.gateway import restrict_ice_to_loopback
-from services.media import rtp_level
 from services.media.peer import set_jitter_prefetch
 from tests.load.harness import load_recordings
 
@@ -185,7 +184,6 @@ class Worker:
 
     async def run(self) -> None:
         restrict_ice_to_loopback()  # this host may be loopback-only
-        rtp_level.install()  # cheaper clients: they share the cores with what they measure
         n = len(self.spec.peers)
         encoded = [PreEncodedTrack.encode(rec.samples) for rec in load_recordings(RATE)]
         await asyncio.gather(*(self._join(p, self.spec.lead_s + self.spec.ramp_s * i / max(1, n), encoded)

@@ -1,7 +1,8 @@
 """Unit checks of media's audio path that the end-to-end tests cannot pin down: the uplink's
-framing and latency, the resampler's thread use, and the vectorised RTP audio level."""
+framing and latency, the resampler's thread use, and the agent's voice through media's own Opus encoder."""
 from __future__ import annotations
 
+import fractions
 import os
 
 import av
@@ -9,10 +10,12 @@ import numpy as np
 import pytest
 import soxr
 
-from services.common.audio import Resampler, read_wav
-from services.media.rtp_level import AIORTC_AUDIO_LEVEL, audio_level_dbov
+from services.common.audio import Resampler, read_wav, resample
+from services.media.opus_out import WARM_SILENT_FRAMES, OpusOut
 from services.media.uplink import CHUNK, UP_RATE, Uplink
 from tests.load.harness import FIXTURES
+from tests.media.helpers import transcribe
+from tests.support.wer import wer
 
 
 def speech_48k() -> np.ndarray:
@@ -62,14 +65,30 @@ def test_resamplers_start_no_threads() -> None:
     assert len(os.listdir("/proc/self/task")) == before
 
 
-@pytest.mark.parametrize("layout", ["stereo", "mono"])
-def test_audio_level_equals_aiortcs_own(layout: str) -> None:
-    samples = speech_48k()
-    frames = frames_of(samples, "s16", layout)[::7]
-    loud = np.full(960 * (2 if layout == "stereo" else 1), 32767, np.int16).reshape(1, -1)
-    frames.append(av.AudioFrame.from_ndarray(loud, format="s16", layout=layout))
-    frames.append(av.AudioFrame.from_ndarray(np.zeros_like(loud), format="s16", layout=layout))
-    levels = [audio_level_dbov(f) for f in frames]
-    assert AIORTC_AUDIO_LEVEL is not audio_level_dbov
-    assert levels == [AIORTC_AUDIO_LEVEL(f) for f in frames]
-    assert len(set(levels)) > 5  # speech, not a constant
+def test_agent_voice_survives_opus_out_and_quiet_frames_are_not_encoded() -> None:
+    """What the browser decodes of OpusOut's packets (libopus, stereo output as Chromium asks for)
+    is the same speech before and after a long quiet stretch, the quiet stretch decodes to silence,
+    and past the warm-up quiet frames cost no encoding."""
+    speech = read_wav(FIXTURES / "goforward_16k.wav", 48000)[0]
+    speech = speech[:len(speech) // 960 * 960]
+    quiet = np.zeros(960 * 100, np.int16)  # 2 s of an idle agent
+    signal = np.concatenate([speech, quiet, speech, quiet[:960 * 20]])
+    out = OpusOut()
+    decoder = av.CodecContext.create("libopus", "r")
+    decoder.format, decoder.layout, decoder.sample_rate = "s16", "stereo", 48000
+    decoded, pts = [], 0
+    for i in range(0, len(signal), 960):
+        packet = out.packet(signal[i:i + 960], pts)
+        assert packet.pts == pts and packet.time_base == fractions.Fraction(1, 48000)
+        for frame in decoder.decode(av.Packet(bytes(packet))):
+            decoded.append(frame.to_ndarray().reshape(-1, 2)[:, 0])
+        pts += 960
+    heard = np.concatenate(decoded)
+    assert len(heard) == len(signal)
+    n = len(speech)
+    first, second = resample(heard[:n + 4800], 48000, 16000), resample(heard[n + len(quiet):2 * n + len(quiet) + 4800], 48000, 16000)
+    text = transcribe(resample(speech, 48000, 16000), 16000)
+    assert text and wer(text, transcribe(first, 16000)) <= 0.1 and wer(text, transcribe(second, 16000)) <= 0.1
+    assert np.abs(heard[n + 4800:n + len(quiet)]).max() <= 2  # quiet decodes to silence
+    quiet_frames = (len(quiet) + 20 * 960) // 960
+    assert out.encoded == len(signal) // 960 - quiet_frames + 2 * WARM_SILENT_FRAMES
