@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from interview.v1 import common_pb2, session_pb2
 from services.common import logs
 from services.media.config import MediaConfig
+from services.media.inline_decode import decode_on_loop
 from services.media.playback import AgentAudioTrack, Playback
 from services.media.session_link import SessionLink
 from services.media.uplink import UP_RATE, Uplink
@@ -106,6 +107,9 @@ class Peer:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
+            for t in self.pc.getTransceivers():
+                if t.receiver.track is track:
+                    decode_on_loop(t.receiver)
             self._spawn(self._consume_audio(track), "audio-in")
             return
         videos = [t for t in self.pc.getTransceivers() if t.kind == "video"]

@@ -31,6 +31,11 @@ async def test_greeting_heard_and_candidate_audio_reaches_the_orchestrator(media
         offsets = sorted(rec.audio)
         assert all(len(rec.audio[o]) == 1024 for o in offsets)
         assert offsets == list(range(0, 512 * len(offsets), 512))
+        # media decodes the candidate's Opus on its loop: aiortc's decoder thread for it idles
+        (peer,) = media.gateway.peers.values()
+        (receiver,) = [t.receiver for t in peer.pc.getTransceivers() if t.kind == "audio"]
+        assert type(receiver._RTCRtpReceiver__decoder_queue).__name__ == "_LoopDecoder"
+        assert receiver._RTCRtpReceiver__decoder_queue.decoded > 100
         events = {e["type"] for e in client.events}
         assert {"policy", "state", "caption", "speaking"} <= events
     finally:
