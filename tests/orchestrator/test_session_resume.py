@@ -69,30 +69,45 @@ async def test_a_rejoin_resumes_the_conversation_and_the_phase_clock(ai: dict, r
         await orch.stop()
 
 
-async def test_turns_closed_after_a_crash_are_in_the_resumed_history_once(orch: Orchestrator) -> None:
+@pytest.mark.parametrize("max_messages", [40, 2], ids=["fits", "over-the-limit"])
+async def test_turns_closed_after_a_crash_are_in_the_resumed_history_once(ai: dict, redis_server: RedisServer,
+                                                                           max_messages: int) -> None:
+    orch = await Orchestrator(redis_server.url, {k: p.address for k, p in ai.items()},
+                              history_max_messages=max_messages).start()
     llm = orch.servicer.stubs.llm = Tap(orch.servicer.stubs.llm)
-    iid, token = await orch.create()
-    async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
-        await cand.wait_played(await cand.wait_generations(1))
-        credential = cand.of("credential")[0].credential
-    greeting, = await orch.transcript(iid)
-    # A later owner crashed with turns in flight: the greeting (already written), the candidate's
-    # answer, and the reply they were hearing.
-    epoch = await orch.store.acquire_lease(iid, "crashed", 10_000, force=True)
-    answer = interviews_pb2.TranscriptEntry(interview_id=iid, role=USER, text="I built a small compiler in Rust.",
-                                            entry_id="crashed-u0", phase_id="intro")
-    cut = interviews_pb2.TranscriptEntry(interview_id=iid, role=AGENT, text="Thanks. Now, about", incomplete=True,
-                                         entry_id="crashed-g1-a", phase_id="intro")
-    await orch.store.set_inflight(iid, epoch, [greeting, answer, cut])
+    try:
+        iid, token = await orch.create()
+        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+            await cand.wait_played(await cand.wait_generations(1))
+            credential = cand.of("credential")[0].credential
+        greeting, = await orch.transcript(iid)
+        # A later owner crashed with turns in flight: the greeting (already written), the
+        # candidate's answer, and the reply they were hearing.
+        epoch = await orch.store.acquire_lease(iid, "crashed", 10_000, force=True)
+        answer = interviews_pb2.TranscriptEntry(interview_id=iid, role=USER, text="I built a small compiler in Rust.",
+                                                entry_id="crashed-u0", phase_id="intro")
+        cut = interviews_pb2.TranscriptEntry(interview_id=iid, role=AGENT, text="Thanks. Now, about", incomplete=True,
+                                             entry_id="crashed-g1-a", phase_id="intro")
+        await orch.store.set_inflight(iid, epoch, [greeting, answer, cut])
 
-    async with Candidate(orch.address, iid, credential=credential, instant_playback=True) as cand:
-        gid = await cand.wait_generations(1)
-        await cand.wait_played(gid)
-    req = _first_request(llm, gid)
-    assert req.task == llm_pb2.TASK_RESUME
-    assert [(m.role, m.text, m.interrupted) for m in req.history] == [
-        (AGENT, greeting.text, False), (USER, answer.text, False), (AGENT, cut.text, True)]
-    entries = await orch.transcript(iid)
-    assert [e.text for e in entries[:3]] == [greeting.text, answer.text, cut.text]  # each written once
-    assert [e.sequence for e in entries] == [1, 2, 3, 4]
-    assert entries[3].text == f"{WELCOME_BACK} What was the hardest part?"  # not the cut-off fragment
+        async with Candidate(orch.address, iid, credential=credential, instant_playback=True) as cand:
+            gid = await cand.wait_generations(1)
+            await cand.wait_played(gid)
+            history = orch.servicer.live[iid].history
+            await cand.wait_for(lambda: history.compactions or max_messages > 2, what="the older part summarised")
+        entries = await orch.transcript(iid)
+        assert [e.text for e in entries[:3]] == [greeting.text, answer.text, cut.text]  # each written once
+        assert [e.sequence for e in entries] == [1, 2, 3, 4]
+        req = _first_request(llm, gid)
+        assert req.task == llm_pb2.TASK_RESUME
+        said = [(AGENT, greeting.text, False), (USER, answer.text, False), (AGENT, cut.text, True)]
+        if max_messages > 2:
+            assert [(m.role, m.text, m.interrupted) for m in req.history] == said
+            assert entries[3].text == f"{WELCOME_BACK} What was the hardest part?"  # not the cut-off fragment
+        else:  # the newest that fit; the greeting went to the summariser
+            assert [(m.role, m.text, m.interrupted) for m in req.history] == said[1:]
+            summarize = [r for r in llm.sent if r.task == llm_pb2.TASK_SUMMARIZE]
+            assert [m.text for m in summarize[0].history] == [greeting.text]
+            assert entries[3].text.startswith(WELCOME_BACK)
+    finally:
+        await orch.stop()
