@@ -39,6 +39,8 @@ class _TaskEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Task.ValueType],
     """the phase is over budget, or the interview is ending"""
     TASK_SUMMARIZE: _Task.ValueType  # 5
     """summarise history (returned as text), used to bound history"""
+    TASK_RESUME: _Task.ValueType  # 6
+    """the candidate reconnected mid-interview: welcome them back briefly and pick"""
 
 class Task(_Task, metaclass=_TaskEnumTypeWrapper): ...
 
@@ -54,6 +56,8 @@ TASK_WRAP_UP: Task.ValueType  # 4
 """the phase is over budget, or the interview is ending"""
 TASK_SUMMARIZE: Task.ValueType  # 5
 """summarise history (returned as text), used to bound history"""
+TASK_RESUME: Task.ValueType  # 6
+"""the candidate reconnected mid-interview: welcome them back briefly and pick"""
 Global___Task: _TypeAlias = Task  # noqa: Y015
 
 class _ActionType:

@@ -47,7 +47,7 @@ class LlmServicer:
     def Generate(self, request, context):
         """Server streaming: text deltas as produced, then exactly one GenerateFinal.
         Cancelling the call stops generation and closes the upstream request (barge-in).
-        Errors: INVALID_ARGUMENT (empty history for a reply, unknown persona or task),
+        Errors: INVALID_ARGUMENT (empty history for a reply or a resume, unknown persona or task),
         RESOURCE_EXHAUSTED (history over the size limit, or at capacity),
         UNAVAILABLE (every provider in the chain failed).
         """

@@ -34,7 +34,7 @@ class LlmStub:
     Generate: _grpc.UnaryStreamMultiCallable[_llm_pb2.GenerateRequest, _llm_pb2.GenerateResponse]
     """Server streaming: text deltas as produced, then exactly one GenerateFinal.
     Cancelling the call stops generation and closes the upstream request (barge-in).
-    Errors: INVALID_ARGUMENT (empty history for a reply, unknown persona or task),
+    Errors: INVALID_ARGUMENT (empty history for a reply or a resume, unknown persona or task),
     RESOURCE_EXHAUSTED (history over the size limit, or at capacity),
     UNAVAILABLE (every provider in the chain failed).
     """
@@ -45,7 +45,7 @@ class LlmAsyncStub(LlmStub):
     Generate: _aio.UnaryStreamMultiCallable[_llm_pb2.GenerateRequest, _llm_pb2.GenerateResponse]  # type: ignore[assignment]
     """Server streaming: text deltas as produced, then exactly one GenerateFinal.
     Cancelling the call stops generation and closes the upstream request (barge-in).
-    Errors: INVALID_ARGUMENT (empty history for a reply, unknown persona or task),
+    Errors: INVALID_ARGUMENT (empty history for a reply or a resume, unknown persona or task),
     RESOURCE_EXHAUSTED (history over the size limit, or at capacity),
     UNAVAILABLE (every provider in the chain failed).
     """
@@ -59,7 +59,7 @@ class LlmServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_llm_pb2.GenerateResponse], _abc.AsyncIterator[_llm_pb2.GenerateResponse]]:
         """Server streaming: text deltas as produced, then exactly one GenerateFinal.
         Cancelling the call stops generation and closes the upstream request (barge-in).
-        Errors: INVALID_ARGUMENT (empty history for a reply, unknown persona or task),
+        Errors: INVALID_ARGUMENT (empty history for a reply or a resume, unknown persona or task),
         RESOURCE_EXHAUSTED (history over the size limit, or at capacity),
         UNAVAILABLE (every provider in the chain failed).
         """

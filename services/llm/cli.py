@@ -5,7 +5,7 @@ from the same LLM_* / GEMINI_API_KEY variables the service reads).
 
 It plays a minimal orchestrator: the agent speaks first, ADVANCE_PHASE moves the phase (and its
 mode), END_INTERVIEW ends the chat. Slash commands: /code and /talk switch mode, /checkin,
-/wrap, /summary run those tasks, /quit.
+/wrap, /resume (what a reconnect sounds like), /summary run those tasks, /quit.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from services.llm.config import LlmConfig
 from services.llm.servicer import Limits, RequestError, validate
 
 PERSONAS = {"interviewer": common_pb2.PERSONA_INTERVIEWER, "coach": common_pb2.PERSONA_COACH}
-COMMANDS = {"/checkin": llm_pb2.TASK_CHECK_IN, "/wrap": llm_pb2.TASK_WRAP_UP, "/summary": llm_pb2.TASK_SUMMARIZE}
+COMMANDS = {"/checkin": llm_pb2.TASK_CHECK_IN, "/wrap": llm_pb2.TASK_WRAP_UP, "/resume": llm_pb2.TASK_RESUME,
+            "/summary": llm_pb2.TASK_SUMMARIZE}
 
 
 def load_plan(template: str, plans_dir: str) -> common_pb2.Plan:

@@ -52,7 +52,7 @@ class PromptSet:
     """One version of the templates, loaded once at start-up (a missing file fails fast)."""
 
     FILES = ("system", "interviewer", "coach", "mode_conversational", "mode_coding", "task_reply",
-             "task_greeting", "task_check_in", "task_wrap_up", "summarize", "data")
+             "task_greeting", "task_resume", "task_check_in", "task_wrap_up", "summarize", "data")
 
     def __init__(self, version: str = "v1", root: Path = PROMPTS_DIR):
         folder = root / version
@@ -100,6 +100,8 @@ class PromptSet:
         if req.task == llm_pb2.TASK_GREETING:
             hint = f"The plan suggests this opening line: {pv.plan.greeting}" if pv.plan.greeting else ""
             return self.t["task_greeting"].substitute(greeting_hint=hint).strip()
+        if req.task == llm_pb2.TASK_RESUME:
+            return self.t["task_resume"].template
         if req.task == llm_pb2.TASK_CHECK_IN:
             return self.t["task_check_in"].template
         if req.task == llm_pb2.TASK_WRAP_UP:
@@ -157,8 +159,8 @@ class PromptSet:
 
     @staticmethod
     def _tools(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> tuple[str, ...]:
-        if req.task in (llm_pb2.TASK_GREETING, llm_pb2.TASK_CHECK_IN, llm_pb2.TASK_SUMMARIZE):
-            return ()
+        if req.task in (llm_pb2.TASK_GREETING, llm_pb2.TASK_RESUME, llm_pb2.TASK_CHECK_IN, llm_pb2.TASK_SUMMARIZE):
+            return ()  # openings and check-ins say something and change nothing
         tools = ("advance_phase", "end_interview")
         mode = req.context.mode or planning.phase_mode(pv.phase)
         if req.task in (llm_pb2.TASK_REPLY, llm_pb2.TASK_UNSPECIFIED) and mode == common_pb2.MODE_CODING:

@@ -3,9 +3,9 @@
 It walks the plan (see plan.py for where the interview stands): greets, asks each phase's planned
 questions in order, acknowledges answers briefly (the coach persona gives concrete feedback
 instead, never a score), asks one follow-up when an answer is very short, repeats its last
-question on request, moves on (ADVANCE_PHASE) when a phase is done or over time, stays quiet in
-CODING mode unless addressed (NO_REPLY), checks in during silent coding, and wraps up
-(END_INTERVIEW). Candidate text is only ever matched against patterns, never followed.
+question on request or after a reconnect (welcoming the candidate back), moves on (ADVANCE_PHASE)
+when a phase is done or over time, stays quiet in CODING mode unless addressed (NO_REPLY), checks
+in during silent coding, and wraps up (END_INTERVIEW). Candidate text is only ever matched against patterns, never followed.
 """
 from __future__ import annotations
 
@@ -68,6 +68,8 @@ def decide(req: llm_pb2.GenerateRequest) -> Turn:
         return Turn(summarize(req, pv))
     if task == llm_pb2.TASK_GREETING:
         return _greet(req, pv)
+    if task == llm_pb2.TASK_RESUME:
+        return _resume(req, pv)
     if task == llm_pb2.TASK_CHECK_IN:
         done = sum(1 for m in req.history if m.role == common_pb2.ROLE_AGENT and m.text in CHECK_INS)
         return Turn(CHECK_INS[done % len(CHECK_INS)])
@@ -120,6 +122,12 @@ def _greet(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> Turn:
     return Turn(f"{intro} {opening}")
 
 
+def _resume(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> Turn:
+    """Back after a dropped connection: no second greeting, just the question that was open."""
+    name = _name(req)
+    return Turn(f"Welcome back{', ' + name if name else ''}. We got cut off. {_repeat_text(req, pv)}")
+
+
 def _move_on(req: llm_pb2.GenerateRequest, pv: planning.PlanView, lead: str) -> Turn:
     """Leave the current phase: the next phase's opening with ADVANCE_PHASE, or the closing."""
     nxt = pv.next_phase
@@ -141,11 +149,12 @@ def _ask_next(req: llm_pb2.GenerateRequest, pv: planning.PlanView, lead: str) ->
     return _move_on(req, pv, lead)
 
 
+def _last_message(req: llm_pb2.GenerateRequest, role: int) -> llm_pb2.ChatMessage:
+    return next((m for m in reversed(req.history) if m.role == role), llm_pb2.ChatMessage())
+
+
 def _last(req: llm_pb2.GenerateRequest, role: int) -> str:
-    for m in reversed(req.history):
-        if m.role == role:
-            return m.text
-    return ""
+    return _last_message(req, role).text
 
 
 def _current_question(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> tuple[common_pb2.Question | None, bool]:
@@ -175,12 +184,18 @@ def _feedback(answer: str) -> str:
 
 
 def _repeat_text(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> str:
+    """The interviewer's open question: the planned one its last turn asked, else that turn's last
+    question sentence, else the whole turn (unless it was cut off: a fragment is not worth
+    repeating), else the current phase's opening."""
     q, _ = _current_question(req, pv)
-    last_agent = _last(req, common_pb2.ROLE_AGENT)
+    last = _last_message(req, common_pb2.ROLE_AGENT)
+    last_agent = last.text
     if q is not None and planning.normalize(q.text) in planning.normalize(last_agent):
         return q.text
     questions = [s.strip() for s in re.findall(r"[^.!?]*\?", last_agent)]
-    return questions[-1] if questions else (last_agent or _opening(pv, pv.phase))
+    if questions:
+        return questions[-1]
+    return last_agent if last_agent and not last.interrupted else _opening(pv, pv.phase)
 
 
 def _hint(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> str:

@@ -55,9 +55,13 @@ def validate(req: llm_pb2.GenerateRequest, limits: Limits, providers: list[str])
                            "summarise older turns with TASK_SUMMARIZE and pass the summary in context.summary")
     task = req.task or llm_pb2.TASK_REPLY
     has_user = any(m.role == common_pb2.ROLE_USER and m.text.strip() for m in req.history)
+    has_talk = has_user or any(m.role == common_pb2.ROLE_AGENT and m.text.strip() for m in req.history)
     if task == llm_pb2.TASK_REPLY and not has_user:
         raise RequestError(inv, "TASK_REPLY needs a history with at least one candidate (ROLE_USER) message; "
                                 "to open the interview use TASK_GREETING")
+    if task == llm_pb2.TASK_RESUME and not has_talk:
+        raise RequestError(inv, "TASK_RESUME needs the conversation so far in history (at least one ROLE_AGENT or "
+                                "ROLE_USER message); with nothing said yet, use TASK_GREETING to open the interview")
     if task == llm_pb2.TASK_SUMMARIZE and not any(m.text.strip() for m in req.history):
         raise RequestError(inv, "TASK_SUMMARIZE needs a non-empty history to summarise")
     ctx = req.context

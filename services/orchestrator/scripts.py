@@ -184,3 +184,26 @@ for k = n + 1, n + tonumber(ARGV[3]) do redis.call('ZREM', KEYS[k], ARGV[1]) end
 redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[5], '*', 'type', 'lifecycle', 'data', ARGV[4], 'interview_id', ARGV[1])
 return deleted
 """
+
+# The newest event of one type (read-only): scans back from the end in pages, on the server, so
+# only the match travels; gives up (nil) after max_scan events so Redis is never held for long.
+# KEYS: events. ARGV: type, page, max_scan. Returns {stream_id, {field, value, ...}} or nil.
+LAST_EVENT = """
+local upto, scanned = '+', 0
+while scanned < tonumber(ARGV[3]) do
+  local rows = redis.call('XREVRANGE', KEYS[1], upto, '-', 'COUNT', ARGV[2])
+  if #rows == 0 then return false end
+  for _, row in ipairs(rows) do
+    local f = row[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'type' then
+        if f[i + 1] == ARGV[1] then return row end
+        break
+      end
+    end
+  end
+  scanned = scanned + #rows
+  upto = '(' .. rows[#rows][1]
+end
+return false
+"""

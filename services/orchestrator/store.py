@@ -180,6 +180,7 @@ class InterviewStore:
         self._delete = client.register_script(scripts.DELETE)
         self._set_inflight = client.register_script(scripts.SET_INFLIGHT)
         self._clear_inflight = client.register_script(scripts.CLEAR_INFLIGHT)
+        self._last_event = client.register_script(scripts.LAST_EVENT)
 
     def event(self, interview_id: str, **payload: object) -> interviews_pb2.Event:
         """An Event stamped now, e.g. store.event(iid, lifecycle=Lifecycle(kind=...))."""
@@ -319,12 +320,21 @@ class InterviewStore:
                          count: int = 100) -> list[interviews_pb2.TranscriptEntry]:
         rows = await self.redis.xrange(self.keys.transcript(iid), f"(0-{after_sequence}" if after_sequence else "-",
                                        "+", count=count)
-        out = []
-        for sid, fields in rows:
-            entry = interviews_pb2.TranscriptEntry.FromString(fields[b"data"])
-            entry.sequence = int(sid.split(b"-")[1])
-            out.append(entry)
-        return out
+        return [_transcript_entry(sid, fields) for sid, fields in rows]
+
+    async def transcript_tail(self, iid: str, count: int) -> list[interviews_pb2.TranscriptEntry]:
+        """The newest `count` entries, oldest first (one XREVRANGE)."""
+        rows = await self.redis.xrevrange(self.keys.transcript(iid), "+", "-", count=count)
+        return [_transcript_entry(sid, fields) for sid, fields in reversed(rows)]
+
+    async def last_event(self, iid: str, payload: str, *, max_scan: int = 20_000) -> interviews_pb2.Event | None:
+        """The interview's newest event with this payload (e.g. "phase_changed"), searched on the
+        server among the newest `max_scan` events; None if there is none among them."""
+        row = await self._last_event(keys=[self.keys.events(iid)], args=[payload, min(200, max_scan), max_scan])
+        if not row:
+            return None
+        sid, flat = row
+        return parse_event(sid, dict(zip(flat[::2], flat[1::2])), iid)
 
     def stream_key(self, iid: str) -> str:
         """The events stream of an interview, or the global lifecycle stream for ""."""
@@ -408,6 +418,12 @@ class InterviewStore:
         if not await self._clear_inflight(keys=[k.state(iid), k.inflight(iid)], args=[epoch, raw]):
             raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
         return written
+
+
+def _transcript_entry(stream_id: bytes, fields: dict[bytes, bytes]) -> interviews_pb2.TranscriptEntry:
+    entry = interviews_pb2.TranscriptEntry.FromString(fields[b"data"])
+    entry.sequence = int(stream_id.split(b"-")[1])
+    return entry
 
 
 def _refused(reason: bytes, iid: str, epoch: int | None) -> None:

@@ -149,6 +149,8 @@ class FakeLlm(llm_pb2_grpc.LlmServicer):
         pieces = ["You said: ", (users[-1] if users else "hello") + "."]
         if request.task == llm_pb2.TASK_GREETING:
             pieces = ["Hello, ", "welcome."]
+        elif request.task == llm_pb2.TASK_RESUME:
+            pieces = ["Welcome ", "back."]
         for piece in pieces:
             yield llm_pb2.GenerateResponse(delta=llm_pb2.TextDelta(text=piece))
         yield llm_pb2.GenerateResponse(final=llm_pb2.GenerateFinal(

@@ -23,6 +23,11 @@ def with_(req: llm_pb2.GenerateRequest, fn) -> llm_pb2.GenerateRequest:
 
 BAD = [
     ("empty history for a reply", lambda: request(), grpc.StatusCode.INVALID_ARGUMENT, "TASK_GREETING"),
+    ("empty history for a resume", lambda: request(task=llm_pb2.TASK_RESUME), grpc.StatusCode.INVALID_ARGUMENT,
+     "use TASK_GREETING"),
+    ("only system notes for a resume", lambda: request(llm_pb2.ChatMessage(role=common_pb2.ROLE_SYSTEM, text="Phase: x."),
+                                                       task=llm_pb2.TASK_RESUME),
+     grpc.StatusCode.INVALID_ARGUMENT, "TASK_RESUME needs the conversation so far"),
     ("only agent turns for a reply", lambda: request(agent("Hello?")), grpc.StatusCode.INVALID_ARGUMENT, "ROLE_USER"),
     ("empty history to summarise", lambda: request(task=llm_pb2.TASK_SUMMARIZE), grpc.StatusCode.INVALID_ARGUMENT,
      "non-empty history"),

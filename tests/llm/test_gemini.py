@@ -176,12 +176,20 @@ async def test_injection_in_observations_and_code_stays_in_the_data_section(llm_
     assert injection not in str(dirty_body["contents"][:-1])
 
 
-async def test_check_in_and_greeting_reach_gemini_without_tools(llm_server, fake_gemini):
+async def test_check_in_greeting_and_resume_reach_gemini_without_tools(llm_server, fake_gemini):
     async with llm_server(fake_gemini) as srv:
         await collect(srv.stub.Generate(request(task=llm_pb2.TASK_GREETING, candidate_name="Ada")))
         await collect(srv.stub.Generate(request(agent(CHECK_INS[0]), task=llm_pb2.TASK_CHECK_IN, phase_id="coding")))
-    greet, check = fake_gemini.requests
-    assert "tools" not in greet and "tools" not in check
+        _, resumed = await collect(srv.stub.Generate(request(
+            agent("Could you tell me about your current role?"), user("I lead payments."),
+            agent("Thanks. How does a hash map handle collisions?"), task=llm_pb2.TASK_RESUME, phase_id="tech")))
+    greet, check, resume = fake_gemini.requests
+    assert "tools" not in greet and "tools" not in check and "tools" not in resume
+    assert resumed.provider == "gemini" and not resumed.actions
+    resume_instruction = resume["systemInstruction"]["parts"][0]["text"]
+    assert "just rejoined" in resume_instruction and "you speak first" not in resume_instruction
+    assert [c["role"] for c in resume["contents"]] == ["model", "user", "model", "user"]
+    assert resume["contents"][2]["parts"][0]["text"] == "Thanks. How does a hash map handle collisions?"
     assert "you speak first" in greet["systemInstruction"]["parts"][0]["text"]
     assert "<candidate_name>Ada</candidate_name>" in greet["contents"][-1]["parts"][0]["text"]
     assert "silent for a while" in check["systemInstruction"]["parts"][0]["text"]

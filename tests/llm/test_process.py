@@ -28,10 +28,12 @@ def test_served_process_answers_and_the_chat_cli_talks_to_it(tmp_path):
         with grpc.insecure_channel(proc.address) as ch:
             responses = list(llm_pb2_grpc.LlmStub(ch).Generate(request(task=llm_pb2.TASK_GREETING), timeout=10))
         assert responses[-1].final.provider == "scripted" and responses[-1].final.text.startswith("Hi")
-        out = run_chat("--target", proc.address, "--name", "Ada", stdin="I build APIs.\n/quit\n", env=env)
+        out = run_chat("--target", proc.address, "--name", "Ada", stdin="I build APIs.\n/resume\n/quit\n",
+                       env=env)
     assert out.returncode == 0, out.stderr
     assert "interviewer> Hi Ada, thanks for joining." in out.stdout
     assert "What was your own part in that work?" in out.stdout  # follow-up to a short answer
+    assert "interviewer> Welcome back, Ada. We got cut off. What was your own part in that work?" in out.stdout
     assert "(scripted, first token" in out.stderr
 
 

@@ -7,7 +7,8 @@ from interview.v1 import common_pb2, llm_pb2
 from services.llm.prompting import PromptSet, neutralise
 from tests.llm.conftest import agent, request, user
 
-TASKS = [llm_pb2.TASK_REPLY, llm_pb2.TASK_GREETING, llm_pb2.TASK_CHECK_IN, llm_pb2.TASK_WRAP_UP, llm_pb2.TASK_SUMMARIZE]
+TASKS = [llm_pb2.TASK_REPLY, llm_pb2.TASK_GREETING, llm_pb2.TASK_RESUME, llm_pb2.TASK_CHECK_IN, llm_pb2.TASK_WRAP_UP,
+         llm_pb2.TASK_SUMMARIZE]
 
 
 @pytest.mark.parametrize("task", TASKS, ids=[llm_pb2.Task.Name(t) for t in TASKS])
@@ -23,6 +24,18 @@ def test_every_task_renders_completely(task, persona):
     if task != llm_pb2.TASK_SUMMARIZE:
         assert "no markdown" in rendered.system_instruction and "Never comment on or infer" in rendered.system_instruction
         assert ("never give scores" in rendered.system_instruction) == (persona == common_pb2.PERSONA_COACH)
+
+
+def test_resume_has_its_instruction_the_conversation_and_no_tools():
+    req = request(agent("Could you tell me about your current role?"), user("I build APIs."),
+                  agent("Thanks. How does a hash map handle"), task=llm_pb2.TASK_RESUME, phase_id="tech")
+    rendered = PromptSet("v1").render(req)
+    assert rendered.tools == ()
+    assert "just rejoined" in rendered.system_instruction and "ask the question you had open again" in rendered.system_instruction
+    assert "you speak first" not in rendered.system_instruction  # not a second greeting
+    assert [r for r, _ in rendered.contents] == ["model", "user", "model", "user"]
+    assert rendered.contents[2][1] == "Thanks. How does a hash map handle"
+    assert rendered.contents[-1][1].startswith("(The candidate has said nothing new.")
 
 
 def test_coding_mode_rules_and_system_notes_are_in_the_instruction():

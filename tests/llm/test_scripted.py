@@ -161,3 +161,25 @@ def test_greeting_uses_the_plans_line_and_a_safe_first_name():
     assert text.startswith("Hi Ada, thanks for joining.") and text.endswith("Could you tell me about your current role?")
     req.context.plan.greeting = "Welcome to the backend screen."
     assert script.decide(req).text.startswith("Welcome to the backend screen. Could you")
+
+
+async def test_resume_welcomes_back_and_repeats_the_open_question(llm_server):
+    history = [agent("Hi Ada, thanks for joining. Could you tell me about your current role?"), user(LONG),
+               agent("Got it, thanks. How does a hash map handle collisions?")]
+    async with llm_server() as srv:
+        _, final = await collect(srv.stub.Generate(request(*history, task=llm_pb2.TASK_RESUME, phase_id="tech",
+                                                           candidate_name="Ada Lovelace")))
+    assert final.text == "Welcome back, Ada. We got cut off. How does a hash map handle collisions?"
+    assert final.provider == "scripted" and not final.actions
+
+
+def test_resume_re_asks_the_last_question_not_a_fragment():
+    asked = agent("Thanks. Out of curiosity, what got you into backend work? Take your time.")
+    assert script.decide(request(asked, user("well"), task=llm_pb2.TASK_RESUME)).text == (
+        "Welcome back. We got cut off. Out of curiosity, what got you into backend work?")
+    cut = llm_pb2.ChatMessage(role=common_pb2.ROLE_AGENT, text="Thanks. Now I'd like to", interrupted=True)
+    turn = script.decide(request(agent("Could you tell me about your current role?"), user(LONG), cut,
+                                 task=llm_pb2.TASK_RESUME, phase_id="tech"))
+    assert turn.text == "Welcome back. We got cut off. How does a hash map handle collisions?" and not turn.actions
+    only_user = script.decide(request(user("Hello? Can you hear me?"), task=llm_pb2.TASK_RESUME))
+    assert only_user.text == "Welcome back. We got cut off. Could you tell me about your current role?"

@@ -1,5 +1,5 @@
-"""A scripted candidate for Session.Connect, and an in-process orchestrator (injectable clock)
-wired to real VAD / STT / LLM / TTS subprocesses and the suite's real redis-server.
+"""A scripted candidate for Session.Connect, and an in-process orchestrator (injectable clock, also
+the store's) wired to real VAD / STT / LLM / TTS subprocesses and the suite's real redis-server.
 
 The candidate behaves like media: it streams 16 kHz audio up continuously in real time (silence
 between utterances, one timeline), "plays" agent audio at real time (or instantly), honours
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,51 @@ def plan(greeting: str = "Hello there.", coding_first: bool = False) -> common_p
                                                                    language="python"))
 
 
+class Tap:
+    """Passes every call through to the real stub and keeps what was sent (and can slow the
+    responses down): the services stay real, the test sees the per-turn messages."""
+
+    def __init__(self, stub: Any, delay_s: float = 0.0):
+        self.stub, self.delay_s, self.sent = stub, delay_s, []
+
+    def __getattr__(self, method: str) -> Any:
+        real = getattr(self.stub, method)
+
+        def call(request: Any, *args: Any, **kwargs: Any) -> Any:
+            if hasattr(request, "__aiter__"):
+                request = self._record(request)
+            else:
+                self.sent.append(request)
+            response = real(request, *args, **kwargs)
+            return _Slowed(response, self.delay_s) if self.delay_s else response
+        return call
+
+    async def _record(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for r in requests:
+            self.sent.append(r)
+            yield r
+
+
+class _Slowed:
+    def __init__(self, call: Any, delay_s: float):
+        self.call, self.delay_s = call, delay_s
+
+    def cancel(self) -> bool:
+        return self.call.cancel()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        async for r in self.call:
+            await asyncio.sleep(self.delay_s)
+            yield r
+
+
 class Orchestrator:
     """Session + Interviews logic in this process (so tests can inject a FakeClock)."""
 
     def __init__(self, redis_url: str, ai: dict[str, str], clock: Clock | None = None, **settings: Any):
         self.redis = aioredis.Redis.from_url(redis_url)
-        self.store = InterviewStore(self.redis, prefix=f"s{secrets.token_hex(3)}:", retention_s=3600)
+        self.store = InterviewStore(self.redis, prefix=f"s{secrets.token_hex(3)}:", retention_s=3600,
+                                    now=clock.time if clock is not None else time.time)  # one time line
         self.tokens = JoinTokens(secrets.token_bytes(32))
         self.api = InterviewsApi(self.store, self.tokens, plans.load_dir(), "http://x", 3600)
         self.channels = [grpc.aio.insecure_channel(ai[n]) for n in ("vad", "stt", "llm", "tts")]

@@ -47,11 +47,15 @@ async def _create(address: str, greeting: str) -> tuple[str, str]:
     return created.interview.id, created.join_token
 
 
-async def _rejoin(proc: ServiceProcess, iid: str, credential: str) -> None:
-    """Join the second instance with the session credential; it closes the cut-off turns first."""
+async def _rejoin(proc: ServiceProcess, iid: str, credential: str) -> str:
+    """Join the second instance with the session credential; it closes the cut-off turns first,
+    then picks the conversation up. Returns what the agent said first."""
     proc.start()
     async with Candidate(proc.address, iid, credential=credential, instant_playback=True) as cand:
-        await cand.wait_generations(1, timeout=10)  # the new session is running (it greets again)
+        await cand.wait_generations(1, timeout=10)
+        finals = lambda: [c.text for c in cand.of("caption") if c.role == common_pb2.ROLE_AGENT and c.is_final]
+        await cand.wait_for(finals, what="the first agent turn heard")
+        return finals()[0]
 
 
 async def test_agent_turn_cut_off_by_a_crash_is_closed_incomplete_on_another_instance(
@@ -65,9 +69,11 @@ async def test_agent_turn_cut_off_by_a_crash_is_closed_incomplete_on_another_ins
         credential = cand.of("credential")[0].credential
         first.kill()  # SIGKILL: no shutdown code runs
     assert await store.transcript(iid) == []  # nothing written: the greeting was still being heard
-    await _rejoin(second, iid, credential)
+    said = await _rejoin(second, iid, credential)
     entries = await store.transcript(iid)
     cut = entries[0]
+    # welcomed back, not greeted again; the cut-off greeting is not repeated, the open question is
+    assert said == "Welcome back, Ada. We got cut off. Tell me about a project you liked.", said
     assert cut.role == common_pb2.ROLE_AGENT and cut.incomplete and not cut.interrupted, entries
     assert 10 < len(cut.text) < len(LONG_GREETING) - 40, cut.text  # what was heard, not the whole text
     assert LONG_GREETING.startswith(cut.text.rstrip(".,")), cut.text
@@ -90,7 +96,8 @@ async def test_utterance_in_progress_at_a_crash_is_closed_incomplete(
         await asyncio.sleep(0.5)  # the marker is written at most every 200 ms
         first.kill()
         speaking.cancel()
-    await _rejoin(second, iid, credential)
+    said = await _rejoin(second, iid, credential)
+    assert said == "Welcome back, Ada. We got cut off. Tell me about a project you liked.", said
     entries = await store.transcript(iid)
     assert [e.role for e in entries[:2]] == [common_pb2.ROLE_AGENT, common_pb2.ROLE_USER], entries
     assert entries[0].text.startswith("Hello") and not entries[0].incomplete

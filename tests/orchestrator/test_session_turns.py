@@ -3,8 +3,6 @@ the STT / LLM / TTS requests and the audio down, no stale audio after CLEAR with
 the history bounded by TASK_SUMMARIZE (truncation when the summariser fails)."""
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,48 +11,10 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from interview.v1 import common_pb2, llm_pb2
 from tests.orchestrator.test_session_loop import LONG_GREETING
-from tests.orchestrator.session_support import Candidate, Orchestrator, plan, speech
+from tests.orchestrator.session_support import Candidate, Orchestrator, Tap, plan, speech
 from tests.support.procs import RedisServer
 
 pytestmark = pytest.mark.timeout(90)
-
-
-class Tap:
-    """Passes every call through to the real stub and keeps what was sent (and can slow the
-    responses down): the services stay real, the test sees the per-turn messages."""
-
-    def __init__(self, stub: Any, delay_s: float = 0.0):
-        self.stub, self.delay_s, self.sent = stub, delay_s, []
-
-    def __getattr__(self, method: str) -> Any:
-        real = getattr(self.stub, method)
-
-        def call(request: Any, *args: Any, **kwargs: Any) -> Any:
-            if hasattr(request, "__aiter__"):
-                request = self._record(request)
-            else:
-                self.sent.append(request)
-            response = real(request, *args, **kwargs)
-            return _Slowed(response, self.delay_s) if self.delay_s else response
-        return call
-
-    async def _record(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        async for r in requests:
-            self.sent.append(r)
-            yield r
-
-
-class _Slowed:
-    def __init__(self, call: Any, delay_s: float):
-        self.call, self.delay_s = call, delay_s
-
-    def cancel(self) -> bool:
-        return self.call.cancel()
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        async for r in self.call:
-            await asyncio.sleep(self.delay_s)
-            yield r
 
 
 def _traceparents(messages: list[Any], field: str) -> set[str]:

@@ -163,3 +163,24 @@ async def test_outbox_reports_refused_entries(store: InterviewStore):
     with pytest.raises(NotFound):
         await done
     await outbox.close()
+
+
+async def test_transcript_tail_and_the_last_event_of_a_kind(store: InterviewStore):
+    """What a rejoining session reads: the newest entries in order, the newest phase change."""
+    iid = await new_interview(store)
+    for i in range(5):
+        await store.append_transcript(entry(iid, f"e{i}"))
+    tail = await store.transcript_tail(iid, 3)
+    assert [(e.entry_id, e.sequence) for e in tail] == [("e2", 3), ("e3", 4), ("e4", 5)]
+    assert [e.entry_id for e in await store.transcript_tail(iid, 50)] == [f"e{i}" for i in range(5)]
+    assert await store.last_event(iid, "phase_changed") is None
+    for to in ("a", "b"):
+        await store.append_event(store.event(iid, phase_changed=interviews_pb2.PhaseChanged(to_phase_id=to)))
+        await store.append_event(store.event(iid, lifecycle=interviews_pb2.Lifecycle(
+            kind=interviews_pb2.Lifecycle.SESSION_JOINED)))
+    await store.append_transcript(entry(iid, "e5"))
+    found = await store.last_event(iid, "phase_changed")
+    assert found is not None and found.phase_changed.to_phase_id == "b" and found.interview_id == iid
+    assert found.event_id and found.time.seconds > 0
+    assert await store.last_event(iid, "phase_changed", max_scan=2) is None  # not among the newest two
+    assert (await store.last_event(iid, "phase_changed", max_scan=3)).phase_changed.to_phase_id == "b"

@@ -3,7 +3,8 @@
 When it grows past `max_messages` or `max_chars`, the older part is summarised by the LLM service
 (TASK_SUMMARIZE) into `summary`, which travels in the interview context; if summarising fails or
 times out, the older part is dropped (truncation) and the summary keeps what it had. Either way no
-request reaches the LLM's size limit.
+request reaches the LLM's size limit. A session that picks up an interview (a rejoin) `restore`s
+the earlier messages: the newest that fit are kept, the older ones go the same way (`absorb`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from interview.v1 import llm_pb2
 
 log = logging.getLogger("conversation.history")
+
+Summarize = Callable[[list[llm_pb2.ChatMessage], str], Awaitable[str]]  # (messages, previous summary) -> summary
 
 
 class History:
@@ -36,8 +39,25 @@ class History:
     def over_limit(self) -> bool:
         return len(self.messages) > self.max_messages or self.chars > self.max_chars
 
-    async def compact(self, summarize: Callable[[list[llm_pb2.ChatMessage], str], Awaitable[str]],
-                      timeout_s: float = 5.0) -> None:
+    def restore(self, messages: list[llm_pb2.ChatMessage]) -> list[llm_pb2.ChatMessage]:
+        """A new history that starts from an earlier session's messages (oldest first): keeps the
+        newest that fit the limits (at least the last one) and returns the older ones, for `absorb`."""
+        keep, chars = 0, 0
+        for m in reversed(messages):
+            if keep and (keep + 1 > self.max_messages or chars + len(m.text) > self.max_chars):
+                break
+            keep, chars = keep + 1, chars + len(m.text)
+        split = len(messages) - keep
+        self.messages = list(messages[split:])
+        return list(messages[:split])
+
+    async def absorb(self, older: list[llm_pb2.ChatMessage], summarize: Summarize, timeout_s: float = 5.0) -> None:
+        """Fold messages older than everything kept (what `restore` could not keep) into the summary."""
+        if older:
+            async with self._lock:
+                await self._fold(older, summarize, timeout_s)
+
+    async def compact(self, summarize: Summarize, timeout_s: float = 5.0) -> None:
         """Summarise the older half (keeps the newest half verbatim)."""
         async with self._lock:
             if not self.over_limit():
@@ -48,11 +68,15 @@ class History:
             old, n_old = self.messages[:-keep], len(self.messages) - keep
             if not old:
                 return
-            try:
-                summary = await asyncio.wait_for(summarize(list(old), self.summary), timeout_s)
-                self.summary = summary.strip()[: self.max_chars // 4]
-                self.compactions += 1
-            except (Exception, asyncio.TimeoutError) as exc:  # the fallback: truncate
-                log.warning("summarising history failed; truncating", extra={"error": str(exc)[:200]})
-                self.truncations += 1
+            await self._fold(old, summarize, timeout_s)
             del self.messages[:n_old]
+
+    async def _fold(self, old: list[llm_pb2.ChatMessage], summarize: Summarize, timeout_s: float) -> None:
+        """The summary of (the previous summary + `old`); on failure it keeps what it had (truncation)."""
+        try:
+            summary = await asyncio.wait_for(summarize(list(old), self.summary), timeout_s)
+            self.summary = summary.strip()[: self.max_chars // 4]
+            self.compactions += 1
+        except (Exception, asyncio.TimeoutError) as exc:  # the fallback: truncate
+            log.warning("summarising history failed; truncating", extra={"error": str(exc)[:200]})
+            self.truncations += 1

@@ -23,7 +23,7 @@ from interview.v1 import (common_pb2, interviews_pb2, llm_pb2, session_pb2, stt_
 from services.common import logs, telemetry
 from services.common.audio import PreRoll
 from services.common.clock import Clock
-from services.orchestrator.conversation import modes
+from services.orchestrator.conversation import modes, resume
 from services.orchestrator.conversation.barge_in import BargeIn, Stage
 from services.orchestrator.conversation.clients import ReopeningStream
 from services.orchestrator.conversation.history import History
@@ -79,7 +79,7 @@ class SessionFailed(Exception):
 class Session:
     def __init__(self, *, interview: interviews_pb2.Interview, session_id: str, owner: str, epoch: int,
                  control_cursor: str, store: InterviewStore, api: Any, stubs: Stubs, settings: LoopSettings,
-                 clock: Clock, input_rate: int, playback_rate: int):
+                 clock: Clock, input_rate: int, playback_rate: int, earlier: resume.Earlier | None = None):
         self.interview = interview
         self.iid = interview.id
         self.session_id = session_id
@@ -126,6 +126,8 @@ class Session:
         self._generation_seq = 0
         self._entry_seq = 0
         self._phase_started = clock.monotonic()
+        self._opening = llm_pb2.TASK_GREETING
+        self._older: list[llm_pb2.ChatMessage] = []  # earlier messages the history could not keep
         self._code: common_pb2.CodeSnapshot | None = None
         self._ending_after_turn = False
         self.metrics: list[interviews_pb2.TurnMetrics] = []
@@ -140,6 +142,8 @@ class Session:
             "vad", lambda reqs: stubs.vad.Detect(reqs), self._vad_first, self._on_vad, self._on_vad_reopen)
         self.stt = ReopeningStream[stt_pb2.RecognizeRequest, stt_pb2.RecognizeResponse](
             "stt", lambda reqs: stubs.stt.Recognize(reqs), self._stt_first, self._on_stt, self._on_stt_reopen)
+        if earlier is not None:
+            self._pick_up(earlier)
 
     # ---- lifecycle ----
 
@@ -183,9 +187,25 @@ class Session:
             self.spawn(self._lease_loop(), "lease")
             self.spawn(self._inflight_loop(), "inflight")
             self.apply_mode(self.interview.mode or common_pb2.MODE_CONVERSATIONAL, "join", note=False)
-            self._start_turn(llm_pb2.TASK_GREETING)
+            if self._older:
+                older, self._older = self._older, []
+                self.spawn(self.history.absorb(older, self._summarize), "summarize-earlier")
+            self._start_turn(self._opening)
             await self._stopped.wait()
             await self._shutdown()
+
+    def _pick_up(self, earlier: resume.Earlier) -> None:
+        """A rejoin: the phase clock runs from when the phase began, and an interview that was
+        already talking opens with TASK_RESUME over the conversation so far, not a greeting."""
+        started = resume.phase_started_at(self.interview, earlier.phase_change)
+        if started is not None:
+            self._phase_started = resume.monotonic_at(self.clock, started)
+        if earlier.messages:
+            self._older = self.history.restore(earlier.messages)
+            self._opening = llm_pb2.TASK_RESUME
+        log.info("picking the interview up", extra={
+            "interview_id": self.iid, "messages": len(self.history.messages), "older": len(self._older),
+            "phase_time_left_s": self._phase_time_left_s()})
 
     async def _shutdown(self) -> None:
         log.info("session ending", extra={"reason": self.end_reason})

@@ -5,7 +5,9 @@ Join checks, in order: first message is a Join (INVALID_ARGUMENT), credential va
 (UNAUTHENTICATED) and for this interview (PERMISSION_DENIED), interview exists (NOT_FOUND) and
 has not ended (FAILED_PRECONDITION), audio format usable (INVALID_ARGUMENT). Then this instance
 takes the owner lease by force: a newer stream replaces an older one, here (SessionEnd{replaced}
-at once) or on another instance (its lease renewal or next fenced write fails).
+at once) or on another instance (its lease renewal or next fenced write fails). A join of an
+interview joined before closes the turns its last owner left in flight, then picks the
+conversation up (resume.py) instead of greeting again.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import grpc
 
 from interview.v1 import interviews_pb2, session_pb2
 from services.common.clock import Clock, RealClock
+from services.orchestrator.conversation import resume
 from services.orchestrator.conversation.loop import LoopSettings, Session, Stubs, new_session_id
 from services.orchestrator.store import Change, InterviewStore, NotFound, StoreError, timestamp
 from services.orchestrator.tokens import JoinTokens, TokenError
@@ -96,6 +99,7 @@ class SessionServicer:
             if snap.interview.status == session_pb2.INTERVIEW_ENDED:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                     f"interview {iid} has ended ({snap.interview.end_reason or 'no reason given'})")
+            rejoin = snap.interview.status != session_pb2.INTERVIEW_CREATED  # earlier sessions may have talked
             cursor = await self.store.last_event_id(self.store.keys.control(iid))
             epoch = await self.store.acquire_lease(iid, self.owner, self.settings.lease_ttl_ms, force=True)
             closed = await self.store.close_inflight(iid, epoch)  # a turn the last owner's crash cut off
@@ -106,7 +110,12 @@ class SessionServicer:
             if old is not None:
                 old.stop("replaced")
             session_id = new_session_id()
-            interview, _ = await self.store.update(iid, self._joined(session_id), epoch=epoch)
+            joined = self.store.update(iid, self._joined(session_id), epoch=epoch)
+            earlier = None
+            if rejoin:  # read alongside the update: a rejoin costs no extra round trip
+                (interview, _), earlier = await asyncio.gather(joined, resume.load(self.store, iid))
+            else:
+                interview, _ = await joined
         except NotFound:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"interview {iid[:60]} not found")
         except StoreError as exc:
@@ -114,7 +123,8 @@ class SessionServicer:
         token, expires = self.credentials.issue(iid, self.clock.time(), self.credential_ttl_s)
         session = Session(interview=interview, session_id=session_id, owner=self.owner, epoch=epoch,
                           control_cursor=cursor, store=self.store, api=self.api, stubs=self.stubs,
-                          settings=self.settings, clock=self.clock, input_rate=rate, playback_rate=playback)
+                          settings=self.settings, clock=self.clock, input_rate=rate, playback_rate=playback,
+                          earlier=earlier)
         self.live[iid] = session
         log.info("session joined", extra={"interview_id": iid, "session_id": session_id, "epoch": epoch,
                                           "client": join.client_info[:200], "by": kind})
