@@ -3,6 +3,7 @@ new session opens with TASK_RESUME over the transcript so far, the phase clock k
 from when the phase began, and no second greeting is spoken or written."""
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -10,7 +11,7 @@ import pytest
 
 from interview.v1 import common_pb2, interviews_pb2, llm_pb2
 from services.common.clock import FakeClock
-from tests.orchestrator.session_support import Candidate, Orchestrator, Tap, speech
+from tests.orchestrator.session_support import RATE, Candidate, Orchestrator, Tap, speech
 from tests.support.procs import RedisServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -109,5 +110,38 @@ async def test_turns_closed_after_a_crash_are_in_the_resumed_history_once(ai: di
             summarize = [r for r in llm.sent if r.task == llm_pb2.TASK_SUMMARIZE]
             assert [m.text for m in summarize[0].history] == [greeting.text]
             assert entries[3].text.startswith(WELCOME_BACK)
+    finally:
+        await orch.stop()
+
+
+async def test_a_reconnect_that_replaces_a_live_stream_loses_nothing(ai: dict, redis_server: RedisServer) -> None:
+    """The new stream arrives while the old one is still open, mid-reply (a network switch: media
+    rejoins before it notices the old stream is dead). What the old session had heard and said
+    is in the transcript once, and the resumed session's history holds it."""
+    orch = await Orchestrator(redis_server.url, {k: p.address for k, p in ai.items()}).start()
+    llm = orch.servicer.stubs.llm = Tap(orch.servicer.stubs.llm)
+    try:
+        iid, token = await orch.create()
+        first = await Candidate(orch.address, iid, token=token).__aenter__()
+        try:
+            await first.wait_played(await first.wait_generations(1))
+            credential = first.of("credential")[0].credential
+            await first.say(speech("goforward_16k.wav"))
+            await first.pause(1.5)
+            reply = await first.wait_generations(2)
+            await first.wait_for(lambda: first.generations[reply].played > RATE, what="1 s of the reply played")
+            async with Candidate(orch.address, iid, credential=credential, instant_playback=True) as second:
+                gid = await second.wait_generations(1)
+                await second.wait_played(gid)
+                await asyncio.wait_for(first.ended.wait(), 5)
+                assert first.of("end")[-1].reason == "replaced"
+        finally:
+            await first.close()
+        entries = await orch.transcript(iid)
+        roles = [(e.role, e.interrupted or e.incomplete) for e in entries]
+        assert roles == [(AGENT, False), (USER, False), (AGENT, True), (AGENT, False)], entries
+        req = _first_request(llm, gid)
+        assert req.task == llm_pb2.TASK_RESUME
+        assert [(m.role, m.text) for m in req.history] == [(e.role, e.text) for e in entries[:3]]
     finally:
         await orch.stop()
