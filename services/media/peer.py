@@ -55,7 +55,8 @@ class Peer:
         self.cfg, self.interview_id, self.link, self.pc = cfg, interview_id, link, pc
         self._executor, self._on_closed = executor, on_closed
         self.uplink = Uplink()
-        self.playback = Playback(cfg.playback_buffer_s, self._mark, self._speaking, lambda: self.uplink.offset)
+        self.playback = Playback(cfg.playback_buffer_s, self._mark, self._speaking, lambda: self.uplink.offset,
+                                 self._agent_caption)
         self.agent_track = AgentAudioTrack(self.playback, cfg.opus_bitrate)
         self.policy = session_pb2.VideoPolicy()
         self.consent = common_pb2.VideoConsent()
@@ -203,6 +204,8 @@ class Peer:
                     self.playback.control(msg.playback)
                 elif kind == "caption":
                     c = msg.caption
+                    if c.role == common_pb2.ROLE_AGENT and c.is_final and c.generation_id:
+                        self.playback.final_caption(c.generation_id)
                     self._event(type="caption", role=_ROLES.get(c.role, "system"), text=c.text, final=c.is_final)
                 elif kind == "state":
                     s = msg.state
@@ -230,6 +233,9 @@ class Peer:
 
     def _mark(self, mark: session_pb2.PlaybackMark) -> None:
         self.link.send_audio(session_pb2.ClientMessage(mark=mark))
+
+    def _agent_caption(self, _gen_id: str, text: str, final: bool) -> None:
+        self._event(type="caption", role="agent", text=text, final=final)
 
     def _speaking(self, speaking: bool) -> None:
         self._event(type="speaking", value=speaking)

@@ -4,7 +4,8 @@ Two-stage barge-in lives here: PAUSE holds playback and keeps the queue, RESUME 
 stopped, CLEAR drops everything queued of a generation at once and remembers the id, so chunks of
 it that arrive later (already in flight from TTS) are discarded on arrival. Playback marks say how
 much of each generation was actually played (at the generation's own sample rate), which is what
-the orchestrator puts into the history.
+the orchestrator puts into the history. Live agent captions follow what plays: a piece's text is
+captioned when its audio starts (the orchestrator's own caption comes once the turn is over).
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class _Generation:
     queued: int = 0      # 48 kHz samples still queued
     last_seen: bool = False
     next_mark: int = MARK_EVERY
+    caption: str = ""       # the text of the pieces whose audio has started playing
+    unqueued_text: str = ""  # text of chunks that gave no samples yet (resampler delay)
 
     def played_at_own_rate(self) -> int:
         return int(round(self.played * self.rate / OUT_RATE))
@@ -48,10 +51,15 @@ class Playback:
 
     def __init__(self, max_seconds: float, on_mark: Callable[[session_pb2.PlaybackMark], None],
                  on_speaking: Callable[[bool], None] = lambda _s: None,
-                 input_offset: Callable[[], int] = lambda: 0):
+                 input_offset: Callable[[], int] = lambda: 0,
+                 on_caption: Callable[[str, str, bool], None] = lambda _g, _t, _f: None):
+        """`on_caption(generation_id, text so far, final)`: live agent captions, in step with what
+        plays (a piece's text when its audio starts), final when the generation is cleared."""
         self.max_samples = int(max_seconds * OUT_RATE)
         self._on_mark, self._on_speaking, self._input_offset = on_mark, on_speaking, input_offset
-        self._queue: deque[tuple[_Generation, np.ndarray]] = deque()
+        self._on_caption = on_caption
+        self._queue: deque[tuple[_Generation, np.ndarray, str]] = deque()  # (generation, samples, text starting here)
+        self._final_captions: OrderedDict[str, None] = OrderedDict()  # the orchestrator's own final caption came
         self._queued = 0
         self._gens: dict[str, _Generation] = {}
         self._cleared: OrderedDict[str, None] = OrderedDict()
@@ -77,6 +85,8 @@ class Playback:
                 raise ValueError(f"agent audio sample rate {rate} Hz is outside 8000..96000")
             gen = self._gens[gid] = _Generation(gid, rate, Resampler(rate, OUT_RATE))
         samples = gen.resampler.process(pcm_to_int16(audio.chunk.pcm), last=audio.last)
+        if audio.text.strip():
+            gen.unqueued_text = f"{gen.unqueued_text} {audio.text.strip()}".strip()
         if audio.last:
             gen.last_seen = True
         if self._queued + len(samples) > self.max_samples:
@@ -85,7 +95,8 @@ class Playback:
                         extra={"generation_id": gid, "queued_s": round(self.queued_seconds, 2)})
             return
         if len(samples):
-            self._queue.append((gen, samples))
+            self._queue.append((gen, samples, gen.unqueued_text))
+            gen.unqueued_text = ""
             self._queued += len(samples)
             gen.queued += len(samples)
         elif gen.last_seen and gen.queued == 0:
@@ -111,19 +122,28 @@ class Playback:
             self._remember_cleared(gen_id)
         ids = {g.gen_id for g in victims}
         kept = deque(item for item in self._queue if item[0].gen_id not in ids)
-        self._queued = sum(len(s) for _g, s in kept)
+        self._queued = sum(len(item[1]) for item in kept)
         self._queue = kept
         for g in victims:
             self._emit(g, finished=False)
+            if g.caption and g.gen_id not in self._final_captions:
+                self._on_caption(g.gen_id, g.caption, True)  # what was heard of it, final
             self._remember_cleared(g.gen_id)
             del self._gens[g.gen_id]
         self.paused = False
         self._set_speaking(False)
 
+    def final_caption(self, gen_id: str) -> None:
+        """The orchestrator captioned this generation itself (final): no live captions for it."""
+        _remember(self._final_captions, gen_id)
+
+    def _caption(self, gen: _Generation, text: str) -> None:
+        gen.caption = f"{gen.caption} {text}".strip()
+        if gen.gen_id not in self._final_captions:
+            self._on_caption(gen.gen_id, gen.caption, False)
+
     def _remember_cleared(self, gen_id: str) -> None:
-        self._cleared[gen_id] = None
-        while len(self._cleared) > _CLEARED_MEMORY:
-            self._cleared.popitem(last=False)
+        _remember(self._cleared, gen_id)
 
     def next_frame(self) -> np.ndarray:
         """The next 20 ms of mono 48 kHz audio: queued agent audio, or silence."""
@@ -133,7 +153,9 @@ class Playback:
             return out
         filled = 0
         while filled < FRAME and self._queue:
-            gen, samples = self._queue[0]
+            gen, samples, text = self._queue[0]
+            if text:
+                self._caption(gen, text)
             take = min(FRAME - filled, len(samples))
             out[filled:filled + take] = samples[:take]
             filled += take
@@ -143,7 +165,7 @@ class Playback:
             if take == len(samples):
                 self._queue.popleft()
             else:
-                self._queue[0] = (gen, samples[take:])
+                self._queue[0] = (gen, samples[take:], "")
             if gen.played >= gen.next_mark:
                 gen.next_mark += MARK_EVERY
                 self._emit(gen, finished=False)
@@ -168,6 +190,13 @@ class Playback:
         if speaking != self.speaking:
             self.speaking = speaking
             self._on_speaking(speaking)
+
+
+def _remember(ids: OrderedDict[str, None], gen_id: str) -> None:
+    """Remember an id among the last _CLEARED_MEMORY."""
+    ids[gen_id] = None
+    while len(ids) > _CLEARED_MEMORY:
+        ids.popitem(last=False)
 
 
 class AgentAudioTrack(MediaStreamTrack):

@@ -111,6 +111,9 @@ window.__media.pc.getStats().then((r) => { let d = 0, n = 0; r.forEach((s) => {
 """
 
 
+CAPTIONS = "return [...document.querySelectorAll('#captions li')].map((li) => [li.dataset.role, li.className, li.textContent])"
+
+
 def mic_speech(rec: Recording) -> tuple[float, float]:
     """Wall-clock (start, end) of the loud part of what the fake microphone sent, on the same
     audio clock as what the page played."""
@@ -232,6 +235,7 @@ async def test_barge_in_stops_the_greeting_in_the_browser(api: InterviewsClient,
         entries = await wait_transcript(api, iid, lambda es: any(e.role == USER for e in es), timeout=40)
         buffer_s = await asyncio.to_thread(driver.execute_async_script, JITTER_BUFFER)
         rec = await asyncio.to_thread(recording, driver)
+        captions = await js(driver, CAPTIONS)
         await api.end(iid, reason="completed")
     finally:
         await asyncio.to_thread(driver.quit)
@@ -255,3 +259,7 @@ async def test_barge_in_stops_the_greeting_in_the_browser(api: InterviewsClient,
     assert speech_span(pcm[(times > onset + VAD_MIN_SPEECH_S + 0.15) & (times < said_end + 1.0)], rate, dbfs=-45) == (0, 0)
     greeting = entries[0]
     assert greeting.role == AGENT and greeting.interrupted, entries
+    # the page captioned the greeting live, as it played, and the cut-off caption ended final
+    # (the orchestrator sends no caption for an interrupted turn: media's own, from what played)
+    role, css, text = captions[0]
+    assert role == "agent" and css != "interim" and text.removeprefix("Interviewer:").split()[:3] == greeting.text.split()[:3], captions

@@ -73,3 +73,34 @@ def test_bad_chunks_raise_value_error() -> None:
     with pytest.raises(ValueError):
         pb.add(chunk("h", 10, rate=1000))
     assert len(pb.next_frame()) == FRAME
+
+
+def test_agent_captions_follow_what_plays_and_end_final_on_clear() -> None:
+    captions: list[tuple[str, str, bool]] = []
+    pb = Playback(60, lambda _m: None, on_caption=lambda g, t, f: captions.append((g, t, f)))
+    for text in ("Hello there.", "Tell me about yourself."):
+        pb.add(session_pb2.AgentAudio(generation_id="g", sample_rate_hz=24000, text=text,
+                                      chunk=common_pb2.AudioChunk(pcm=np.full(12000, 900, np.int16).tobytes())))
+        pb.add(chunk("g", 12000))  # the rest of the piece: no text
+    assert captions == []  # queued is not heard
+    pb.next_frame()
+    assert captions == [("g", "Hello there.", False)]
+    for _ in range(48):  # 0.98 s of the first piece's 1 s (0.5 + 0.5 s)
+        pb.next_frame()
+    assert len(captions) == 1
+    pb.next_frame(), pb.next_frame()  # the second piece starts (~1 ms early: the resampler's delay)
+    assert captions[-1] == ("g", "Hello there. Tell me about yourself.", False)
+    pb.control(ctl(session_pb2.PLAYBACK_CLEAR, "g"))
+    assert captions[-1] == ("g", "Hello there. Tell me about yourself.", True) and len(captions) == 3
+
+
+def test_no_live_captions_for_a_generation_the_orchestrator_captioned() -> None:
+    captions: list[tuple[str, str, bool]] = []
+    pb = Playback(60, lambda _m: None, on_caption=lambda g, t, f: captions.append((g, t, f)))
+    pb.final_caption("g")
+    pb.add(session_pb2.AgentAudio(generation_id="g", sample_rate_hz=24000, text="Hi.", last=True,
+                                  chunk=common_pb2.AudioChunk(pcm=np.full(2400, 900, np.int16).tobytes())))
+    while pb.next_frame().any():
+        pass
+    pb.clear("g")
+    assert captions == []
