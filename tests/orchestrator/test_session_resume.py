@@ -11,6 +11,7 @@ import pytest
 
 from interview.v1 import common_pb2, interviews_pb2, llm_pb2
 from services.common.clock import FakeClock
+from services.orchestrator.conversation.inflight import InflightMarker
 from tests.orchestrator.session_support import RATE, Candidate, Orchestrator, Tap, speech
 from tests.support.procs import RedisServer
 
@@ -114,10 +115,13 @@ async def test_turns_closed_after_a_crash_are_in_the_resumed_history_once(ai: di
         await orch.stop()
 
 
-async def test_a_reconnect_that_replaces_a_live_stream_loses_nothing(ai: dict, redis_server: RedisServer) -> None:
+async def test_a_reconnect_that_replaces_a_live_stream_loses_nothing(ai: dict, redis_server: RedisServer,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The new stream arrives while the old one is still open, mid-reply (a network switch: media
     rejoins before it notices the old stream is dead). What the old session had heard and said
-    is in the transcript once, and the resumed session's history holds it."""
+    is in the transcript once, and the resumed session's history holds it. The in-flight marker
+    is held stale (written at most once a minute): the old session's own writes must carry it."""
+    monkeypatch.setattr(InflightMarker.__init__, "__defaults__", (60.0, 60.0))
     orch = await Orchestrator(redis_server.url, {k: p.address for k, p in ai.items()}).start()
     llm = orch.servicer.stubs.llm = Tap(orch.servicer.stubs.llm)
     try:

@@ -103,6 +103,7 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writes: set[asyncio.Task[Any]] = set()  # transcript puts: awaited, never cancelled, at the end
         self._stopped = asyncio.Event()
+        self._finished = asyncio.Event()  # run() returned: the shutdown's writes are done
         self.end_reason = ""
         self.failure: SessionFailed | None = None
         self._audio_end = -1
@@ -191,8 +192,21 @@ class Session:
                 older, self._older = self._older, []
                 self.spawn(self.history.absorb(older, self._summarize), "summarize-earlier")
             self._start_turn(self._opening)
-            await self._stopped.wait()
-            await self._shutdown()
+            try:
+                await self._stopped.wait()
+                await self._shutdown()
+            finally:
+                self._finished.set()
+
+    async def stop_and_wait(self, reason: str, timeout_s: float) -> bool:
+        """Stop, and wait (bounded) until the shutdown's writes are done; False on timeout."""
+        self.stop(reason)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._finished.wait()
+            return True
+        except TimeoutError:
+            return False
 
     def _pick_up(self, earlier: resume.Earlier) -> None:
         """A rejoin: the phase clock runs from when the phase began, and an interview that was

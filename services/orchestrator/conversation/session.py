@@ -4,8 +4,10 @@ then the conversation loop (loop.py) until the stream ends.
 Join checks, in order: first message is a Join (INVALID_ARGUMENT), credential valid
 (UNAUTHENTICATED) and for this interview (PERMISSION_DENIED), interview exists (NOT_FOUND) and
 has not ended (FAILED_PRECONDITION), audio format usable (INVALID_ARGUMENT). Then this instance
-takes the owner lease by force: a newer stream replaces an older one, here (SessionEnd{replaced}
-at once) or on another instance (its lease renewal or next fenced write fails). A join of an
+takes the owner lease by force: a newer stream replaces an older one, here (SessionEnd{replaced};
+the old session first writes what it has under its own lease, up to REPLACE_GRACE_S, so the cut-off
+turn is stored as it was heard, not as the in-flight marker last saw it) or on another instance
+(its lease renewal or next fenced write fails). A join of an
 interview joined before closes the turns its last owner left in flight, then picks the
 conversation up (resume.py) instead of greeting again.
 """
@@ -26,6 +28,7 @@ from services.orchestrator.store import Change, InterviewStore, NotFound, StoreE
 from services.orchestrator.tokens import JoinTokens, TokenError
 
 log = logging.getLogger("conversation.session")
+REPLACE_GRACE_S = 2.0  # how long a replaced session on this instance may take to write its last entries
 
 INPUT_RATES = (16000, 8000)
 PLAYBACK_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
@@ -100,15 +103,15 @@ class SessionServicer:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                     f"interview {iid} has ended ({snap.interview.end_reason or 'no reason given'})")
             rejoin = snap.interview.status != session_pb2.INTERVIEW_CREATED  # earlier sessions may have talked
+            old = self.live.get(iid)
+            if old is not None:  # on this instance: it writes what it has under its own lease first
+                await old.stop_and_wait("replaced", REPLACE_GRACE_S)
             cursor = await self.store.last_event_id(self.store.keys.control(iid))
             epoch = await self.store.acquire_lease(iid, self.owner, self.settings.lease_ttl_ms, force=True)
             closed = await self.store.close_inflight(iid, epoch)  # a turn the last owner's crash cut off
             if closed:
                 log.warning("closed turns left in flight by the previous owner",
                             extra={"interview_id": iid, "entries": [e.entry_id for e in closed]})
-            old = self.live.get(iid)
-            if old is not None:
-                old.stop("replaced")
             session_id = new_session_id()
             joined = self.store.update(iid, self._joined(session_id), epoch=epoch)
             earlier = None
