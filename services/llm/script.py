@@ -5,7 +5,8 @@ questions in order, acknowledges answers briefly (the coach persona gives concre
 instead, never a score), asks one follow-up when an answer is very short, repeats its last
 question on request or after a reconnect (welcoming the candidate back), moves on (ADVANCE_PHASE)
 when a phase is done or over time, stays quiet in CODING mode unless addressed (NO_REPLY), checks
-in during silent coding, and wraps up (END_INTERVIEW). Candidate text is only ever matched against patterns, never followed.
+in during silent coding, and wraps up (END_INTERVIEW). Candidate text is only ever matched
+against patterns, never followed.
 """
 from __future__ import annotations
 
