@@ -68,3 +68,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         if len(args) > 1 and hasattr(args[1], "put"):
             args[1].put(None)
         t.join(2)
+
+
+# A test marked flaky that failed once and then passed leaves no trace but an "R": say why it
+# failed the first time, so CI logs show which bound a slow machine crossed.
+_RERUNS: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.outcome != "rerun":
+        return
+    errors = [line for line in report.longreprtext.splitlines() if line.startswith("E ")][:4]
+    printed = [text for name, text in report.sections if name.startswith("Captured stdout")]
+    _RERUNS.append("\n".join([report.nodeid, *errors, *(printed[-1].strip().splitlines()[-4:] if printed else [])]))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _RERUNS:
+        terminalreporter.section("first tries that failed (passed on the rerun)")
+        for text in _RERUNS:
+            terminalreporter.write_line(text)

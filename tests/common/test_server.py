@@ -83,8 +83,8 @@ async def test_admission_control_rejects_streams_beyond_capacity():
                 await c.write(_audio(i))
                 assert (await c.read()).probability.window_end_samples == i
             third = stub.Detect()
-            await third.write(_audio(7))
-            with pytest.raises(grpc.aio.AioRpcError) as err:
+            with pytest.raises(grpc.aio.AioRpcError) as err:  # refused before or after its first write lands
+                await third.write(_audio(7))
                 await third.read()
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "at capacity (2 concurrent streams)" in err.value.details()
