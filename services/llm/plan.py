@@ -7,16 +7,13 @@ on where the conversation is. A question counts as asked when the orchestrator s
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from interview.v1 import common_pb2, llm_pb2
+from services.common.plan_questions import asked_in
 
-_NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
-def normalize(text: str) -> str:
-    return _NON_WORD.sub(" ", text.lower()).strip()
 
 
 def _default_plan() -> common_pb2.Plan:
@@ -93,16 +90,8 @@ def find_phase(plan: common_pb2.Plan, phase_id: str) -> int | None:
 
 def asked_question_ids(plan: common_pb2.Plan, context: llm_pb2.InterviewContext,
                        history: list[llm_pb2.ChatMessage]) -> set[str]:
-    asked = set(context.asked_question_ids)
-    spoken = [normalize(m.text) for m in history if m.role == common_pb2.ROLE_AGENT]
-    for phase in plan.phases:
-        for q in phase.questions:
-            if q.id in asked:
-                continue
-            needle = normalize(q.text)
-            if needle and any(needle in s for s in spoken):
-                asked.add(q.id)
-    return asked
+    said = [m.text for m in history if m.role == common_pb2.ROLE_AGENT]
+    return set(context.asked_question_ids) | asked_in(plan, said)
 
 
 def view(request: llm_pb2.GenerateRequest) -> PlanView:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from interview.v1 import common_pb2, llm_pb2
+from services.common.plan_questions import normalize
 from services.llm import plan as planning
 from services.llm.providers import Act
 
@@ -36,7 +37,7 @@ def _rx(*patterns: str) -> re.Pattern[str]:
     return re.compile("|".join(patterns))
 
 
-# Matched against planning.normalize(text): lower case, punctuation folded to spaces.
+# Matched against normalize(text): lower case, punctuation folded to spaces.
 REPEAT = _rx(r"\brepeat\b", r"\bsay (that|it) again\b", r"\bcome again\b", r"\bpardon\b",
              r"\bdidn t (catch|hear|get|understand) (that|it|the question)\b", r"\bwhat was the question\b",
              r"\bone more time\b", r"^sorry what\b")
@@ -166,9 +167,9 @@ def _current_question(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> tu
     for m in reversed(req.history):
         if m.role != common_pb2.ROLE_AGENT:
             continue
-        said = planning.normalize(m.text)
+        said = normalize(m.text)
         for q in questions:
-            if planning.normalize(q.text) and planning.normalize(q.text) in said:
+            if normalize(q.text) and normalize(q.text) in said:
                 return q, first
         first = False
     return None, False
@@ -191,7 +192,7 @@ def _repeat_text(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> str:
     q, _ = _current_question(req, pv)
     last = _last_message(req, common_pb2.ROLE_AGENT)
     last_agent = last.text
-    if q is not None and planning.normalize(q.text) in planning.normalize(last_agent):
+    if q is not None and normalize(q.text) in normalize(last_agent):
         return q.text
     questions = [s.strip() for s in re.findall(r"[^.!?]*\?", last_agent)]
     if questions:
@@ -209,7 +210,7 @@ def _hint(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> str:
 # ---- replies ----
 
 def _reply(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> Turn:
-    said = planning.normalize(_last(req, common_pb2.ROLE_USER))
+    said = normalize(_last(req, common_pb2.ROLE_USER))
     last_agent = _last(req, common_pb2.ROLE_AGENT)
     mode = req.context.mode or planning.phase_mode(pv.phase)
     if REPEAT.search(said):
@@ -261,14 +262,14 @@ def summarize(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> str:
     order: list[str] = []
     for m in req.history:
         if m.role == common_pb2.ROLE_AGENT:
-            said = planning.normalize(m.text)
+            said = normalize(m.text)
             for q in questions:
-                if planning.normalize(q.text) and planning.normalize(q.text) in said:
+                if normalize(q.text) and normalize(q.text) in said:
                     topic = q.text
             if topic not in answers:
                 answers[topic] = []
                 order.append(topic)
-        elif m.role == common_pb2.ROLE_USER and m.text.strip() and not REPEAT.search(planning.normalize(m.text)):
+        elif m.role == common_pb2.ROLE_USER and m.text.strip() and not REPEAT.search(normalize(m.text)):
             answers.setdefault(topic, [])
             if topic not in order:
                 order.append(topic)

@@ -11,6 +11,7 @@ import pytest
 
 from interview.v1 import common_pb2, interviews_pb2, llm_pb2
 from services.common.clock import FakeClock
+from services.common.plan_questions import normalize
 from services.orchestrator.conversation.inflight import InflightMarker
 from tests.orchestrator.session_support import RATE, Candidate, Orchestrator, Tap, speech
 from tests.support.procs import RedisServer
@@ -108,6 +109,10 @@ async def test_turns_closed_after_a_crash_are_in_the_resumed_history_once(ai: di
             assert entries[3].text == f"{WELCOME_BACK} What was the hardest part?"  # not the cut-off fragment
         else:  # the newest that fit; the greeting went to the summariser
             assert [(m.role, m.text, m.interrupted) for m in req.history] == said[1:]
+            # ... and the question it asked still counts as asked (else it would be asked again)
+            plan = (await orch.store.get(iid)).interview.plan
+            in_greeting = [q.id for p in plan.phases for q in p.questions if normalize(q.text) in normalize(greeting.text)]
+            assert in_greeting and set(in_greeting) <= set(req.context.asked_question_ids), req.context
             summarize = [r for r in llm.sent if r.task == llm_pb2.TASK_SUMMARIZE]
             assert [m.text for m in summarize[0].history] == [greeting.text]
             assert entries[3].text.startswith(WELCOME_BACK)

@@ -23,6 +23,7 @@ from interview.v1 import (common_pb2, interviews_pb2, llm_pb2, session_pb2, stt_
 from services.common import logs, telemetry
 from services.common.audio import PreRoll
 from services.common.clock import Clock
+from services.common.plan_questions import asked_in
 from services.orchestrator.conversation import modes, resume
 from services.orchestrator.conversation.barge_in import BargeIn, Stage
 from services.orchestrator.conversation.clients import ReopeningStream
@@ -128,6 +129,7 @@ class Session:
         self._entry_seq = 0
         self._phase_started = clock.monotonic()
         self._opening = llm_pb2.TASK_GREETING
+        self._asked: set[str] = set()  # planned questions asked so far, beyond the history window
         self._older: list[llm_pb2.ChatMessage] = []  # earlier messages the history could not keep
         self._code: common_pb2.CodeSnapshot | None = None
         self._ending_after_turn = False
@@ -215,6 +217,7 @@ class Session:
         if started is not None:
             self._phase_started = resume.monotonic_at(self.clock, started)
         if earlier.messages:
+            self._asked = asked_in(self.interview.plan, [m.text for m in earlier.messages if m.role == AGENT])
             self._older = self.history.restore(earlier.messages)
             self._opening = llm_pb2.TASK_RESUME
         log.info("picking the interview up", extra={
@@ -501,7 +504,8 @@ class Session:
         iv = self.interview
         left = self._phase_time_left_s()
         ctx = llm_pb2.InterviewContext(plan=iv.plan, phase_id=iv.phase_id, phase_time_left_s=left, mode=iv.mode,
-                                       candidate_name=iv.candidate.name, role=iv.role, summary=self.history.summary)
+                                       candidate_name=iv.candidate.name, role=iv.role, summary=self.history.summary,
+                                       asked_question_ids=sorted(self._asked))
         if self._code is not None:
             ctx.code.CopyFrom(self._code)
         history = list(self.history.messages)
@@ -725,6 +729,8 @@ class Session:
         """History + a durable transcript entry (through the outbox, covered by the in-flight
         marker until it is stored)."""
         self.history.add(self._chat(role, text, interrupted))
+        if role == AGENT:
+            self._asked |= asked_in(self.interview.plan, [text])
         entry = self._entry(role, text, start=start, interrupted=interrupted, entry_id=entry_id)
         self._unwritten[entry.entry_id] = entry
         self.inflight.kick()
