@@ -67,6 +67,8 @@ def decode_on_loop(receiver: Any) -> None:
 
 
 def _swap(receiver: Any) -> bool:
+    if isinstance(getattr(receiver, _P + "decoder_queue", None), _LoopDecoder):
+        return True  # a renegotiation calls receive() again: already swapped
     track = receiver.track
     thread_q, thread = getattr(receiver, _P + "decoder_queue", None), getattr(receiver, _P + "decoder_thread", None)
     error = getattr(receiver, _P + "decoder_error", None)

@@ -2,15 +2,21 @@
 framing and latency, the resampler's thread use, and the agent's voice through media's own Opus encoder."""
 from __future__ import annotations
 
+import asyncio
 import fractions
 import os
+import queue
+import threading
 
 import av
 import numpy as np
 import pytest
 import soxr
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from services.common.audio import Resampler, read_wav, resample
+from services.media.inline_decode import _LoopDecoder
 from services.media.opus_out import WARM_SILENT_FRAMES, OpusOut
 from services.media.uplink import CHUNK, UP_RATE, Uplink
 from tests.load.harness import FIXTURES
@@ -92,3 +98,18 @@ def test_agent_voice_survives_opus_out_and_quiet_frames_are_not_encoded() -> Non
     assert np.abs(heard[n + 4800:n + len(quiet)]).max() <= 2  # quiet decodes to silence
     quiet_frames = (len(quiet) + 20 * 960) // 960
     assert out.encoded == len(signal) // 960 - quiet_frames + 2 * WARM_SILENT_FRAMES
+
+
+async def test_loop_decoder_drops_an_undecodable_frame_and_keeps_decoding() -> None:
+    """media's on-loop Opus decoder (inline_decode): garbage is dropped with a warning and the
+    receiver's decode-error flag, as aiortc's thread does; the next good packet still decodes."""
+    codec = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    good = bytes(OpusOut().packet(speech_48k()[:960], 0))
+    out: asyncio.Queue = asyncio.Queue()
+    error = threading.Event()
+    decoder = _LoopDecoder(out, error, queue.Queue())
+    decoder.put((codec, JitterFrame(data=b"\xff\xff\xff", timestamp=0)))
+    assert out.empty() and error.is_set() and decoder.decoded == 0
+    decoder.put((codec, JitterFrame(data=good, timestamp=960)))
+    frame = out.get_nowait()
+    assert frame.samples == 960 and frame.sample_rate == 48000 and decoder.decoded == 1
