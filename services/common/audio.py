@@ -3,6 +3,9 @@
 Streaming resampling (live audio: media's uplink and playback, STT) uses libswresample through
 PyAV: it holds back ~1 ms, where soxr's streaming HQ mode holds back ~20 ms (up to 36) per stage,
 which doubled media's added round trip. One-shot resampling of whole signals uses soxr.
+
+PyAV is imported only when a streaming Resampler first resamples: it is a dependency of the media
+and stt extras alone, and the other services (vad, llm, tts, orchestrator) never load it.
 """
 from __future__ import annotations
 
@@ -11,11 +14,13 @@ import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
 import soxr
+
+if TYPE_CHECKING:
+    import av
 
 BYTES_PER_SAMPLE = 2
 DEFAULT_CHUNK_MS = 32  # 512 samples at 16 kHz: one Silero window
@@ -114,6 +119,7 @@ class Resampler:
             return samples.astype(np.int16, copy=False)
         frame = None
         if len(samples):
+            import av  # lazily: see the module docstring
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1),
                                                format="s16", layout="mono")
             frame.sample_rate = self.in_rate
@@ -142,6 +148,7 @@ class Resampler:
     def _graph_for(self, frame: av.AudioFrame) -> tuple[Any, Any]:
         key = (frame.format.name, frame.layout.name, frame.sample_rate)
         if self._graph is None or key != self._input:
+            import av
             graph = av.filter.Graph()
             graph.threads = 1
             src = graph.add_abuffer(format=key[0], layout=key[1], sample_rate=key[2],
@@ -157,6 +164,7 @@ class Resampler:
 
 
 def _pull(sink: Any) -> list[np.ndarray]:
+    import av
     out = []
     while True:
         try:
