@@ -7,6 +7,7 @@ import time
 import urllib.request
 
 from services.common.channels import service_target, wait_for_health
+from services.common.metrics import DEFAULT_METRICS_PORTS
 
 
 def wait_for_http(url: str, timeout: float = 120.0) -> None:
@@ -26,6 +27,13 @@ def wait_for_http(url: str, timeout: float = 120.0) -> None:
 
 def media_url() -> str:
     return f"http://127.0.0.1:{os.environ.get('MEDIA_PORT', '8080')}"
+
+
+def metrics_url(service: str) -> str:
+    port = int(os.environ.get(f"{service.upper()}_METRICS_PORT", "0") or 0)
+    if port < 0:
+        return "off"
+    return f"http://127.0.0.1:{port or DEFAULT_METRICS_PORTS.get(service, 0)}/metrics"
 
 
 def demo_link() -> str:
@@ -65,9 +73,9 @@ def main(services: list[str]) -> int:
     print(f"all {len(services)} services SERVING after {took:.1f}s:")
     for svc in services:
         if svc != "media":
-            print(f"  {svc:<13} grpc://{service_target(svc)}")
+            print(f"  {svc:<13} grpc://{service_target(svc)}   metrics {metrics_url(svc)}")
         else:
-            print(f"  {svc:<13} {media_url()}/  (candidate page, WebRTC)")
+            print(f"  {svc:<13} {media_url()}/  (candidate page, WebRTC)   metrics {metrics_url(svc)}")
     if "media" in services:
         link = demo_link()
         if link:

@@ -1,7 +1,7 @@
 """grpc.aio server bootstrap shared by every service.
 
 One place for: health (grpc.health.v1, NOT_SERVING while draining), server reflection, OTel
-instrumentation, message-size and keepalive options, admission control (RESOURCE_EXHAUSTED at
+instrumentation, Prometheus metrics (calls by method and code, open streams), message-size and keepalive options, admission control (RESOURCE_EXHAUSTED at
 capacity), and graceful shutdown on SIGTERM (NOT_SERVING, stop accepting, drain for a grace
 period, exit 0).
 
@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import config, logs, telemetry
+from services.common import config, logs, metrics, telemetry
 from services.common.config import env
 
 log = logging.getLogger("server")
@@ -47,6 +47,8 @@ class ServerSettings:
     max_message_bytes: int = env(4 * MB, min=1024, help="largest gRPC message accepted or sent")
     shutdown_grace_s: float = env(10.0, min=0, help="on SIGTERM, how long open streams may drain")
     keepalive_s: float = env(30.0, min=1, help="HTTP/2 keepalive ping interval")
+    metrics_port: int = env(0, min=-1, max=65535,
+                            help="Prometheus /metrics port; 0 = the service's default (91xx), -1 = off")
     log_level: str = env("INFO", name="LOG_LEVEL", parse=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
@@ -89,6 +91,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, fn: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
         async def admitted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             if self.active >= self.max_streams:
+                metrics.REFUSED_AT_CAPACITY.labels(self.service).inc()
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                     f"{self.service} is at capacity ({self.max_streams} concurrent streams); "
                                     "retry shortly or use another instance")
@@ -111,7 +114,7 @@ class ServiceRuntime:
         self.port = settings.port or DEFAULT_PORTS.get(name, 0)
         self.admission = AdmissionInterceptor(name, settings.max_streams)
         self.server = grpc.aio.server(
-            interceptors=[*telemetry.server_interceptors(), self.admission],
+            interceptors=[*telemetry.server_interceptors(), metrics.MetricsInterceptor(name), self.admission],
             options=channel_options(settings.max_message_bytes, settings.keepalive_s),
         )
         self.health = health.aio.HealthServicer()
@@ -178,6 +181,7 @@ def run_service(name: str, config_cls: type[C], build: Callable[[C, ServiceRunti
     telemetry.setup_tracing(name)
 
     async def main() -> None:
+        metrics.serve(name, settings.host, settings.metrics_port)
         runtime = ServiceRuntime(name, settings)
         await build(cfg, runtime)
         await runtime.start()

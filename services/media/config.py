@@ -16,6 +16,8 @@ class HttpSettings:
     host: str = env("127.0.0.1", help="address to bind; 0.0.0.0 in containers")
     port: int = env(DEFAULT_HTTP_PORT, min=1, max=65535, help="HTTP(S) port of the candidate page and /offer")
     shutdown_grace_s: float = env(10.0, min=0, help="on SIGTERM, how long closing every peer may take")
+    metrics_port: int = env(0, min=-1, max=65535, help="Prometheus /metrics port (not the public page's); "
+                                                     "0 = the default 9107, -1 = off")
     log_level: str = env("INFO", name="LOG_LEVEL", parse=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 

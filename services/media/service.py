@@ -9,7 +9,7 @@ import ssl
 
 from aiohttp import web
 
-from services.common import config, logs, telemetry
+from services.common import config, logs, metrics, telemetry
 from services.media.config import MediaConfig
 from services.media.gateway import Gateway
 
@@ -52,4 +52,5 @@ def main() -> None:
         raise SystemExit(2)
     logs.setup("media", cfg.server.log_level)
     telemetry.setup_tracing("media")
+    metrics.serve("media", cfg.server.host, cfg.server.metrics_port)
     asyncio.run(serve(cfg))

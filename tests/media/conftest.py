@@ -37,7 +37,7 @@ class Media:
 
 
 def media_config(**env: str) -> MediaConfig:
-    base = {"MEDIA_PORT": str(free_port()), "MEDIA_ICE_LOOPBACK_ONLY": "true", "MEDIA_ICE_TIMEOUT_S": "5"}
+    base = {"MEDIA_PORT": str(free_port()), "MEDIA_METRICS_PORT": str(free_port()), "MEDIA_ICE_LOOPBACK_ONLY": "true", "MEDIA_ICE_TIMEOUT_S": "5"}
     return config.load(MediaConfig, "media", environ={**base, **env})
 
 

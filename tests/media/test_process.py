@@ -19,11 +19,12 @@ from tests.support.procs import ROOT, free_port
 
 
 async def test_process_serves_health_and_sigterm_closes_every_peer(session_addr: str, fake: FakeSession) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="media-", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "-m", "services.media"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "OTEL_SDK_DISABLED": "true",
-                                 "MEDIA_PORT": str(port), "ORCHESTRATOR_ADDR": session_addr,
+                                 "MEDIA_PORT": str(port), "MEDIA_METRICS_PORT": str(metrics_port),
+                                 "ORCHESTRATOR_ADDR": session_addr,
                                  "MEDIA_ICE_LOOPBACK_ONLY": "true"})
     url = f"http://127.0.0.1:{port}"
     try:

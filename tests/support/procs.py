@@ -30,9 +30,11 @@ class ServiceProcess:
                  args: tuple[str, ...] = ()):
         self.service = service
         self.port = port or free_port()
+        self.metrics_port = free_port()
         self.args = args
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_SDK_DISABLED": "true",
-                    f"{service.upper()}_PORT": str(self.port), **(env or {})}
+                    f"{service.upper()}_PORT": str(self.port),
+                    f"{service.upper()}_METRICS_PORT": str(self.metrics_port), **(env or {})}
         self._log = tempfile.NamedTemporaryFile(prefix=f"{service}-", suffix=".log", delete=False)
         self.proc: subprocess.Popen | None = None
 
