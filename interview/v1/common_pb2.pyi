@@ -58,12 +58,16 @@ class _PersonaEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Persona.Value
     PERSONA_UNSPECIFIED: _Persona.ValueType  # 0
     PERSONA_INTERVIEWER: _Persona.ValueType  # 1
     PERSONA_COACH: _Persona.ValueType  # 2
+    PERSONA_EVALUATOR: _Persona.ValueType  # 3
+    """reads a finished interview against its rubric (never talks to the candidate)"""
 
 class Persona(_Persona, metaclass=_PersonaEnumTypeWrapper): ...
 
 PERSONA_UNSPECIFIED: Persona.ValueType  # 0
 PERSONA_INTERVIEWER: Persona.ValueType  # 1
 PERSONA_COACH: Persona.ValueType  # 2
+PERSONA_EVALUATOR: Persona.ValueType  # 3
+"""reads a finished interview against its rubric (never talks to the candidate)"""
 Global___Persona: _TypeAlias = Persona  # noqa: Y015
 
 class _Role:
@@ -650,25 +654,61 @@ class CodingProblem(_message.Message):
 Global___CodingProblem: _TypeAlias = CodingProblem  # noqa: Y015
 
 @_typing.final
+class RubricLevel(_message.Message):
+    """One level of a rubric item's scale, with what it looks like."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCORE_FIELD_NUMBER: _builtins.int
+    ANCHOR_FIELD_NUMBER: _builtins.int
+    score: _builtins.int
+    anchor: _builtins.str
+    def __init__(
+        self,
+        *,
+        score: _builtins.int = ...,
+        anchor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RubricLevel: _TypeAlias = RubricLevel  # noqa: Y015
+
+@_typing.final
 class RubricItem(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     WEIGHT_FIELD_NUMBER: _builtins.int
+    LEVELS_FIELD_NUMBER: _builtins.int
+    KEYWORDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     description: _builtins.str
     weight: _builtins.int
+    @_builtins.property
+    def levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___RubricLevel]:
+        """the scale, lowest first; empty = 1..4 with default anchors"""
+
+    @_builtins.property
+    def keywords(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """for the offline report's coverage; empty = from the description"""
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         description: _builtins.str = ...,
         weight: _builtins.int = ...,
+        levels: _abc.Iterable[Global___RubricLevel] | None = ...,
+        keywords: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id", "keywords", b"keywords", "levels", b"levels", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -30,6 +30,75 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _CriterionStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CriterionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CriterionStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CRITERION_STATUS_UNSPECIFIED: _CriterionStatus.ValueType  # 0
+    CRITERION_SCORED: _CriterionStatus.ValueType  # 1
+    CRITERION_INSUFFICIENT_EVIDENCE: _CriterionStatus.ValueType  # 2
+    """no verified evidence: never scored on air"""
+    CRITERION_NOT_ASSESSED: _CriterionStatus.ValueType  # 3
+    """e.g. a degenerate interview, or an offline report"""
+
+class CriterionStatus(_CriterionStatus, metaclass=_CriterionStatusEnumTypeWrapper): ...
+
+CRITERION_STATUS_UNSPECIFIED: CriterionStatus.ValueType  # 0
+CRITERION_SCORED: CriterionStatus.ValueType  # 1
+CRITERION_INSUFFICIENT_EVIDENCE: CriterionStatus.ValueType  # 2
+"""no verified evidence: never scored on air"""
+CRITERION_NOT_ASSESSED: CriterionStatus.ValueType  # 3
+"""e.g. a degenerate interview, or an offline report"""
+Global___CriterionStatus: _TypeAlias = CriterionStatus  # noqa: Y015
+
+class _EvaluationKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EvaluationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EvaluationKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EVALUATION_KIND_UNSPECIFIED: _EvaluationKind.ValueType  # 0
+    EVALUATION_RUBRIC: _EvaluationKind.ValueType  # 1
+    """the EVALUATOR persona against the plan's rubric"""
+    EVALUATION_METRICS_REPORT: _EvaluationKind.ValueType  # 2
+    """offline (no model): measurements, not a judgement"""
+    EVALUATION_COACHING_SUMMARY: _EvaluationKind.ValueType  # 3
+    """COACH interviews: improvements, never a score"""
+
+class EvaluationKind(_EvaluationKind, metaclass=_EvaluationKindEnumTypeWrapper): ...
+
+EVALUATION_KIND_UNSPECIFIED: EvaluationKind.ValueType  # 0
+EVALUATION_RUBRIC: EvaluationKind.ValueType  # 1
+"""the EVALUATOR persona against the plan's rubric"""
+EVALUATION_METRICS_REPORT: EvaluationKind.ValueType  # 2
+"""offline (no model): measurements, not a judgement"""
+EVALUATION_COACHING_SUMMARY: EvaluationKind.ValueType  # 3
+"""COACH interviews: improvements, never a score"""
+Global___EvaluationKind: _TypeAlias = EvaluationKind  # noqa: Y015
+
+class _EvaluationStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EvaluationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EvaluationStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EVALUATION_STATUS_UNSPECIFIED: _EvaluationStatus.ValueType  # 0
+    EVALUATION_PENDING: _EvaluationStatus.ValueType  # 1
+    EVALUATION_RUNNING: _EvaluationStatus.ValueType  # 2
+    EVALUATION_DONE: _EvaluationStatus.ValueType  # 3
+    EVALUATION_FAILED: _EvaluationStatus.ValueType  # 4
+
+class EvaluationStatus(_EvaluationStatus, metaclass=_EvaluationStatusEnumTypeWrapper): ...
+
+EVALUATION_STATUS_UNSPECIFIED: EvaluationStatus.ValueType  # 0
+EVALUATION_PENDING: EvaluationStatus.ValueType  # 1
+EVALUATION_RUNNING: EvaluationStatus.ValueType  # 2
+EVALUATION_DONE: EvaluationStatus.ValueType  # 3
+EVALUATION_FAILED: EvaluationStatus.ValueType  # 4
+Global___EvaluationStatus: _TypeAlias = EvaluationStatus  # noqa: Y015
+
 @_typing.final
 class Candidate(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -67,6 +136,7 @@ class InterviewConfig(_message.Message):
     RUN_SWITCHES_TO_CONVERSATIONAL_FIELD_NUMBER: _builtins.int
     TTS_VOICE_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
+    EVALUATE_AT_END_FIELD_NUMBER: _builtins.int
     mode: _common_pb2.Mode.ValueType
     silence_timeout_s: _builtins.int
     """CODING check-in after this much silence; 0 = 90"""
@@ -74,6 +144,8 @@ class InterviewConfig(_message.Message):
     """default true"""
     tts_voice: _builtins.str
     language: _builtins.str
+    evaluate_at_end: _builtins.bool
+    """default true: an evaluation job starts when the interview ends"""
     @_builtins.property
     def conversational_vad(self) -> _common_pb2.VadParams:
         """overrides for CONVERSATIONAL (min silence 1200 ms default)"""
@@ -92,13 +164,19 @@ class InterviewConfig(_message.Message):
         run_switches_to_conversational: _builtins.bool | None = ...,
         tts_voice: _builtins.str = ...,
         language: _builtins.str = ...,
+        evaluate_at_end: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_run_switches_to_conversational", b"_run_switches_to_conversational", "coding_vad", b"coding_vad", "conversational_vad", b"conversational_vad", "run_switches_to_conversational", b"run_switches_to_conversational"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_evaluate_at_end", b"_evaluate_at_end", "_run_switches_to_conversational", b"_run_switches_to_conversational", "coding_vad", b"coding_vad", "conversational_vad", b"conversational_vad", "evaluate_at_end", b"evaluate_at_end", "run_switches_to_conversational", b"run_switches_to_conversational"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_run_switches_to_conversational", b"_run_switches_to_conversational", "coding_vad", b"coding_vad", "conversational_vad", b"conversational_vad", "language", b"language", "mode", b"mode", "run_switches_to_conversational", b"run_switches_to_conversational", "silence_timeout_s", b"silence_timeout_s", "tts_voice", b"tts_voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_evaluate_at_end", b"_evaluate_at_end", "_run_switches_to_conversational", b"_run_switches_to_conversational", "coding_vad", b"coding_vad", "conversational_vad", b"conversational_vad", "evaluate_at_end", b"evaluate_at_end", "language", b"language", "mode", b"mode", "run_switches_to_conversational", b"run_switches_to_conversational", "silence_timeout_s", b"silence_timeout_s", "tts_voice", b"tts_voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__evaluate_at_end: _TypeAlias = _typing.Literal["evaluate_at_end"]  # noqa: Y015
+    _WhichOneofArgType__evaluate_at_end: _TypeAlias = _typing.Literal["_evaluate_at_end", b"_evaluate_at_end"]  # noqa: Y015
     _WhichOneofReturnType__run_switches_to_conversational: _TypeAlias = _typing.Literal["run_switches_to_conversational"]  # noqa: Y015
     _WhichOneofArgType__run_switches_to_conversational: _TypeAlias = _typing.Literal["_run_switches_to_conversational", b"_run_switches_to_conversational"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__evaluate_at_end) -> _WhichOneofReturnType__evaluate_at_end | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__run_switches_to_conversational) -> _WhichOneofReturnType__run_switches_to_conversational | None: ...
 
 Global___InterviewConfig: _TypeAlias = InterviewConfig  # noqa: Y015
@@ -819,6 +897,7 @@ class Event(_message.Message):
     LIFECYCLE_FIELD_NUMBER: _builtins.int
     CODE_EVENT_FIELD_NUMBER: _builtins.int
     CONFIG_CHANGED_FIELD_NUMBER: _builtins.int
+    EVALUATION_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Redis stream id; pass as after_event_id to resume"""
     interview_id: _builtins.str
@@ -840,6 +919,8 @@ class Event(_message.Message):
     def code_event(self) -> Global___CodeEvent: ...
     @_builtins.property
     def config_changed(self) -> Global___ConfigChanged: ...
+    @_builtins.property
+    def evaluation(self) -> Global___Evaluation: ...
     def __init__(
         self,
         *,
@@ -854,12 +935,13 @@ class Event(_message.Message):
         lifecycle: Global___Lifecycle | None = ...,
         code_event: Global___CodeEvent | None = ...,
         config_changed: Global___ConfigChanged | None = ...,
+        evaluation: Global___Evaluation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["code_event", b"code_event", "config_changed", b"config_changed", "lifecycle", b"lifecycle", "mode_changed", b"mode_changed", "observation", b"observation", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time", "transcript", b"transcript", "turn_metrics", b"turn_metrics"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["code_event", b"code_event", "config_changed", b"config_changed", "evaluation", b"evaluation", "lifecycle", b"lifecycle", "mode_changed", b"mode_changed", "observation", b"observation", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time", "transcript", b"transcript", "turn_metrics", b"turn_metrics"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_event", b"code_event", "config_changed", b"config_changed", "event_id", b"event_id", "interview_id", b"interview_id", "lifecycle", b"lifecycle", "mode_changed", b"mode_changed", "observation", b"observation", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time", "transcript", b"transcript", "turn_metrics", b"turn_metrics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_event", b"code_event", "config_changed", b"config_changed", "evaluation", b"evaluation", "event_id", b"event_id", "interview_id", b"interview_id", "lifecycle", b"lifecycle", "mode_changed", b"mode_changed", "observation", b"observation", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time", "transcript", b"transcript", "turn_metrics", b"turn_metrics"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["transcript", "phase_changed", "mode_changed", "observation", "turn_metrics", "lifecycle", "code_event", "config_changed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["transcript", "phase_changed", "mode_changed", "observation", "turn_metrics", "lifecycle", "code_event", "config_changed", "evaluation"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -932,15 +1014,19 @@ class EvaluateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     INTERVIEW_ID_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     interview_id: _builtins.str
+    force: _builtins.bool
+    """run again even if one is stored; the new one supersedes it (the old one is kept)"""
     def __init__(
         self,
         *,
         interview_id: _builtins.str = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["interview_id", b"interview_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "interview_id", b"interview_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -948,6 +1034,8 @@ Global___EvaluateRequest: _TypeAlias = EvaluateRequest  # noqa: Y015
 
 @_typing.final
 class RubricScore(_message.Message):
+    """Kept for old clients: mirrors `Evaluation.criteria` (score 0 = not scored)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RUBRIC_ITEM_ID_FIELD_NUMBER: _builtins.int
@@ -972,26 +1060,180 @@ class RubricScore(_message.Message):
 Global___RubricScore: _TypeAlias = RubricScore  # noqa: Y015
 
 @_typing.final
+class Evidence(_message.Message):
+    """One cited piece of evidence, verified in code against this interview before it is stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSCRIPT_SEQUENCE_FIELD_NUMBER: _builtins.int
+    OBSERVATION_ID_FIELD_NUMBER: _builtins.int
+    CODE_EVENT_ID_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
+    LOW_STT_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    transcript_sequence: _builtins.int
+    """a candidate transcript entry"""
+    observation_id: _builtins.str
+    """a video Observation.id"""
+    code_event_id: _builtins.str
+    """the event id of a CodeEvent"""
+    quote: _builtins.str
+    """the cited words (>= 4 consecutive words of the entry, or all of it)"""
+    low_stt_confidence: _builtins.bool
+    """the entry may be a transcription error: never penalised on it"""
+    def __init__(
+        self,
+        *,
+        transcript_sequence: _builtins.int = ...,
+        observation_id: _builtins.str = ...,
+        code_event_id: _builtins.str = ...,
+        quote: _builtins.str = ...,
+        low_stt_confidence: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["code_event_id", b"code_event_id", "observation_id", b"observation_id", "ref", b"ref", "transcript_sequence", b"transcript_sequence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_event_id", b"code_event_id", "low_stt_confidence", b"low_stt_confidence", "observation_id", b"observation_id", "quote", b"quote", "ref", b"ref", "transcript_sequence", b"transcript_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_ref: _TypeAlias = _typing.Literal["transcript_sequence", "observation_id", "code_event_id"]  # noqa: Y015
+    _WhichOneofArgType_ref: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_ref) -> _WhichOneofReturnType_ref | None: ...
+
+Global___Evidence: _TypeAlias = Evidence  # noqa: Y015
+
+@_typing.final
+class CriterionAssessment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUBRIC_ITEM_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    NEEDS_REVIEW_FIELD_NUMBER: _builtins.int
+    RUN_SCORES_FIELD_NUMBER: _builtins.int
+    EVIDENCE_REMOVED_FIELD_NUMBER: _builtins.int
+    rubric_item_id: _builtins.str
+    status: Global___CriterionStatus.ValueType
+    score: _builtins.int
+    """on the rubric item's scale; set only when SCORED"""
+    justification: _builtins.str
+    needs_review: _builtins.bool
+    """the independent runs disagreed by more than the margin"""
+    evidence_removed: _builtins.int
+    """cited evidence that failed verification"""
+    @_builtins.property
+    def evidence(self) -> _containers.RepeatedCompositeFieldContainer[Global___Evidence]:
+        """verified evidence only"""
+
+    @_builtins.property
+    def run_scores(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """each run's score (0 = that run did not score it)"""
+
+    def __init__(
+        self,
+        *,
+        rubric_item_id: _builtins.str = ...,
+        status: Global___CriterionStatus.ValueType = ...,
+        score: _builtins.int | None = ...,
+        justification: _builtins.str = ...,
+        evidence: _abc.Iterable[Global___Evidence] | None = ...,
+        needs_review: _builtins.bool = ...,
+        run_scores: _abc.Iterable[_builtins.int] | None = ...,
+        evidence_removed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score", b"_score", "score", b"score"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score", b"_score", "evidence", b"evidence", "evidence_removed", b"evidence_removed", "justification", b"justification", "needs_review", b"needs_review", "rubric_item_id", b"rubric_item_id", "run_scores", b"run_scores", "score", b"score", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__score: _TypeAlias = _typing.Literal["score"]  # noqa: Y015
+    _WhichOneofArgType__score: _TypeAlias = _typing.Literal["_score", b"_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score) -> _WhichOneofReturnType__score | None: ...
+
+Global___CriterionAssessment: _TypeAlias = CriterionAssessment  # noqa: Y015
+
+@_typing.final
 class Evaluation(_message.Message):
+    """Advisory: a person decides. Stored in the interview's event stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INTERVIEW_ID_FIELD_NUMBER: _builtins.int
     SCORES_FIELD_NUMBER: _builtins.int
     SUMMARY_FIELD_NUMBER: _builtins.int
+    EVALUATION_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CRITERIA_FIELD_NUMBER: _builtins.int
+    STRENGTHS_FIELD_NUMBER: _builtins.int
+    CONCERNS_FIELD_NUMBER: _builtins.int
+    RECOMMENDED_NEXT_STEP_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    ADVISORY_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROMPT_VERSION_FIELD_NUMBER: _builtins.int
+    PLAN_VERSION_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    SUPERSEDES_FIELD_NUMBER: _builtins.int
+    REPORT_MARKDOWN_FIELD_NUMBER: _builtins.int
     interview_id: _builtins.str
     summary: _builtins.str
+    evaluation_id: _builtins.str
+    kind: Global___EvaluationKind.ValueType
+    status: Global___EvaluationStatus.ValueType
+    recommended_next_step: _builtins.str
+    confidence: _builtins.float
+    """0..1, computed in code (run agreement, verified evidence, STT confidence)"""
+    advisory: _builtins.bool
+    """always true"""
+    model: _builtins.str
+    prompt_version: _builtins.str
+    plan_version: _builtins.str
+    last_event_id: _builtins.str
+    """the newest interview event the evaluation read"""
+    reason: _builtins.str
+    """FAILED, or no scores (degenerate interview): why, for a person"""
+    supersedes: _builtins.str
+    """evaluation_id this forced run replaces"""
+    report_markdown: _builtins.str
+    """METRICS_REPORT / COACHING_SUMMARY: the report as Markdown"""
     @_builtins.property
     def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___RubricScore]: ...
+    @_builtins.property
+    def criteria(self) -> _containers.RepeatedCompositeFieldContainer[Global___CriterionAssessment]: ...
+    @_builtins.property
+    def strengths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def concerns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         interview_id: _builtins.str = ...,
         scores: _abc.Iterable[Global___RubricScore] | None = ...,
         summary: _builtins.str = ...,
+        evaluation_id: _builtins.str = ...,
+        kind: Global___EvaluationKind.ValueType = ...,
+        status: Global___EvaluationStatus.ValueType = ...,
+        criteria: _abc.Iterable[Global___CriterionAssessment] | None = ...,
+        strengths: _abc.Iterable[_builtins.str] | None = ...,
+        concerns: _abc.Iterable[_builtins.str] | None = ...,
+        recommended_next_step: _builtins.str = ...,
+        confidence: _builtins.float = ...,
+        advisory: _builtins.bool = ...,
+        model: _builtins.str = ...,
+        prompt_version: _builtins.str = ...,
+        plan_version: _builtins.str = ...,
+        last_event_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        supersedes: _builtins.str = ...,
+        report_markdown: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["interview_id", b"interview_id", "scores", b"scores", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory", b"advisory", "concerns", b"concerns", "confidence", b"confidence", "created_at", b"created_at", "criteria", b"criteria", "evaluation_id", b"evaluation_id", "interview_id", b"interview_id", "kind", b"kind", "last_event_id", b"last_event_id", "model", b"model", "plan_version", b"plan_version", "prompt_version", b"prompt_version", "reason", b"reason", "recommended_next_step", b"recommended_next_step", "report_markdown", b"report_markdown", "scores", b"scores", "status", b"status", "strengths", b"strengths", "summary", b"summary", "supersedes", b"supersedes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

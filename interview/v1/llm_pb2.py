@@ -26,39 +26,39 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from interview.v1 import common_pb2 as interview_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16interview/v1/llm.proto\x12\x0cinterview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19interview/v1/common.proto\"\xb0\x01\n\x0b\x43hatMessage\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.interview.v1.Role\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0binterrupted\x18\x03 \x01(\x08\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x04mode\x18\x05 \x01(\x0e\x32\x12.interview.v1.Mode\x12\x10\n\x08phase_id\x18\x06 \x01(\t\"\xe0\x02\n\x10InterviewContext\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.interview.v1.Plan\x12\x10\n\x08phase_id\x18\x02 \x01(\t\x12\x19\n\x11phase_time_left_s\x18\x03 \x01(\x05\x12 \n\x04mode\x18\x04 \x01(\x0e\x32\x12.interview.v1.Mode\x12-\n\rnext_question\x18\x05 \x01(\x0b\x32\x16.interview.v1.Question\x12/\n\x0cobservations\x18\x06 \x03(\x0b\x32\x19.interview.v1.Observation\x12(\n\x04\x63ode\x18\x07 \x01(\x0b\x32\x1a.interview.v1.CodeSnapshot\x12\x1a\n\x12\x61sked_question_ids\x18\x08 \x03(\t\x12\x16\n\x0e\x63\x61ndidate_name\x18\t \x01(\t\x12\x0c\n\x04role\x18\n \x01(\t\x12\x0f\n\x07summary\x18\x0b \x01(\t\"\x9a\x01\n\x11GenerationOptions\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x18\n\x0btemperature\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x19\n\x11max_output_tokens\x18\x04 \x01(\x05\x12\x1f\n\x17\x66irst_token_deadline_ms\x18\x05 \x01(\x05\x42\x0e\n\x0c_temperature\"\xbf\x02\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x07persona\x18\x02 \x01(\x0e\x32\x15.interview.v1.Persona\x12/\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1e.interview.v1.InterviewContext\x12*\n\x07history\x18\x04 \x03(\x0b\x32\x19.interview.v1.ChatMessage\x12 \n\x04task\x18\x05 \x01(\x0e\x32\x12.interview.v1.Task\x12\x30\n\x07options\x18\x06 \x01(\x0b\x32\x1f.interview.v1.GenerationOptions\x12)\n\x05trace\x18\x07 \x01(\x0b\x32\x1a.interview.v1.TraceContext\x12\x14\n\x0cinterview_id\x18\x08 \x01(\t\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"Y\n\x06\x41\x63tion\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.interview.v1.ActionType\x12\x17\n\x0ftarget_phase_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"J\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"I\n\x0fProviderAttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x15\n\rbreaker_state\x18\x03 \x01(\t\"\xfe\x01\n\rGenerateFinal\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.interview.v1.FinishReason\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.interview.v1.Usage\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x1e\n\x16time_to_first_token_ms\x18\x05 \x01(\x05\x12%\n\x07\x61\x63tions\x18\x06 \x03(\x0b\x32\x14.interview.v1.Action\x12/\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x1d.interview.v1.ProviderAttempt\"\xa8\x01\n\x10GenerateResponse\x12(\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x17.interview.v1.TextDeltaH\x00\x12,\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x1b.interview.v1.GenerateFinalH\x00\x12\x35\n\x0eprovider_event\x18\x03 \x01(\x0b\x32\x1b.interview.v1.ProviderEventH\x00\x42\x05\n\x03msg*\x89\x01\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x0e\n\nTASK_REPLY\x10\x01\x12\x11\n\rTASK_GREETING\x10\x02\x12\x11\n\rTASK_CHECK_IN\x10\x03\x12\x10\n\x0cTASK_WRAP_UP\x10\x04\x12\x12\n\x0eTASK_SUMMARIZE\x10\x05\x12\x0f\n\x0bTASK_RESUME\x10\x06*]\n\nActionType\x12\x1b\n\x17\x41\x43TION_TYPE_UNSPECIFIED\x10\x00\x12\x0c\n\x08NO_REPLY\x10\x01\x12\x11\n\rADVANCE_PHASE\x10\x02\x12\x11\n\rEND_INTERVIEW\x10\x03*\x92\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46INISH_STOP\x10\x01\x12\x15\n\x11\x46INISH_MAX_TOKENS\x10\x02\x12\x11\n\rFINISH_SAFETY\x10\x03\x12\x16\n\x12\x46INISH_ACTION_ONLY\x10\x04\x12\x10\n\x0c\x46INISH_ERROR\x10\x05\x32R\n\x03Llm\x12K\n\x08Generate\x12\x1d.interview.v1.GenerateRequest\x1a\x1e.interview.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16interview/v1/llm.proto\x12\x0cinterview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19interview/v1/common.proto\"\xb0\x01\n\x0b\x43hatMessage\x12 \n\x04role\x18\x01 \x01(\x0e\x32\x12.interview.v1.Role\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x13\n\x0binterrupted\x18\x03 \x01(\x08\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x04mode\x18\x05 \x01(\x0e\x32\x12.interview.v1.Mode\x12\x10\n\x08phase_id\x18\x06 \x01(\t\"\xe0\x02\n\x10InterviewContext\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.interview.v1.Plan\x12\x10\n\x08phase_id\x18\x02 \x01(\t\x12\x19\n\x11phase_time_left_s\x18\x03 \x01(\x05\x12 \n\x04mode\x18\x04 \x01(\x0e\x32\x12.interview.v1.Mode\x12-\n\rnext_question\x18\x05 \x01(\x0b\x32\x16.interview.v1.Question\x12/\n\x0cobservations\x18\x06 \x03(\x0b\x32\x19.interview.v1.Observation\x12(\n\x04\x63ode\x18\x07 \x01(\x0b\x32\x1a.interview.v1.CodeSnapshot\x12\x1a\n\x12\x61sked_question_ids\x18\x08 \x03(\t\x12\x16\n\x0e\x63\x61ndidate_name\x18\t \x01(\t\x12\x0c\n\x04role\x18\n \x01(\t\x12\x0f\n\x07summary\x18\x0b \x01(\t\"\xca\x01\n\x11GenerationOptions\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x18\n\x0btemperature\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x19\n\x11max_output_tokens\x18\x04 \x01(\x05\x12\x1f\n\x17\x66irst_token_deadline_ms\x18\x05 \x01(\x05\x12\x11\n\x04seed\x18\x06 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\ntimeout_ms\x18\x07 \x01(\x05\x42\x0e\n\x0c_temperatureB\x07\n\x05_seed\"\xef\x02\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x07persona\x18\x02 \x01(\x0e\x32\x15.interview.v1.Persona\x12/\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1e.interview.v1.InterviewContext\x12*\n\x07history\x18\x04 \x03(\x0b\x32\x19.interview.v1.ChatMessage\x12 \n\x04task\x18\x05 \x01(\x0e\x32\x12.interview.v1.Task\x12\x30\n\x07options\x18\x06 \x01(\x0b\x32\x1f.interview.v1.GenerationOptions\x12)\n\x05trace\x18\x07 \x01(\x0b\x32\x1a.interview.v1.TraceContext\x12\x14\n\x0cinterview_id\x18\x08 \x01(\t\x12\x10\n\x08\x64ocument\x18\t \x01(\t\x12\x1c\n\x14response_schema_json\x18\n \x01(\t\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"Y\n\x06\x41\x63tion\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.interview.v1.ActionType\x12\x17\n\x0ftarget_phase_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"J\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x05\x12\x15\n\routput_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"I\n\x0fProviderAttempt\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x15\n\rbreaker_state\x18\x03 \x01(\t\"\xfe\x01\n\rGenerateFinal\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.interview.v1.FinishReason\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.interview.v1.Usage\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x1e\n\x16time_to_first_token_ms\x18\x05 \x01(\x05\x12%\n\x07\x61\x63tions\x18\x06 \x03(\x0b\x32\x14.interview.v1.Action\x12/\n\x08\x61ttempts\x18\x07 \x03(\x0b\x32\x1d.interview.v1.ProviderAttempt\"\xa8\x01\n\x10GenerateResponse\x12(\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x17.interview.v1.TextDeltaH\x00\x12,\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x1b.interview.v1.GenerateFinalH\x00\x12\x35\n\x0eprovider_event\x18\x03 \x01(\x0b\x32\x1b.interview.v1.ProviderEventH\x00\x42\x05\n\x03msg*\xac\x01\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x0e\n\nTASK_REPLY\x10\x01\x12\x11\n\rTASK_GREETING\x10\x02\x12\x11\n\rTASK_CHECK_IN\x10\x03\x12\x10\n\x0cTASK_WRAP_UP\x10\x04\x12\x12\n\x0eTASK_SUMMARIZE\x10\x05\x12\x0f\n\x0bTASK_RESUME\x10\x06\x12\x11\n\rTASK_EVALUATE\x10\x07\x12\x0e\n\nTASK_COACH\x10\x08*]\n\nActionType\x12\x1b\n\x17\x41\x43TION_TYPE_UNSPECIFIED\x10\x00\x12\x0c\n\x08NO_REPLY\x10\x01\x12\x11\n\rADVANCE_PHASE\x10\x02\x12\x11\n\rEND_INTERVIEW\x10\x03*\x92\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46INISH_STOP\x10\x01\x12\x15\n\x11\x46INISH_MAX_TOKENS\x10\x02\x12\x11\n\rFINISH_SAFETY\x10\x03\x12\x16\n\x12\x46INISH_ACTION_ONLY\x10\x04\x12\x10\n\x0c\x46INISH_ERROR\x10\x05\x32R\n\x03Llm\x12K\n\x08Generate\x12\x1d.interview.v1.GenerateRequest\x1a\x1e.interview.v1.GenerateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'interview.v1.llm_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASK']._serialized_start=1811
-  _globals['_TASK']._serialized_end=1948
-  _globals['_ACTIONTYPE']._serialized_start=1950
-  _globals['_ACTIONTYPE']._serialized_end=2043
-  _globals['_FINISHREASON']._serialized_start=2046
-  _globals['_FINISHREASON']._serialized_end=2192
+  _globals['_TASK']._serialized_start=1907
+  _globals['_TASK']._serialized_end=2079
+  _globals['_ACTIONTYPE']._serialized_start=2081
+  _globals['_ACTIONTYPE']._serialized_end=2174
+  _globals['_FINISHREASON']._serialized_start=2177
+  _globals['_FINISHREASON']._serialized_end=2323
   _globals['_CHATMESSAGE']._serialized_start=101
   _globals['_CHATMESSAGE']._serialized_end=277
   _globals['_INTERVIEWCONTEXT']._serialized_start=280
   _globals['_INTERVIEWCONTEXT']._serialized_end=632
   _globals['_GENERATIONOPTIONS']._serialized_start=635
-  _globals['_GENERATIONOPTIONS']._serialized_end=789
-  _globals['_GENERATEREQUEST']._serialized_start=792
-  _globals['_GENERATEREQUEST']._serialized_end=1111
-  _globals['_TEXTDELTA']._serialized_start=1113
-  _globals['_TEXTDELTA']._serialized_end=1138
-  _globals['_ACTION']._serialized_start=1140
-  _globals['_ACTION']._serialized_end=1229
-  _globals['_USAGE']._serialized_start=1231
-  _globals['_USAGE']._serialized_end=1305
-  _globals['_PROVIDERATTEMPT']._serialized_start=1307
-  _globals['_PROVIDERATTEMPT']._serialized_end=1380
-  _globals['_GENERATEFINAL']._serialized_start=1383
-  _globals['_GENERATEFINAL']._serialized_end=1637
-  _globals['_GENERATERESPONSE']._serialized_start=1640
-  _globals['_GENERATERESPONSE']._serialized_end=1808
-  _globals['_LLM']._serialized_start=2194
-  _globals['_LLM']._serialized_end=2276
+  _globals['_GENERATIONOPTIONS']._serialized_end=837
+  _globals['_GENERATEREQUEST']._serialized_start=840
+  _globals['_GENERATEREQUEST']._serialized_end=1207
+  _globals['_TEXTDELTA']._serialized_start=1209
+  _globals['_TEXTDELTA']._serialized_end=1234
+  _globals['_ACTION']._serialized_start=1236
+  _globals['_ACTION']._serialized_end=1325
+  _globals['_USAGE']._serialized_start=1327
+  _globals['_USAGE']._serialized_end=1401
+  _globals['_PROVIDERATTEMPT']._serialized_start=1403
+  _globals['_PROVIDERATTEMPT']._serialized_end=1476
+  _globals['_GENERATEFINAL']._serialized_start=1479
+  _globals['_GENERATEFINAL']._serialized_end=1733
+  _globals['_GENERATERESPONSE']._serialized_start=1736
+  _globals['_GENERATERESPONSE']._serialized_end=1904
+  _globals['_LLM']._serialized_start=2325
+  _globals['_LLM']._serialized_end=2407
 # @@protoc_insertion_point(module_scope)

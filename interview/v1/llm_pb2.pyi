@@ -41,6 +41,12 @@ class _TaskEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Task.ValueType],
     """summarise history (returned as text), used to bound history"""
     TASK_RESUME: _Task.ValueType  # 6
     """the candidate reconnected mid-interview: welcome them back briefly and pick"""
+    TASK_EVALUATE: _Task.ValueType  # 7
+    """up where the conversation stopped (re-ask the open question); needs history
+    EVALUATOR: assess `document` against the rubric; JSON per `response_schema_json`
+    """
+    TASK_COACH: _Task.ValueType  # 8
+    """COACH: feedback between answers or an end-of-practice summary from `document`"""
 
 class Task(_Task, metaclass=_TaskEnumTypeWrapper): ...
 
@@ -58,6 +64,12 @@ TASK_SUMMARIZE: Task.ValueType  # 5
 """summarise history (returned as text), used to bound history"""
 TASK_RESUME: Task.ValueType  # 6
 """the candidate reconnected mid-interview: welcome them back briefly and pick"""
+TASK_EVALUATE: Task.ValueType  # 7
+"""up where the conversation stopped (re-ask the open question); needs history
+EVALUATOR: assess `document` against the rubric; JSON per `response_schema_json`
+"""
+TASK_COACH: Task.ValueType  # 8
+"""COACH: feedback between answers or an end-of-practice summary from `document`"""
 Global___Task: _TypeAlias = Task  # noqa: Y015
 
 class _ActionType:
@@ -217,6 +229,8 @@ class GenerationOptions(_message.Message):
     TEMPERATURE_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     FIRST_TOKEN_DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """"" = the server's chain; "gemini" or "scripted" to force one"""
     model: _builtins.str
@@ -224,6 +238,10 @@ class GenerationOptions(_message.Message):
     max_output_tokens: _builtins.int
     first_token_deadline_ms: _builtins.int
     """0 = server default"""
+    seed: _builtins.int
+    """providers that support it; independent evaluation runs differ here"""
+    timeout_ms: _builtins.int
+    """whole request; 0 = server default (evaluation needs longer)"""
     def __init__(
         self,
         *,
@@ -232,13 +250,20 @@ class GenerationOptions(_message.Message):
         temperature: _builtins.float | None = ...,
         max_output_tokens: _builtins.int = ...,
         first_token_deadline_ms: _builtins.int = ...,
+        seed: _builtins.int | None = ...,
+        timeout_ms: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "seed", b"seed", "temperature", b"temperature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "first_token_deadline_ms", b"first_token_deadline_ms", "max_output_tokens", b"max_output_tokens", "model", b"model", "provider", b"provider", "temperature", b"temperature"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_temperature", b"_temperature", "first_token_deadline_ms", b"first_token_deadline_ms", "max_output_tokens", b"max_output_tokens", "model", b"model", "provider", b"provider", "seed", b"seed", "temperature", b"temperature", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
 
 Global___GenerationOptions: _TypeAlias = GenerationOptions  # noqa: Y015
@@ -255,11 +280,17 @@ class GenerateRequest(_message.Message):
     OPTIONS_FIELD_NUMBER: _builtins.int
     TRACE_FIELD_NUMBER: _builtins.int
     INTERVIEW_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    RESPONSE_SCHEMA_JSON_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     persona: _common_pb2.Persona.ValueType
     task: Global___Task.ValueType
     interview_id: _builtins.str
     """for logs and provider-side caching"""
+    document: _builtins.str
+    """TASK_EVALUATE / TASK_COACH: the material to read (untrusted data)"""
+    response_schema_json: _builtins.str
+    """a JSON Schema the answer must follow (structured output)"""
     @_builtins.property
     def context(self) -> Global___InterviewContext: ...
     @_builtins.property
@@ -279,10 +310,12 @@ class GenerateRequest(_message.Message):
         options: Global___GenerationOptions | None = ...,
         trace: _common_pb2.TraceContext | None = ...,
         interview_id: _builtins.str = ...,
+        document: _builtins.str = ...,
+        response_schema_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "options", b"options", "trace", b"trace"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "history", b"history", "interview_id", b"interview_id", "options", b"options", "persona", b"persona", "request_id", b"request_id", "task", b"task", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "document", b"document", "history", b"history", "interview_id", b"interview_id", "options", b"options", "persona", b"persona", "request_id", b"request_id", "response_schema_json", b"response_schema_json", "task", b"task", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
