@@ -1,34 +1,49 @@
 # The two commands that matter: `make run` and `make test`. See README.md.
+# Both install what is missing first: Debian packages (as root; else a list of what to install)
+# and the Python packages, into the project's virtualenv .venv (the one CI uses too).
 PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
 PROTOS := $(wildcard protos/interview/v1/*.proto)
-APT_PACKAGES := redis-server flite espeak-ng sox tesseract-ocr chromium chromium-driver
+# deploy/system_deps.py installs (or lists) these: keep the two lists the same.
+APT_PACKAGES := python3-venv redis-server flite espeak-ng sox tesseract-ocr chromium chromium-driver
 
-.PHONY: install install-apt proto check-proto run test bench loadtest clean
+.PHONY: install install-apt system-deps proto check-proto run test bench loadtest clean
 
-install: ## pip packages (all services + dev tools)
-	$(PYTHON) -m pip install -q -e '.[all,dev]'
+install: system-deps $(VENV)/.installed ## everything `make run` and `make test` need (idempotent)
+
+system-deps: ## Debian packages: installed as root, else listed
+	@$(PYTHON) deploy/system_deps.py
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,dev]'
 	# silero-vad ships the ONNX model; its declared deps would pull torch, so no deps.
-	$(PYTHON) -m pip install -q --no-deps 'silero-vad==6.2.3'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps 'silero-vad==6.2.3'
+	touch $@
 
-install-apt: ## Debian packages the services and tests use (needs root)
+install-apt: ## Debian packages the services and tests use (needs root), all of them
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
 
-proto: ## regenerate the Python stubs (and typed .pyi) from protos/
-	$(PYTHON) -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. \
+proto: $(VENV)/.installed ## regenerate the Python stubs (and typed .pyi) from protos/
+	$(PY) -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. \
 		--mypy_out=. --mypy_grpc_out=. $(PROTOS)
 
-run: ## start every service on embedded defaults (no API keys) and print the URL to open
-	$(PYTHON) -m deploy.local
+run: install ## start every service on embedded defaults (no API keys) and print the URL to open
+	$(PY) -m deploy.local
 
-test: ## the whole test suite (pytest's exit 5, "no tests collected", is not an error)
-	$(PYTHON) -m pytest -q tests || [ $$? -eq 5 ]
+test: install ## the whole test suite (pytest's exit 5, "no tests collected", is not an error)
+	$(PY) -m pytest -q tests || [ $$? -eq 5 ]
 
-bench: ## benchmarks recorded in docs/benchmarks.md (long; not part of make test)
-	$(PYTHON) -m tests.load.bench
+bench: install ## benchmarks recorded in docs/benchmarks.md (long; not part of make test)
+	$(PY) -m tests.load.bench
 
-loadtest: ## a longer load run of every driver (see README "Load testing")
-	$(PYTHON) -m tests.load.bench --soak
+loadtest: install ## a longer load run of every driver (see README "Load testing")
+	$(PY) -m tests.load.bench --soak
 
 clean:
 	rm -rf .run .pytest_cache
+
+distclean: clean ## also the virtualenv
+	rm -rf $(VENV)

@@ -16,7 +16,7 @@ from honcho.manager import Manager
 from services.common.server import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_DIR = ROOT / ".run"
+RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".run"))  # redis data and the dev API key
 ORDER = ["vad", "stt", "llm", "tts", "video", "orchestrator", "media"]
 
 
