@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -22,8 +24,9 @@ def setup_tracing(service: str) -> None:
     """Install a tracer provider per the standard OTEL_* variables.
 
     OTEL_SDK_DISABLED=true turns it off; OTEL_TRACES_EXPORTER=console prints spans,
-    =otlp exports with OTEL_EXPORTER_OTLP_ENDPOINT (needs opentelemetry-exporter-otlp installed);
-    unset = spans are created (ids propagate, logs can carry them) but not exported.
+    =otlp exports over OTLP/gRPC to OTEL_EXPORTER_OTLP_ENDPOINT (the exporter is a dependency;
+    OTEL_EXPORTER_OTLP_INSECURE=true for a plaintext collector); unset = spans are created (ids
+    propagate, logs can carry them) but not exported.
     """
     global _configured
     if _configured or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
@@ -39,12 +42,9 @@ def setup_tracing(service: str) -> None:
     if exporter_name == "console":
         exporter = ConsoleSpanExporter()
     elif exporter_name == "otlp":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        except ImportError:
-            log.error("OTEL_TRACES_EXPORTER=otlp but opentelemetry-exporter-otlp is not installed; not exporting")
-        else:
-            exporter = OTLPSpanExporter()
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
@@ -79,3 +79,14 @@ def extract(carrier_msg: Any) -> otel_context.Context:
     """An OTel context from a TraceContext message (empty context if it carries none)."""
     carrier = {"traceparent": carrier_msg.traceparent, "tracestate": carrier_msg.tracestate}
     return _propagator.extract({k: v for k, v in carrier.items() if v})
+
+
+@contextmanager
+def child_span(carrier_msg: Any, name: str, **attributes: Any) -> Iterator[trace.Span]:
+    """A span in the per-turn trace a message carries (a TraceContext field): servers open their
+    stage of a turn (recognise, generate, synthesise) under the orchestrator's turn span, across
+    processes. A message without a trace context gets a root span of its own."""
+    tracer = trace.get_tracer("interviewer")
+    with tracer.start_as_current_span(name, context=extract(carrier_msg), attributes=attributes) as span:
+        yield span
+

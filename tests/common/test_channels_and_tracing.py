@@ -75,3 +75,29 @@ async def test_a_restarted_service_is_reached_within_the_capped_reconnect_backof
             assert time.monotonic() - t0 < 2.6
         finally:
             await server.stop(0)
+
+
+async def test_a_service_exports_its_spans_over_otlp_under_the_callers_trace():
+    """OTEL_TRACES_EXPORTER=otlp works out of the box (the exporter is a dependency): a real
+    service process exports the span of a call to an in-test OTLP receiver, as a child of the
+    trace the caller propagated."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from tests.support.otlp import OtlpReceiver
+    from tests.support.procs import ServiceProcess
+
+    trace_id, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    receiver = await OtlpReceiver().start()
+    try:
+        with ServiceProcess("tts", env=receiver.env("tts")) as proc:
+            async with grpc.aio.insecure_channel(proc.address) as channel:
+                await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), metadata=(("traceparent", f"00-{trace_id}-{caller_span}-01"),))
+            spans = await receiver.wait_for(lambda s: s.trace_id == trace_id)
+    finally:
+        await receiver.stop()
+    assert spans, f"no span of trace {trace_id} exported; got {receiver.spans[:5]}"
+    (span,) = spans
+    assert span.service == "interviewer-tts" and span.name.endswith("Health/Check")
+    assert span.parent_span_id == caller_span
+    assert span.duration_ms > 0
