@@ -14,7 +14,8 @@ class OrchestratorConfig:
                          help="the interview store (Redis 7 with AOF); shared by every orchestrator instance")
     api_keys: str = env("", secret=True,
                         help="API keys, comma-separated name:key or name:key:ro (read-only); unset = one "
-                             "ephemeral key written to DEV_KEY_FILE (development only)")
+                             "ephemeral key written to DEV_KEY_FILE (development only: refused, exit 2, when HOST is "
+                             "not loopback)")
     dev_key_file: str = env(".run/orchestrator-api-key",
                             help="where the ephemeral development API key is written when API_KEYS is unset")
     join_token_secret: str = env("", secret=True,

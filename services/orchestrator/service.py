@@ -2,6 +2,7 @@
 command stream consumer, and Session.Connect (the conversation loop, conversation/)."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -48,9 +49,35 @@ def join_tokens(cfg: OrchestratorConfig) -> JoinTokens:
     return JoinTokens.ephemeral()
 
 
+def is_local(host: str) -> bool:
+    """Bound to loopback only = local development, where the ephemeral fallbacks are allowed."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def deployment_problems(cfg: OrchestratorConfig) -> list[str]:
+    """Beyond loopback (a container, a pod) the development fallbacks would break the deployment
+    quietly (a key file written into a read-only image, links other replicas reject): refuse them."""
+    if is_local(cfg.server.host):
+        return []
+    where = f"when serving on {cfg.server.host} (beyond loopback)"
+    problems = []
+    if not cfg.api_keys:
+        problems.append(f"ORCHESTRATOR_API_KEYS: required {where}; the generated development key is for local "
+                        "runs only (set name:key entries, keys of at least 16 characters)")
+    return problems
+
+
 def api_keys(cfg: OrchestratorConfig) -> list[auth.ApiKey]:
     if not cfg.api_keys:
-        return auth.dev_key(Path(cfg.dev_key_file))
+        try:
+            return auth.dev_key(Path(cfg.dev_key_file))
+        except OSError as exc:
+            raise ConfigError([f"ORCHESTRATOR_API_KEYS is not set and the development key cannot be written to "
+                               f"ORCHESTRATOR_DEV_KEY_FILE={cfg.dev_key_file} ({exc.strerror or exc}); set "
+                               "ORCHESTRATOR_API_KEYS (a read-only filesystem, e.g. a container, needs it)"]) from None
     try:
         return auth.parse_keys(cfg.api_keys)
     except ValueError as exc:
@@ -69,6 +96,9 @@ def loop_settings(cfg: OrchestratorConfig) -> LoopSettings:
 
 async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     try:  # a broken plan file or key stops start-up (exit 2) with the file / variable named
+        problems = deployment_problems(cfg)
+        if problems:
+            raise ConfigError(problems)
         templates = plans.load_dir()
         tokens = join_tokens(cfg)
         keys = api_keys(cfg)
