@@ -20,7 +20,8 @@ class OrchestratorConfig:
                             help="where the ephemeral development API key is written when API_KEYS is unset")
     join_token_secret: str = env("", secret=True,
                                  help="HMAC key signing candidate join tokens (>= 32 chars); unset = ephemeral "
-                                      "(tokens die with the process; development only)")
+                                      "(tokens die with the process; development only: refused, exit 2, "
+                                      "when HOST is not loopback)")
     join_token_ttl_s: int = env(24 * 3600, min=60, max=30 * 24 * 3600, help="default lifetime of a join token")
     public_base_url: str = env("http://127.0.0.1:8080", help="base of the candidate join links (the media service)")
     retention_s: int = env(30 * 24 * 3600, min=0,

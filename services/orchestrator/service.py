@@ -67,6 +67,10 @@ def deployment_problems(cfg: OrchestratorConfig) -> list[str]:
     if not cfg.api_keys:
         problems.append(f"ORCHESTRATOR_API_KEYS: required {where}; the generated development key is for local "
                         "runs only (set name:key entries, keys of at least 16 characters)")
+    if not cfg.join_token_secret:
+        problems.append(f"ORCHESTRATOR_JOIN_TOKEN_SECRET: required {where}; without it each instance signs join "
+                        "links with its own ephemeral key, so other replicas reject them and a restart voids "
+                        "them all (set the same >= 32 random characters on every instance)")
     return problems
 
 

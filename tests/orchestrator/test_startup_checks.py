@@ -31,6 +31,20 @@ def test_beyond_loopback_without_api_keys_exits_2_and_writes_no_key_file(tmp_pat
     assert not (tmp_path / "dev-key").exists()
 
 
+def test_beyond_loopback_without_signing_secret_exits_2(tmp_path):
+    """Two replicas with ephemeral keys would each reject the other's join links: refuse to start."""
+    done = run_orchestrator(tmp_path, ORCHESTRATOR_HOST="0.0.0.0", ORCHESTRATOR_API_KEYS=KEYS)
+    assert done.returncode == 2, done.stderr
+    assert "ORCHESTRATOR_JOIN_TOKEN_SECRET: required when serving on 0.0.0.0" in done.stderr
+    assert "other replicas reject them" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_beyond_loopback_lists_every_missing_secret_at_once(tmp_path):
+    done = run_orchestrator(tmp_path, ORCHESTRATOR_HOST="0.0.0.0")
+    assert done.returncode == 2
+    assert "ORCHESTRATOR_API_KEYS: required" in done.stderr and "ORCHESTRATOR_JOIN_TOKEN_SECRET: required" in done.stderr
+
+
 def test_unwritable_dev_key_file_exits_2_naming_the_file(tmp_path):
     # A path under a regular file cannot be created even by root (as a read-only root fs refuses it).
     (tmp_path / "not-a-dir").write_text("")
