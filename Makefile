@@ -3,12 +3,12 @@ PYTHON ?= python3
 PROTOS := $(wildcard protos/interview/v1/*.proto)
 APT_PACKAGES := redis-server flite espeak-ng sox tesseract-ocr chromium chromium-driver
 
-.PHONY: install install-apt proto check-proto run test bench loadtest clean
+.PHONY: install install-apt proto check-proto check-images run test bench loadtest clean
 
 install: ## pip packages (all services + dev tools)
 	$(PYTHON) -m pip install -q -e '.[all,dev]'
-	# silero-vad ships the ONNX model; its declared deps would pull torch, so no deps.
-	$(PYTHON) -m pip install -q --no-deps 'silero-vad==6.2.3'
+	# Model wheels (silero-vad, pipecat-ai for Smart Turn): their declared deps would pull torch, so no deps.
+	for f in deploy/no-deps/*.txt; do $(PYTHON) -m pip install -q --no-deps -r $$f || exit 1; done
 
 install-apt: ## Debian packages the services and tests use (needs root)
 	apt-get update -qq
@@ -20,6 +20,9 @@ proto: ## regenerate the Python stubs (and typed .pyi) from protos/
 
 run: ## start every service on embedded defaults (no API keys) and print the URL to open
 	$(PYTHON) -m deploy.local
+
+check-images: ## each service from a clean venv holding only its extra (what its image carries) reaches SERVING
+	$(PYTHON) -m deploy.check_images
 
 test: ## the whole test suite (pytest's exit 5, "no tests collected", is not an error)
 	$(PYTHON) -m pytest -q tests || [ $$? -eq 5 ]
