@@ -10,6 +10,9 @@ from services.common.server import ServerSettings
 @dataclass(frozen=True)
 class OrchestratorConfig:
     server: ServerSettings
+    session_port: int = env(0, min=0, max=65535,
+                            help="serve Session.Connect (media's streams) on this port alone, apart from the public "
+                                 "API, so a network policy can admit only media to it; 0 = on ORCHESTRATOR_PORT")
     redis_url: str = env("redis://127.0.0.1:6379/0", name="REDIS_URL",
                          help="the interview store (Redis 7 with AOF); shared by every orchestrator instance")
     api_keys: str = env("", secret=True,

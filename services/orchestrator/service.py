@@ -2,6 +2,7 @@
 command stream consumer, and Session.Connect (the conversation loop, conversation/)."""
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -98,6 +99,19 @@ def loop_settings(cfg: OrchestratorConfig) -> LoopSettings:
         playback_margin_ms=cfg.playback_margin_ms)
 
 
+async def serve_sessions(cfg: OrchestratorConfig, runtime: ServiceRuntime, sessions: SessionServicer) -> None:
+    """Session.Connect on the API server, or (ORCHESTRATOR_SESSION_PORT) on a server of its own with
+    the same health, reflection, tracing and admission, drained after the API server on SIGTERM."""
+    name = session_pb2.DESCRIPTOR.services_by_name["Session"].full_name
+    if not cfg.session_port:
+        runtime.add(name, session_pb2_grpc.add_SessionServicer_to_server, sessions)
+        return
+    session_runtime = ServiceRuntime("orchestrator-session", dataclasses.replace(cfg.server, port=cfg.session_port))
+    session_runtime.add(name, session_pb2_grpc.add_SessionServicer_to_server, sessions)
+    await session_runtime.start()
+    runtime.on_shutdown(session_runtime.stop)
+
+
 async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     try:  # a broken plan file or key stops start-up (exit 2) with the file / variable named
         problems = deployment_problems(cfg)
@@ -120,8 +134,7 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     stubs = Stubs(vad_pb2_grpc.VadStub(channels[0]), stt_pb2_grpc.SttStub(channels[1]),
                   llm_pb2_grpc.LlmStub(channels[2]), tts_pb2_grpc.TtsStub(channels[3]))
     sessions = SessionServicer(store, api, tokens, stubs, loop_settings(cfg), instance, cfg.session_credential_ttl_s)
-    runtime.add(session_pb2.DESCRIPTOR.services_by_name["Session"].full_name,
-                session_pb2_grpc.add_SessionServicer_to_server, sessions)
+    await serve_sessions(cfg, runtime, sessions)
     if cfg.commands:
         consumer = CommandConsumer(api, instance)
         consumer.start()
