@@ -127,7 +127,8 @@ class ServiceRuntime:
         self.admission = AdmissionInterceptor(name, settings.max_streams)
         self.server = grpc.aio.server(
             interceptors=[*telemetry.server_interceptors(), self.admission],
-            options=channel_options(settings.max_message_bytes, settings.keepalive_s) + connection_age_options(settings),
+            options=[*channel_options(settings.max_message_bytes, settings.keepalive_s),
+                     *connection_age_options(settings)],
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
