@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--insecure", action="store_true", help="do not verify the TLS certificate")
     parser.add_argument("--timeout", type=float, default=2.0)
     args = parser.parse_args(argv)
-    ok = grpc_serving(args.port, args.timeout) if args.kind == "grpc" else http_ok(args.url, args.timeout, args.insecure)
-    return 0 if ok else 1
+    if args.kind == "grpc":
+        return 0 if grpc_serving(args.port, args.timeout) else 1
+    return 0 if http_ok(args.url, args.timeout, args.insecure) else 1
 
 
 if __name__ == "__main__":
