@@ -8,18 +8,18 @@ PROTOS := $(wildcard protos/interview/v1/*.proto)
 # deploy/system_deps.py installs (or lists) these: keep the two lists the same.
 APT_PACKAGES := python3-venv redis-server flite espeak-ng sox tesseract-ocr chromium chromium-driver
 
-.PHONY: install install-apt system-deps proto check-proto run test bench loadtest clean
+.PHONY: install install-apt system-deps proto check-proto check-images run test bench loadtest clean distclean
 
 install: system-deps $(VENV)/.installed ## everything `make run` and `make test` need (idempotent)
 
 system-deps: ## Debian packages: installed as root, else listed
 	@$(PYTHON) deploy/system_deps.py
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile $(wildcard deploy/no-deps/*.txt)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,dev]'
-	# silero-vad ships the ONNX model; its declared deps would pull torch, so no deps.
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps 'silero-vad==6.2.3'
+	# Model wheels (silero-vad, pipecat-ai for Smart Turn): their declared deps would pull torch, so no deps.
+	for f in deploy/no-deps/*.txt; do $(PY) -m pip install -q --disable-pip-version-check --no-deps -r $$f || exit 1; done
 	touch $@
 
 install-apt: ## Debian packages the services and tests use (needs root), all of them
@@ -32,6 +32,9 @@ proto: $(VENV)/.installed ## regenerate the Python stubs (and typed .pyi) from p
 
 run: install ## start every service on embedded defaults (no API keys) and print the URL to open
 	$(PY) -m deploy.local
+
+check-images: install ## each service from a clean venv holding only its extra (what its image carries) reaches SERVING
+	$(PY) -m deploy.check_images
 
 test: install ## the whole test suite (pytest's exit 5, "no tests collected", is not an error)
 	$(PY) -m pytest -q tests || [ $$? -eq 5 ]

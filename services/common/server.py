@@ -49,6 +49,10 @@ class ServerSettings:
     keepalive_s: float = env(30.0, min=1, help="HTTP/2 keepalive ping interval")
     metrics_port: int = env(0, min=-1, max=65535,
                             help="Prometheus /metrics port; 0 = the service's default (91xx), -1 = off")
+    max_connection_age_s: float = env(0.0, min=0, help="after this long a client connection gets GOAWAY, so clients "
+                                                       "re-resolve and new streams reach new pods; 0 = never")
+    max_connection_age_grace_s: float = env(0.0, min=0, help="streams open at GOAWAY may finish for this long "
+                                                             "(>= the longest interview); 0 = no limit")
     log_level: str = env("INFO", name="LOG_LEVEL", parse=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
@@ -62,6 +66,17 @@ def channel_options(max_message_bytes: int, keepalive_s: float) -> list[tuple[st
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.http2.max_pings_without_data", 0),
     ]
+
+
+def connection_age_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """Long-lived streams pin a client to the pods it resolved at connect time; a maximum connection
+    age makes clients reconnect (and rebalance) while the grace lets running interviews finish."""
+    if not settings.max_connection_age_s:
+        return []
+    options = [("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000))]
+    if settings.max_connection_age_grace_s:
+        options.append(("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * 1000)))
+    return options
 
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -115,7 +130,8 @@ class ServiceRuntime:
         self.admission = AdmissionInterceptor(name, settings.max_streams)
         self.server = grpc.aio.server(
             interceptors=[*telemetry.server_interceptors(), metrics.MetricsInterceptor(name), self.admission],
-            options=channel_options(settings.max_message_bytes, settings.keepalive_s),
+            options=[*channel_options(settings.max_message_bytes, settings.keepalive_s),
+                     *connection_age_options(settings)],
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

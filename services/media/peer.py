@@ -266,6 +266,9 @@ class Peer:
         self.close_reason = leave_reason or reason_for_log or "closed"
         with logs.bind(interview_id=self.interview_id, peer_id=self.id):
             log.info("closing peer", extra={"reason": self.close_reason})
+            if leave_reason == "shutdown":  # scale-in, rolling update: the page rejoins through another instance
+                self._event(type="reconnect", message="This server is restarting; moving you to another one…")
+                await asyncio.sleep(0.2)  # let the data channel deliver it before the peer closes
             self._on_closed(self)
             self.agent_track.stop()
             try:

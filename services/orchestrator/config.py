@@ -10,16 +10,21 @@ from services.common.server import ServerSettings
 @dataclass(frozen=True)
 class OrchestratorConfig:
     server: ServerSettings
+    session_port: int = env(0, min=0, max=65535,
+                            help="serve Session.Connect (media's streams) on this port alone, apart from the public "
+                                 "API, so a network policy can admit only media to it; 0 = on ORCHESTRATOR_PORT")
     redis_url: str = env("redis://127.0.0.1:6379/0", name="REDIS_URL",
                          help="the interview store (Redis 7 with AOF); shared by every orchestrator instance")
     api_keys: str = env("", secret=True,
                         help="API keys, comma-separated name:key or name:key:ro (read-only); unset = one "
-                             "ephemeral key written to DEV_KEY_FILE (development only)")
+                             "ephemeral key written to DEV_KEY_FILE (development only: refused, exit 2, when HOST is "
+                             "not loopback)")
     dev_key_file: str = env(".run/orchestrator-api-key",
                             help="where the ephemeral development API key is written when API_KEYS is unset")
     join_token_secret: str = env("", secret=True,
                                  help="HMAC key signing candidate join tokens (>= 32 chars); unset = ephemeral "
-                                      "(tokens die with the process; development only)")
+                                      "(tokens die with the process; development only: refused, exit 2, "
+                                      "when HOST is not loopback)")
     join_token_ttl_s: int = env(24 * 3600, min=60, max=30 * 24 * 3600, help="default lifetime of a join token")
     public_base_url: str = env("http://127.0.0.1:8080", help="base of the candidate join links (the media service)")
     retention_s: int = env(30 * 24 * 3600, min=0,

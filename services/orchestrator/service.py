@@ -2,6 +2,8 @@
 command stream consumer, and Session.Connect (the conversation loop, conversation/)."""
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import logging
 import os
 import socket
@@ -48,9 +50,39 @@ def join_tokens(cfg: OrchestratorConfig) -> JoinTokens:
     return JoinTokens.ephemeral()
 
 
+def is_local(host: str) -> bool:
+    """Bound to loopback only = local development, where the ephemeral fallbacks are allowed."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def deployment_problems(cfg: OrchestratorConfig) -> list[str]:
+    """Beyond loopback (a container, a pod) the development fallbacks would break the deployment
+    quietly (a key file written into a read-only image, links other replicas reject): refuse them."""
+    if is_local(cfg.server.host):
+        return []
+    where = f"when serving on {cfg.server.host} (beyond loopback)"
+    problems = []
+    if not cfg.api_keys:
+        problems.append(f"ORCHESTRATOR_API_KEYS: required {where}; the generated development key is for local "
+                        "runs only (set name:key entries, keys of at least 16 characters)")
+    if not cfg.join_token_secret:
+        problems.append(f"ORCHESTRATOR_JOIN_TOKEN_SECRET: required {where}; without it each instance signs join "
+                        "links with its own ephemeral key, so other replicas reject them and a restart voids "
+                        "them all (set the same >= 32 random characters on every instance)")
+    return problems
+
+
 def api_keys(cfg: OrchestratorConfig) -> list[auth.ApiKey]:
     if not cfg.api_keys:
-        return auth.dev_key(Path(cfg.dev_key_file))
+        try:
+            return auth.dev_key(Path(cfg.dev_key_file))
+        except OSError as exc:
+            raise ConfigError([f"ORCHESTRATOR_API_KEYS is not set and the development key cannot be written to "
+                               f"ORCHESTRATOR_DEV_KEY_FILE={cfg.dev_key_file} ({exc.strerror or exc}); set "
+                               "ORCHESTRATOR_API_KEYS (a read-only filesystem, e.g. a container, needs it)"]) from None
     try:
         return auth.parse_keys(cfg.api_keys)
     except ValueError as exc:
@@ -67,8 +99,24 @@ def loop_settings(cfg: OrchestratorConfig) -> LoopSettings:
         playback_margin_ms=cfg.playback_margin_ms)
 
 
+async def serve_sessions(cfg: OrchestratorConfig, runtime: ServiceRuntime, sessions: SessionServicer) -> None:
+    """Session.Connect on the API server, or (ORCHESTRATOR_SESSION_PORT) on a server of its own with
+    the same health, reflection, tracing and admission, drained after the API server on SIGTERM."""
+    name = session_pb2.DESCRIPTOR.services_by_name["Session"].full_name
+    if not cfg.session_port:
+        runtime.add(name, session_pb2_grpc.add_SessionServicer_to_server, sessions)
+        return
+    session_runtime = ServiceRuntime("orchestrator-session", dataclasses.replace(cfg.server, port=cfg.session_port))
+    session_runtime.add(name, session_pb2_grpc.add_SessionServicer_to_server, sessions)
+    await session_runtime.start()
+    runtime.on_shutdown(session_runtime.stop)
+
+
 async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     try:  # a broken plan file or key stops start-up (exit 2) with the file / variable named
+        problems = deployment_problems(cfg)
+        if problems:
+            raise ConfigError(problems)
         templates = plans.load_dir()
         tokens = join_tokens(cfg)
         keys = api_keys(cfg)
@@ -86,8 +134,7 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     stubs = Stubs(vad_pb2_grpc.VadStub(channels[0]), stt_pb2_grpc.SttStub(channels[1]),
                   llm_pb2_grpc.LlmStub(channels[2]), tts_pb2_grpc.TtsStub(channels[3]))
     sessions = SessionServicer(store, api, tokens, stubs, loop_settings(cfg), instance, cfg.session_credential_ttl_s)
-    runtime.add(session_pb2.DESCRIPTOR.services_by_name["Session"].full_name,
-                session_pb2_grpc.add_SessionServicer_to_server, sessions)
+    await serve_sessions(cfg, runtime, sessions)
     if cfg.commands:
         consumer = CommandConsumer(api, instance)
         consumer.start()

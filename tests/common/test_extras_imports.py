@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "ai-interviewer"
 SERVICES = ["vad", "stt", "llm", "tts", "video", "orchestrator", "media"]
 # Installed with --no-deps by the Makefile and the Dockerfile (their declared deps would pull torch).
-NO_DEPS_WHEELS = {"vad": ["silero-vad"]}
+NO_DEPS_WHEELS = {p.stem: [Requirement(line).name for line in p.read_text().splitlines()
+                           if line.strip() and not line.lstrip().startswith("#")]
+                  for p in (ROOT / "deploy" / "no-deps").glob("*.txt")}
 
 HOOK = """
 import importlib.machinery, runpy, sys

@@ -127,3 +127,35 @@ async def test_draining_reports_not_serving_and_lets_open_streams_finish():
         assert (await call.read()).probability.window_end_samples == -2
         await call.done_writing()
         await asyncio.wait_for(stopping, 6)
+
+
+async def _open_stream(stub: vad_pb2_grpc.VadStub, offset: int) -> grpc.aio.StreamStreamCall:
+    call = stub.Detect()
+    await call.write(_audio(offset))
+    assert (await call.read()).probability.window_end_samples == offset
+    return call
+
+
+async def test_max_connection_age_rebalances_new_streams_and_its_grace_keeps_open_ones():
+    """NAME_MAX_CONNECTION_AGE_S sends GOAWAY (clients reconnect, new streams may reach new pods);
+    streams open at that moment keep going for NAME_MAX_CONNECTION_AGE_GRACE_S, and are cut after it."""
+    for grace, survives in ((30.0, True), (0.3, False)):
+        rt = ServiceRuntime("vad", ServerSettings(port=free_port(), max_connection_age_s=0.3,
+                                                  max_connection_age_grace_s=grace))
+        rt.add("interview.v1.Vad", vad_pb2_grpc.add_VadServicer_to_server, EchoVad())
+        await rt.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{rt.port}") as ch:
+                stub = vad_pb2_grpc.VadStub(ch)
+                old = await _open_stream(stub, 1)
+                await asyncio.sleep(1.5)  # past the age (+ jitter) and the short grace
+                if survives:
+                    await old.write(_audio(2))
+                    assert (await old.read()).probability.window_end_samples == 2
+                else:
+                    assert await asyncio.wait_for(old.code(), 5) == grpc.StatusCode.UNAVAILABLE
+                new = await _open_stream(stub, 3)  # a new connection after GOAWAY
+                for c in (old, new):
+                    c.cancel()
+        finally:
+            await rt.stop(0)

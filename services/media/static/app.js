@@ -131,6 +131,7 @@ function onEvent(ev) {
     case "caption": caption(ev); break;
     case "credential": saveCredential(ev.credential); break;
     case "error": status(ev.message); break;
+    case "reconnect": status(ev.message); reconnect(); break;  // the server is shutting down: rejoin elsewhere
     case "end": finish(ev.reason); break;
   }
 }
