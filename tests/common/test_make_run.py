@@ -4,10 +4,11 @@ defaults so the test never meets a developer's own `make run`."""
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import psutil
@@ -41,16 +42,16 @@ def test_make_run_serves_everything_prints_the_link_and_ctrl_c_leaves_nothing(tm
     out: list[str] = []
     descendants: list[psutil.Process] = []
     try:
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+        reader.start()
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any("token=" in line for line in out):
-            if proc.poll() is not None:
-                break
-            if sel.select(timeout=1):
-                line = proc.stdout.readline()  # type: ignore[union-attr]
-                if line:
-                    out.append(line)
+        while time.monotonic() < deadline and not any("#token=" in line for line in out):
+            try:
+                out.append(lines.get(timeout=1))
+            except queue.Empty:
+                if proc.poll() is not None:
+                    break
         text = "".join(out)
         assert "services SERVING" in text, text[-4000:]
         assert f"all {len(DEFAULT_PORTS) + 1} services SERVING" in text, text[-4000:]
