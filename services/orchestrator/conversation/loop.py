@@ -20,7 +20,7 @@ import numpy as np
 from opentelemetry import trace
 
 from interview.v1 import (common_pb2, interviews_pb2, llm_pb2, session_pb2, stt_pb2, tts_pb2, vad_pb2)
-from services.common import logs, telemetry
+from services.common import errors, logs, telemetry
 from services.common.audio import PreRoll
 from services.common.clock import Clock
 from services.common.plan_questions import asked_in
@@ -33,8 +33,8 @@ from services.orchestrator.conversation.metrics import turn_metrics
 from services.orchestrator.conversation.outbound import Outbound
 from services.orchestrator.conversation.silence_timer import SilenceTimer
 from services.orchestrator.conversation.turns import AgentTurn, TurnTimes
-from services.orchestrator.outbox import TRANSIENT, TranscriptOutbox
-from services.orchestrator.store import Fenced, InterviewStore, StoreError, timestamp
+from services.orchestrator.store.outbox import TranscriptOutbox
+from services.orchestrator.store.store import TRANSIENT, Fenced, InterviewStore, StoreError, timestamp
 
 log = logging.getLogger("conversation.loop")
 tracer = trace.get_tracer("orchestrator.conversation")
@@ -69,12 +69,8 @@ class Stubs:
     tts: Any
 
 
-class SessionFailed(Exception):
-    """Bad input from media: ends the stream with `code` and a message for a person."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
+class SessionFailed(errors.InvalidArgument):
+    """Bad input from media: ends the stream with its status and a message for a person."""
 
 
 class Session:
@@ -322,20 +318,20 @@ class Session:
                 self.stop(f"left: {msg.leave.reason or 'hangup'}")
                 return
             elif kind == "join":
-                raise SessionFailed(grpc.StatusCode.INVALID_ARGUMENT, "Join sent twice: a stream joins once, first")
+                raise SessionFailed("Join sent twice: a stream joins once, first")
             elif kind is None:
-                raise SessionFailed(grpc.StatusCode.INVALID_ARGUMENT, "empty ClientMessage: set one of its fields")
+                raise SessionFailed("empty ClientMessage: set one of its fields")
             # frames and consent updates belong to the video issue: accepted, not analysed yet
         self.stop("disconnected")
 
     def _on_audio(self, chunk: common_pb2.AudioChunk) -> None:
         if len(chunk.pcm) % 2:
-            raise SessionFailed(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"audio chunk of {len(chunk.pcm)} bytes: PCM s16le needs an even number of bytes")
+            raise SessionFailed(
+                f"audio chunk of {len(chunk.pcm)} bytes: PCM s16le needs an even number of bytes")
         if chunk.offset_samples < self._audio_end:
-            raise SessionFailed(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"audio offset_samples went backwards ({chunk.offset_samples} after a chunk ending "
-                                f"at {self._audio_end}); offsets must increase")
+            raise SessionFailed(
+                f"audio offset_samples went backwards ({chunk.offset_samples} after a chunk ending "
+                f"at {self._audio_end}); offsets must increase")
         samples = np.frombuffer(chunk.pcm, dtype=np.int16)
         self._audio_end = chunk.offset_samples + len(samples)
         self.preroll.push(samples, chunk.offset_samples)

@@ -24,8 +24,8 @@ from interview.v1 import interviews_pb2, session_pb2
 from services.common.clock import Clock, RealClock
 from services.orchestrator.conversation import resume
 from services.orchestrator.conversation.loop import LoopSettings, Session, Stubs, new_session_id
-from services.orchestrator.store import Change, InterviewStore, NotFound, StoreError, timestamp
-from services.orchestrator.tokens import JoinTokens, TokenError
+from services.orchestrator.store.store import Change, InterviewStore, NotFound, StoreError, timestamp
+from services.orchestrator.api.tokens import JoinTokens, TokenError
 
 log = logging.getLogger("conversation.session")
 REPLACE_GRACE_S = 2.0  # how long a replaced session on this instance may take to write its last entries
@@ -84,10 +84,8 @@ class SessionServicer:
                                 "join needs a join_token (from the candidate's link) or a session_credential")
         try:
             signer.verify(getattr(join, kind), iid, self.clock.time())  # type: ignore[arg-type]
-        except TokenError as exc:
-            code = (grpc.StatusCode.PERMISSION_DENIED if "another interview" in str(exc)
-                    else grpc.StatusCode.UNAUTHENTICATED)
-            await context.abort(code, str(exc).replace("join token", kind.replace("_", " ")))  # type: ignore[union-attr]
+        except TokenError as exc:  # UNAUTHENTICATED, or PERMISSION_DENIED for another interview's token
+            await context.abort(exc.code, exc.message.replace("join token", kind.replace("_", " ")))  # type: ignore[union-attr]
         rate = join.audio_format.sample_rate_hz or 16000
         if rate not in INPUT_RATES or join.audio_format.channels not in (0, 1):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -121,8 +119,8 @@ class SessionServicer:
                 interview, _ = await joined
         except NotFound:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"interview {iid[:60]} not found")
-        except StoreError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except StoreError as exc:  # ended meanwhile, or a newer owner fenced this join
+            await exc.abort(context)
         token, expires = self.credentials.issue(iid, self.clock.time(), self.credential_ttl_s)
         session = Session(interview=interview, session_id=session_id, owner=self.owner, epoch=epoch,
                           control_cursor=cursor, store=self.store, api=self.api, stubs=self.stubs,
