@@ -20,13 +20,13 @@ from services.common.server import ServiceRuntime
 from services.orchestrator import plans
 from services.orchestrator.api import auth
 from services.orchestrator.api.commands import CommandConsumer
-from services.orchestrator.config import OrchestratorConfig
-from services.orchestrator.conversation.loop import LoopSettings, Stubs
-from services.orchestrator.conversation.session import SessionServicer
 from services.orchestrator.api.interviews import InterviewsApi
 from services.orchestrator.api.servicer import InterviewsServicer
-from services.orchestrator.store.store import InterviewStore
 from services.orchestrator.api.tokens import JoinTokens
+from services.orchestrator.config import OrchestratorConfig
+from services.orchestrator.conversation.connect import SessionServicer
+from services.orchestrator.conversation.loop import LoopSettings, Stubs
+from services.orchestrator.store.store import InterviewStore
 
 log = logging.getLogger("orchestrator")
 

@@ -27,7 +27,7 @@ from services.orchestrator.conversation.loop import LoopSettings, Session, Stubs
 from services.orchestrator.store.store import Change, InterviewStore, NotFound, StoreError, timestamp
 from services.orchestrator.api.tokens import JoinTokens, TokenError
 
-log = logging.getLogger("conversation.session")
+log = logging.getLogger("conversation.connect")
 REPLACE_GRACE_S = 2.0  # how long a replaced session on this instance may take to write its last entries
 
 INPUT_RATES = (16000, 8000)
