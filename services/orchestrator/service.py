@@ -25,7 +25,7 @@ from services.orchestrator.api.servicer import InterviewsServicer
 from services.orchestrator.api.tokens import JoinTokens
 from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.conversation.connect import SessionServicer
-from services.orchestrator.conversation.loop import LoopSettings, Stubs
+from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.store.store import InterviewStore
 
 log = logging.getLogger("orchestrator")

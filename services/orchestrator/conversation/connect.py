@@ -1,5 +1,5 @@
 """Session.Connect: join (join token or session credential), one live session per interview,
-then the conversation loop (loop.py) until the stream ends.
+then the conversation loop (session.py) until the stream ends.
 
 Join checks, in order: first message is a Join (INVALID_ARGUMENT), credential valid
 (UNAUTHENTICATED) and for this interview (PERMISSION_DENIED), interview exists (NOT_FOUND) and
@@ -22,10 +22,11 @@ import grpc
 
 from interview.v1 import interviews_pb2, session_pb2
 from services.common.clock import Clock, RealClock
-from services.orchestrator.conversation import resume
-from services.orchestrator.conversation.loop import LoopSettings, Session, Stubs, new_session_id
-from services.orchestrator.store.store import Change, InterviewStore, NotFound, StoreError, timestamp
 from services.orchestrator.api.tokens import JoinTokens, TokenError
+from services.orchestrator.conversation import resume
+from services.orchestrator.conversation.session import Session, new_session_id
+from services.orchestrator.conversation.settings import LoopSettings, Stubs
+from services.orchestrator.store.store import Change, InterviewStore, NotFound, StoreError, timestamp
 
 log = logging.getLogger("conversation.connect")
 REPLACE_GRACE_S = 2.0  # how long a replaced session on this instance may take to write its last entries
