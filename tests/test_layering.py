@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LINT = shutil.which("lint-imports") or "lint-imports"
+BESIDE = Path(sys.executable).parent / "lint-imports"  # the interpreter's own (a venv's), else PATH's
+LINT = str(BESIDE) if BESIDE.exists() else shutil.which("lint-imports")
 
 
 def lint(root: Path) -> subprocess.CompletedProcess[str]:
+    if LINT is None:
+        pytest.fail("lint-imports not found: install the dev extra (pip install -e '.[dev]')")
     return subprocess.run([LINT, "--config", str(root / "pyproject.toml"), "--no-cache"], cwd=root,
                           capture_output=True, text=True, timeout=120,
                           env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "PYTHONPATH": str(root)})
