@@ -23,18 +23,17 @@ from services.orchestrator.conversation.listener import EarlySpeech, Final, Inte
 from services.orchestrator.conversation.llm_request import ANSWERS, LlmRequests
 from services.orchestrator.conversation.metrics import turn_metrics
 from services.orchestrator.conversation.outbound import Outbound
+from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.conversation.silence_timer import SilenceTimer
-from services.orchestrator.conversation.transcript import AGENT, USER, InFlight, Transcript
+from services.orchestrator.conversation.transcript import AGENT, USER, InFlight, Spawn, Transcript
 from services.orchestrator.conversation.turns import AgentTurn, TurnTimes
 
 log = logging.getLogger("conversation.floor")
 
-Spawn = Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
-
 
 class Floor:
     def __init__(self, *, session_id: str, view: InterviewView, transcript: Transcript, requests: LlmRequests,
-                 listener: Listener, outbound: Outbound, api: Any, stubs: Any, settings: Any, clock: Clock,
+                 listener: Listener, outbound: Outbound, api: Any, stubs: Stubs, settings: LoopSettings, clock: Clock,
                  playback_rate: int, spawn: Spawn, stopped: Callable[[], bool], changed: Callable[[], None],
                  publish: Callable[..., Coroutine[Any, Any, None]]):
         self.session_id, self.view, self.transcript, self.requests = session_id, view, transcript, requests
