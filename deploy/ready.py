@@ -49,7 +49,7 @@ def demo_link() -> str:
     if not key:
         print("  (no dev API key found: set ORCHESTRATOR_API_KEY to have a demo link printed here)")
         return ""
-    from services.orchestrator.client import InterviewsClient
+    from services.orchestrator.api.client import InterviewsClient
 
     async def create() -> str:
         async with InterviewsClient(service_target("orchestrator"), key) as api:

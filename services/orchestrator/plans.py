@@ -16,6 +16,7 @@ import yaml
 from google.protobuf import json_format
 
 from interview.v1 import common_pb2
+from services.common import errors
 
 PLANS_DIR = Path(__file__).parent / "plans"
 
@@ -102,12 +103,12 @@ SCHEMA: dict[str, Any] = {
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
-class PlanError(ValueError):
+class PlanError(errors.InvalidArgument, ValueError):
     """A plan that does not satisfy the schema; `field` is a path like phases[2].kind."""
 
     def __init__(self, source: str, field: str, problem: str):
-        self.source, self.field, self.problem = source, field, problem
-        super().__init__(f"{source}: {field or '(plan)'}: {problem}")
+        self.source, self.problem = source, problem
+        super().__init__(f"{source}: {field or '(plan)'}: {problem}", field=field)
 
 
 def _path(parts: Any) -> str:

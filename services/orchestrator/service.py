@@ -19,15 +19,16 @@ from interview.v1 import (interviews_pb2, interviews_pb2_grpc, llm_pb2_grpc, ses
 from services.common.channels import create_channel
 from services.common.config import ConfigError
 from services.common.server import ServiceRuntime
-from services.orchestrator import auth, plans
-from services.orchestrator.commands import CommandConsumer
+from services.orchestrator import plans
+from services.orchestrator.api import auth
+from services.orchestrator.api.commands import CommandConsumer
+from services.orchestrator.api.interviews import InterviewsApi
+from services.orchestrator.api.servicer import InterviewsServicer
+from services.orchestrator.api.tokens import JoinTokens
 from services.orchestrator.config import OrchestratorConfig
-from services.orchestrator.conversation.loop import LoopSettings, Stubs
-from services.orchestrator.conversation.session import SessionServicer
-from services.orchestrator.interviews import InterviewsApi
-from services.orchestrator.servicer import InterviewsServicer
-from services.orchestrator.store import InterviewStore
-from services.orchestrator.tokens import JoinTokens
+from services.orchestrator.conversation.connect import SessionServicer
+from services.orchestrator.conversation.settings import LoopSettings, Stubs
+from services.orchestrator.store.store import InterviewStore
 
 log = logging.getLogger("orchestrator")
 

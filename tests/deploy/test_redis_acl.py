@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.orchestrator.client import InterviewsClient
+from services.orchestrator.api.client import InterviewsClient
 from tests.deploy.code_facts import path
 from tests.support.procs import ServiceProcess, free_port
 

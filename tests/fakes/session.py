@@ -1,6 +1,6 @@
 """A protocol-faithful fake orchestrator for media's tests: a grpc.aio Session servicer.
 
-It issues real join tokens (services.orchestrator.tokens), refuses joins with the contract's
+It issues real join tokens (services.orchestrator.api.tokens), refuses joins with the contract's
 statuses, sends SessionCredential, VideoPolicy and SessionState, speaks a real greeting (flite at
 24 kHz) as AgentAudio with generation ids, records everything media sends up (audio on its
 timeline, frames, marks, consent, leave), and honours the two-stage barge-in: when the candidate
@@ -25,7 +25,7 @@ import numpy as np
 
 from interview.v1 import common_pb2, session_pb2, session_pb2_grpc
 from services.common.audio import read_wav, resample
-from services.orchestrator.tokens import JoinTokens, TokenError
+from services.orchestrator.api.tokens import JoinTokens, TokenError
 
 AGENT_RATE = 24000
 GREETING = "Good morning and thank you for coming. Please tell me about your experience with software testing."

@@ -25,7 +25,7 @@ from typing import Any
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.channels import create_channel
-from services.orchestrator.client import CodeKind, InterviewsClient, Mode
+from services.orchestrator.api.client import CodeKind, InterviewsClient, Mode
 from tests.load import orchestrator_sessions as sessions
 from tests.load.harness import LoadRun, arg_parser, emit, run_load
 from tests.support.procs import RedisServer, ServiceProcess

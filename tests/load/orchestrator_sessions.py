@@ -32,7 +32,7 @@ import grpc
 import numpy as np
 
 from interview.v1 import common_pb2, session_pb2, session_pb2_grpc
-from services.orchestrator.client import InterviewsClient
+from services.orchestrator.api.client import InterviewsClient
 from tests.fakes.ai_services import speech_end
 from tests.load.harness import LoadRun, ProcSampler, load_recordings, run_load
 from tests.support.procs import ROOT, RedisServer, ServiceProcess

@@ -29,7 +29,7 @@ from selenium.webdriver.common.by import By
 
 from interview.v1 import common_pb2, interviews_pb2
 from services.common.audio import read_wav, write_wav
-from services.orchestrator.client import InterviewsClient
+from services.orchestrator.api.client import InterviewsClient
 from tests.media.browser import ARTIFACTS, Recording, chromium, mic_file, recording
 from tests.media.helpers import CANDIDATE_WAV, SPEECH, candidate_text, first_utterance, speech_span, transcribe, until
 from tests.support.procs import ROOT, RedisServer, ServiceProcess

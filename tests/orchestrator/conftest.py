@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from services.orchestrator.client import InterviewsClient
-from services.orchestrator.store import InterviewStore
+from services.orchestrator.api.client import InterviewsClient
+from services.orchestrator.store.store import InterviewStore
 from tests.support.procs import RedisServer, ServiceProcess
 
 API_KEY = "team-a-" + secrets.token_hex(16)

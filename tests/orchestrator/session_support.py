@@ -25,11 +25,11 @@ from services.common.audio import read_wav
 from services.common.clock import Clock
 from services.common.server import ServerSettings, ServiceRuntime
 from services.orchestrator import plans
-from services.orchestrator.conversation.loop import LoopSettings, Stubs
-from services.orchestrator.conversation.session import SessionServicer
-from services.orchestrator.interviews import InterviewsApi
-from services.orchestrator.store import InterviewStore
-from services.orchestrator.tokens import JoinTokens
+from services.orchestrator.conversation.settings import LoopSettings, Stubs
+from services.orchestrator.conversation.connect import SessionServicer
+from services.orchestrator.api.interviews import InterviewsApi
+from services.orchestrator.store.store import InterviewStore
+from services.orchestrator.api.tokens import JoinTokens
 
 SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
 RATE = 16000

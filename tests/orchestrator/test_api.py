@@ -9,9 +9,9 @@ import redis.asyncio as aioredis
 
 from interview.v1 import common_pb2, interviews_pb2, interviews_pb2_grpc, session_pb2
 from services.orchestrator import plans
-from services.orchestrator.client import CodeKind, InterviewsClient, Mode
-from services.orchestrator.store import InterviewStore
-from services.orchestrator.tokens import JoinTokens, TokenError
+from services.orchestrator.api.client import CodeKind, InterviewsClient, Mode
+from services.orchestrator.store.store import InterviewStore
+from services.orchestrator.api.tokens import JoinTokens, TokenError
 from tests.orchestrator.conftest import API_KEY, JOIN_SECRET, READ_KEY
 
 

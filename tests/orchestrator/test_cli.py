@@ -9,7 +9,7 @@ import sys
 import grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from services.orchestrator.store import InterviewStore
+from services.orchestrator.store.store import InterviewStore
 from interview.v1 import common_pb2, interviews_pb2
 from tests.orchestrator.conftest import API_KEY
 from tests.support.procs import ROOT

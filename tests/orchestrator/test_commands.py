@@ -7,9 +7,9 @@ import time
 
 import redis.asyncio as aioredis
 
-from services.orchestrator.client import InterviewsClient
-from services.orchestrator.store import InterviewStore
-from services.orchestrator.tokens import JoinTokens
+from services.orchestrator.api.client import InterviewsClient
+from services.orchestrator.store.store import InterviewStore
+from services.orchestrator.api.tokens import JoinTokens
 from tests.orchestrator.conftest import JOIN_SECRET
 
 

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from interview.v1 import common_pb2, interviews_pb2
-from services.orchestrator.client import InterviewsClient
-from services.orchestrator.store import Fenced, InterviewStore
+from services.orchestrator.api.client import InterviewsClient
+from services.orchestrator.store.store import Fenced, InterviewStore
 from tests.orchestrator.conftest import API_KEY, orchestrator_env
 from tests.orchestrator.test_session_loop import LONG_GREETING
 from tests.orchestrator.session_support import Candidate, plan, speech

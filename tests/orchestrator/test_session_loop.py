@@ -133,10 +133,10 @@ async def test_vad_restarted_mid_session_next_utterance_still_answered(ai: dict,
                 vad.kill()
                 await cand.pause(0.5)
                 session = orch.servicer.live[iid]
-                before = session.vad.responses
+                before = session.listener.vad.responses
                 vad = ServiceProcess("vad", port=vad.port).start()
                 # the new VAD answers (probabilities) once the channel has reconnected
-                await cand.wait_for(lambda: session.vad.responses > before + 5 and session.vad.reopens, 30,
+                await cand.wait_for(lambda: session.listener.vad.responses > before + 5 and session.listener.vad.reopens, 30,
                                     "VAD stream reopened")
                 await cand.say(speech("goforward_16k.wav"))
                 await cand.pause(1.5)
@@ -178,25 +178,25 @@ async def test_coding_check_in_once_per_timeout_and_run_switches_back(ai: dict, 
             gid = await cand.wait_generations(1)
             await cand.wait_played(gid)
             session = orch.servicer.live[iid]
-            await cand.wait_for(lambda: session.turn is None, what="greeting over")
+            await cand.wait_for(lambda: session.floor.turn is None, what="greeting over")
             await clock.advance(89)
-            assert session.check_ins == 0
+            assert session.floor.check_ins == 0
             await clock.advance(2)
-            assert session.check_ins == 1
+            assert session.floor.check_ins == 1
             g2 = await cand.wait_generations(2)
             await clock.advance(30)  # the agent speaking (not yet played): no check-in
-            assert session.check_ins == 1
+            assert session.floor.check_ins == 1
             await cand.wait_played(g2)
-            await cand.wait_for(lambda: session.turn is None, what="check-in over")
+            await cand.wait_for(lambda: session.floor.turn is None, what="check-in over")
             await clock.advance(91)
-            assert session.check_ins == 2
+            assert session.floor.check_ins == 2
             await cand.wait_played(await cand.wait_generations(3))
-            await cand.wait_for(lambda: session.turn is None, what="second check-in over")
+            await cand.wait_for(lambda: session.floor.turn is None, what="second check-in over")
             await orch.api.post_code_event(interviews_pb2.PostCodeEventRequest(
                 interview_id=iid, code=common_pb2.CodeSnapshot(kind=common_pb2.CODE_EVENT_RUN, content="print(1)")))
             await cand.wait_for(lambda: session.interview.mode == common_pb2.MODE_CONVERSATIONAL, what="RUN switch")
             await clock.advance(300)
-            assert session.check_ins == 2
+            assert session.floor.check_ins == 2
             await cand.wait_for(lambda: cand.of("state")[-1].mode == common_pb2.MODE_CONVERSATIONAL, what="state")
     finally:
         await orch.stop()

@@ -19,10 +19,10 @@ async def test_over_budget_the_next_turn_wraps_the_phase_up(ai: dict, redis_serv
         async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
             await cand.wait_played(await cand.wait_generations(1))
             session = orch.servicer.live[iid]
-            await cand.wait_for(lambda: session.turn is None, what="greeting over")
-            assert session.interview.phase_id == "intro" and session._phase_time_left_s() == 600
+            await cand.wait_for(lambda: session.floor.turn is None, what="greeting over")
+            assert session.interview.phase_id == "intro" and session.view.phase_time_left_s() == 600
             await clock.advance(601)
-            assert session._phase_time_left_s() < 0
+            assert session.view.phase_time_left_s() < 0
             await cand.say(speech("goforward_16k.wav"))
             await cand.pause(1.5)
             await cand.wait_played(await cand.wait_generations(2))
@@ -30,7 +30,7 @@ async def test_over_budget_the_next_turn_wraps_the_phase_up(ai: dict, redis_serv
             reply = [c.text for c in cand.of("caption") if c.role == common_pb2.ROLE_AGENT and c.is_final][-1]
             assert "out of time" in reply, reply
             assert session.interview.mode == common_pb2.MODE_CODING  # entering live coding
-            assert session._phase_time_left_s() == 600  # the new phase's clock
+            assert session.view.phase_time_left_s() == 600  # the new phase's clock
         users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
         assert users and "forward" in users[0].text and users[0].phase_id == "intro"
     finally:

@@ -42,7 +42,7 @@ async def test_a_rejoin_resumes_the_conversation_and_the_phase_clock(ai: dict, r
             await first.pause(1.5)
             await first.wait_played(await first.wait_generations(2))
             session = orch.servicer.live[iid]
-            await first.wait_for(lambda: session.turn is None, what="reply over")
+            await first.wait_for(lambda: session.floor.turn is None, what="reply over")
         assert _first_request(llm, greeting).task == llm_pb2.TASK_GREETING
         before = await orch.transcript(iid)  # media disconnected: the session has ended
         assert [e.role for e in before] == [AGENT, USER, AGENT], before

@@ -108,7 +108,7 @@ async def test_history_is_bounded_by_summaries_or_truncation(ai: dict, redis_ser
             await cand.say(speech("goforward_16k.wav"))  # greeting + answer + reply > 2 messages
             await cand.pause(1.5)
             await cand.wait_played(await cand.wait_generations(2))
-            await cand.wait_for(lambda: session.turn is None, what="reply over")
+            await cand.wait_for(lambda: session.floor.turn is None, what="reply over")
             h = session.history
             await cand.wait_for(lambda: h.compactions + h.truncations >= 1, what="history compacted")
             assert len(h.messages) <= h.max_messages + 2

@@ -10,10 +10,10 @@ import redis.asyncio as aioredis
 
 from interview.v1 import common_pb2, interviews_pb2, session_pb2
 from services.orchestrator import plans
-from services.orchestrator.interviews import InterviewsApi
-from services.orchestrator.outbox import TranscriptOutbox
-from services.orchestrator.store import Fenced, InterviewStore, LeaseHeld, NotFound, new_interview_id
-from services.orchestrator.tokens import JoinTokens
+from services.orchestrator.api.interviews import InterviewsApi
+from services.orchestrator.store.outbox import TranscriptOutbox
+from services.orchestrator.store.store import Fenced, InterviewStore, LeaseHeld, NotFound, new_interview_id
+from services.orchestrator.api.tokens import JoinTokens
 from tests.support.procs import RedisServer
 
 

@@ -6,8 +6,8 @@ import asyncio
 import grpc
 
 from interview.v1 import interviews_pb2, interviews_pb2_grpc
-from services.orchestrator.client import CodeKind, InterviewsClient, Mode
-from services.orchestrator.store import InterviewStore
+from services.orchestrator.api.client import CodeKind, InterviewsClient, Mode
+from services.orchestrator.store.store import InterviewStore
 from tests.orchestrator.conftest import API_KEY, orchestrator_env
 from tests.support.procs import ServiceProcess
 

@@ -8,7 +8,7 @@ from interview.v1 import common_pb2, interviews_pb2, llm_pb2
 from services.common.clock import FakeClock
 from services.orchestrator.conversation import resume
 from services.orchestrator.conversation.history import History
-from services.orchestrator.store import timestamp
+from services.orchestrator.store.store import timestamp
 
 USER, AGENT = common_pb2.ROLE_USER, common_pb2.ROLE_AGENT
 

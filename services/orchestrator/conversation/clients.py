@@ -17,13 +17,14 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from services.common.retry import Backoff
+from services.common.tasks import WorkQueue
 
 log = logging.getLogger("conversation.clients")
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
-_CLOSE = object()
+CONTROL_HEADROOM = 64  # room for control messages beyond max_pending audio
 
 
 class ReopeningStream(Generic[Req, Resp]):
@@ -38,9 +39,10 @@ class ReopeningStream(Generic[Req, Resp]):
         self._on_reopen = on_reopen
         self._max_pending = max_pending
         self._backoff = backoff
-        self._queue: asyncio.Queue[Any] | None = None
+        self._queue: WorkQueue[Req] | None = None
         self.connected = asyncio.Event()
         self.dropped = 0
+        self.dropped_control = 0
         self.reopens = 0
         self.responses = 0
         self._closing = False
@@ -48,34 +50,41 @@ class ReopeningStream(Generic[Req, Resp]):
     def send_audio(self, req: Req) -> bool:
         """Real-time audio: dropped (and counted) while down or too far behind."""
         q = self._queue
-        if q is None or not self.connected.is_set() or q.qsize() >= self._max_pending:
+        if q is None or q.closed or not self.connected.is_set() or q.qsize() >= self._max_pending:
             self.dropped += 1
             return False
         q.put_nowait(req)
         return True
 
     def send(self, req: Req) -> None:
-        """A control message (FINALIZE, params): never dropped while connected; lost with a broken
-        stream, where `first_messages`/`on_reopen` restore what matters."""
-        if self._queue is not None:
-            self._queue.put_nowait(req)
+        """A control message (FINALIZE, params): not dropped while connected (it has headroom
+        beyond the audio); lost with a broken stream, where `first_messages`/`on_reopen` restore
+        what matters."""
+        q = self._queue
+        if q is None or q.closed:
+            return
+        try:
+            q.put_nowait(req)
+        except asyncio.QueueFull:
+            self.dropped_control += 1
+            log.error("control message dropped: the stream is stuck", extra={"stream": self.name})
 
     def close(self) -> None:
         """Half-close: the service finishes what it has, then the stream ends (not reopened)."""
         self._closing = True
         if self._queue is not None:
-            self._queue.put_nowait(_CLOSE)
+            self._queue.close()
 
     async def run(self) -> None:
         """Owned by the session's task group; returns after `close`, or is cancelled with it."""
         delays = self._backoff.delays()
         first = True
         while not self._closing:
-            queue: asyncio.Queue[Any] = asyncio.Queue()
+            queue: WorkQueue[Req] = WorkQueue(self._max_pending + CONTROL_HEADROOM)
             for msg in self._first():
                 queue.put_nowait(msg)
             self._queue = queue
-            call = self._open(self._requests(queue))
+            call = self._open(aiter(queue))
             try:
                 self.connected.set()
                 if not first:
@@ -104,23 +113,15 @@ class ReopeningStream(Generic[Req, Resp]):
                 call.cancel()
             await asyncio.sleep(next(delays, self._backoff.cap_s))
 
-    @staticmethod
-    async def _requests(queue: asyncio.Queue[Any]) -> AsyncIterator[Any]:
-        while True:
-            msg = await queue.get()
-            if msg is _CLOSE:
-                return
-            yield msg
-
 
 class TtsCall:
     """One Tts.Synthesize call for one generation: text in as the LLM produces it, audio out."""
 
     def __init__(self, stub: Any, config: Any, request_cls: Any, timeout_s: float = 120.0):
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
+        self._queue: WorkQueue[Any] = WorkQueue(256)
         self._req = request_cls
         self._queue.put_nowait(request_cls(config=config))
-        self.call = stub.Synthesize(self._requests(), timeout=timeout_s)
+        self.call = stub.Synthesize(aiter(self._queue), timeout=timeout_s)
 
     async def text(self, text: str, trace: Any = None) -> None:
         msg = self._req()
@@ -133,14 +134,7 @@ class TtsCall:
         msg = self._req()
         msg.end.SetInParent()
         await self._queue.put(msg)
-        await self._queue.put(_CLOSE)
+        self._queue.close()
 
     def cancel(self) -> None:
         self.call.cancel()
-
-    async def _requests(self) -> AsyncIterator[Any]:
-        while True:
-            msg = await self._queue.get()
-            if msg is _CLOSE:
-                return
-            yield msg

@@ -5,6 +5,10 @@ When it grows past `max_messages` or `max_chars`, the older part is summarised b
 times out, the older part is dropped (truncation) and the summary keeps what it had. Either way no
 request reaches the LLM's size limit. A session that picks up an interview (a rejoin) `restore`s
 the earlier messages: the newest that fit are kept, the older ones go the same way (`absorb`).
+
+The summariser (an LLM call, llm_request.py) is handed to the History, which starts its own
+compaction when `add` takes it over a limit; record-keeping only adds messages. The owner stops
+a compaction in progress with `close`.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from interview.v1 import llm_pb2
+from services.common.tasks import OwnedTask
 
 log = logging.getLogger("conversation.history")
 
@@ -20,7 +25,9 @@ Summarize = Callable[[list[llm_pb2.ChatMessage], str], Awaitable[str]]  # (messa
 
 
 class History:
-    def __init__(self, max_messages: int = 40, max_chars: int = 24_000):
+    def __init__(self, max_messages: int = 40, max_chars: int = 24_000, summarize: Summarize | None = None):
+        self.summarize = summarize
+        self._compaction = OwnedTask(self.compact, "history-compact")
         self.messages: list[llm_pb2.ChatMessage] = []
         self.summary = ""
         self.max_messages = max_messages
@@ -31,6 +38,11 @@ class History:
 
     def add(self, message: llm_pb2.ChatMessage) -> None:
         self.messages.append(message)
+        if self.summarize is not None and self.over_limit():
+            self._compaction.start()  # no-op while one runs
+
+    async def close(self) -> None:
+        await self._compaction.stop()
 
     @property
     def chars(self) -> int:
@@ -51,14 +63,16 @@ class History:
         self.messages = list(messages[split:])
         return list(messages[:split])
 
-    async def absorb(self, older: list[llm_pb2.ChatMessage], summarize: Summarize, timeout_s: float = 5.0) -> None:
+    async def absorb(self, older: list[llm_pb2.ChatMessage], summarize: Summarize | None = None,
+                     timeout_s: float = 5.0) -> None:
         """Fold messages older than everything kept (what `restore` could not keep) into the summary."""
         if older:
             async with self._lock:
-                await self._fold(older, summarize, timeout_s)
+                await self._fold(older, summarize or self._summarizer(), timeout_s)
 
-    async def compact(self, summarize: Summarize, timeout_s: float = 5.0) -> None:
+    async def compact(self, summarize: Summarize | None = None, timeout_s: float = 5.0) -> None:
         """Summarise the older half (keeps the newest half verbatim)."""
+        summarize = summarize or self._summarizer()
         async with self._lock:
             if not self.over_limit():
                 return
@@ -70,6 +84,11 @@ class History:
                 return
             await self._fold(old, summarize, timeout_s)
             del self.messages[:n_old]
+
+    def _summarizer(self) -> Summarize:
+        if self.summarize is None:
+            raise RuntimeError("History has no summariser: pass summarize=")
+        return self.summarize
 
     async def _fold(self, old: list[llm_pb2.ChatMessage], summarize: Summarize, timeout_s: float) -> None:
         """The summary of (the previous summary + `old`); on failure it keeps what it had (truncation)."""

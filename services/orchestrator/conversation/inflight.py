@@ -18,8 +18,7 @@ import logging
 from collections.abc import Callable
 
 from interview.v1 import interviews_pb2
-from services.orchestrator.outbox import TRANSIENT
-from services.orchestrator.store import InterviewStore
+from services.orchestrator.store.store import TRANSIENT, InterviewStore
 
 log = logging.getLogger("conversation.inflight")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from interview.v1 import interviews_pb2, llm_pb2
 from services.common.clock import Clock
-from services.orchestrator.store import InterviewStore
+from services.orchestrator.store.store import InterviewStore
 
 TAIL = 200  # entries read: enough to fill the history (40 by default) and summarise what is older
 

@@ -1,150 +1,250 @@
-"""Session.Connect: join (join token or session credential), one live session per interview,
-then the conversation loop (loop.py) until the stream ends.
+"""One live session (one candidate): its lifecycle, and the routing between its rooms.
 
-Join checks, in order: first message is a Join (INVALID_ARGUMENT), credential valid
-(UNAUTHENTICATED) and for this interview (PERMISSION_DENIED), interview exists (NOT_FOUND) and
-has not ended (FAILED_PRECONDITION), audio format usable (INVALID_ARGUMENT). Then this instance
-takes the owner lease by force: a newer stream replaces an older one, here (SessionEnd{replaced};
-the old session first writes what it has under its own lease, up to REPLACE_GRACE_S, so the cut-off
-turn is stored as it was heard, not as the in-flight marker last saw it) or on another instance
-(its lease renewal or next fenced write fails). A join of an
-interview joined before closes the turns its last owner left in flight, then picks the
-conversation up (resume.py) instead of greeting again.
+    media audio ─► Listener (VAD, gated STT) ──events──► Session ─► Floor (turns, barge-in)
+    control stream ─► Ownership ──events──► Session ─► InterviewView, Listener, Floor
+    Floor / Session ─► Transcript (entries, history) ─► outbox ─► Redis
+
+Every task of the session is spawned through `Session.spawn` and cancelled by `Session.stop`;
+an exception in any of them ends this session only (SessionEnd{"error: ..."}), never another.
+Everything that changes state runs on the event loop in one task at a time per event, so the
+state needs no locks.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-import grpc
-
-from interview.v1 import interviews_pb2, session_pb2
-from services.common.clock import Clock, RealClock
-from services.orchestrator.conversation import resume
-from services.orchestrator.conversation.loop import LoopSettings, Session, Stubs, new_session_id
-from services.orchestrator.store import Change, InterviewStore, NotFound, StoreError, timestamp
-from services.orchestrator.tokens import JoinTokens, TokenError
+from interview.v1 import common_pb2, interviews_pb2, llm_pb2, session_pb2
+from services.common import logs
+from services.common.clock import Clock
+from services.common.plan_questions import asked_in
+from services.orchestrator.conversation import modes, resume
+from services.orchestrator.conversation.floor import Floor
+from services.orchestrator.conversation.history import History
+from services.orchestrator.conversation.interview_view import InterviewView
+from services.orchestrator.conversation.listener import (EarlySpeech, Final, Heard, Interim, Listener, SessionFailed,
+                                                         SpeechStarted, SpeechStopped)
+from services.orchestrator.conversation.llm_request import LlmRequests
+from services.orchestrator.conversation.outbound import Outbound
+from services.orchestrator.conversation.ownership import Ownership
+from services.orchestrator.conversation.settings import LoopSettings, Stubs
+from services.orchestrator.conversation.transcript import AGENT, Transcript
+from services.orchestrator.store.outbox import TranscriptOutbox
+from services.orchestrator.store.store import InterviewStore
 
 log = logging.getLogger("conversation.session")
-REPLACE_GRACE_S = 2.0  # how long a replaced session on this instance may take to write its last entries
 
-INPUT_RATES = (16000, 8000)
-PLAYBACK_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+OUTBOX_SIZE, DRAIN_AT_END_S = 256, 3.0
 
 
-class SessionServicer:
-    def __init__(self, store: InterviewStore, api: Any, join_tokens: JoinTokens, stubs: Stubs,
-                 settings: LoopSettings, owner: str, credential_ttl_s: int = 4 * 3600, clock: Clock | None = None):
-        self.store = store
-        self.api = api
-        self.join_tokens = join_tokens
-        self.credentials = join_tokens.derive("session-credential")
-        self.stubs = stubs
-        self.settings = settings
-        self.owner = owner
-        self.credential_ttl_s = credential_ttl_s
-        self.clock = clock or RealClock()
-        self.live: dict[str, Session] = {}  # interview id -> its live session on this instance
+class Session:
+    def __init__(self, *, interview: interviews_pb2.Interview, session_id: str, owner: str, epoch: int,
+                 control_cursor: str, store: InterviewStore, api: Any, stubs: Stubs, settings: LoopSettings,
+                 clock: Clock, input_rate: int, playback_rate: int, earlier: resume.Earlier | None = None):
+        self.interview, self.iid, self.session_id = interview, interview.id, session_id
+        self.clock = clock
+        self.view = InterviewView(interview, clock, conversational_silence_ms=settings.conversational_silence_ms,
+                                  coding_silence_ms=settings.coding_silence_ms, check_in_s=settings.check_in_s)
+        self.outbound = Outbound()
+        self.outbox = TranscriptOutbox(store, size=OUTBOX_SIZE, epoch=epoch)
+        self.history = History(settings.history_max_messages, settings.history_max_chars)
+        self.ownership = Ownership(store, self.iid, owner=owner, epoch=epoch, lease_ttl_ms=settings.lease_ttl_ms,
+                                   control_cursor=control_cursor, marker=self._marker, apply=self.apply_event,
+                                   lost=lambda: self.stop("replaced"))
+        self.transcript = Transcript(view=self.view, session_id=session_id, clock=clock, history=self.history,
+                                     outbox=self.outbox, spawn=self.spawn, changed=self.ownership.kick)
+        self.requests = LlmRequests(self.view, self.history, self.transcript, session_id)
+        self.history.summarize = self.requests.summarizer(stubs.llm)
+        self.listener = Listener(
+            vad_stub=stubs.vad, stt_stub=stubs.stt, hooks=self, clock=clock, input_rate=input_rate,
+            stream_id=session_id, stt_provider=settings.stt_provider, language=interview.config.language or "en-US",
+            pre_roll_ms=settings.pre_roll_ms, early_pause_ms=settings.barge_in_pause_ms,
+            params=self.view.vad_params(), trace_attributes={"interview_id": self.iid, "session_id": session_id})
+        self.floor = Floor(session_id=session_id, view=self.view, transcript=self.transcript, requests=self.requests,
+                           listener=self.listener, outbound=self.outbound, api=api, stubs=stubs, settings=settings,
+                           clock=clock, playback_rate=playback_rate, spawn=self.spawn, stopped=lambda: self.stopped,
+                           changed=self.ownership.kick, publish=self.ownership.append_event)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopped = asyncio.Event()
+        self._finished = asyncio.Event()  # run() returned: the shutdown's writes are done
+        self.end_reason = ""
+        self.failure: SessionFailed | None = None
+        self._opening = llm_pb2.TASK_GREETING
+        self._older: list[llm_pb2.ChatMessage] = []  # earlier messages the history could not keep
+        if earlier is not None:
+            self._pick_up(earlier)
 
-    async def Connect(self, request_iterator: AsyncIterator[session_pb2.ClientMessage],
-                      context: grpc.aio.ServicerContext) -> AsyncIterator[session_pb2.ServerMessage]:
+    # ---- lifecycle ----
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Start a task owned by this session: cancelled by stop(); its failure ends the session."""
+        task = asyncio.create_task(coro, name=f"{self.iid}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or self._stopped.is_set():
+            return
+        exc = task.exception()
+        if isinstance(exc, SessionFailed):
+            self.failure = exc
+            self.stop(f"error: {exc}")
+        elif exc is not None:
+            log.error("session task failed", exc_info=exc, extra={"task": task.get_name()})
+            self.stop(f"error: {type(exc).__name__}: {str(exc)[:200]}")
+
+    def stop(self, reason: str) -> None:
+        if self._stopped.is_set():
+            return
+        self.end_reason = reason
+        self._stopped.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    async def run(self, requests: AsyncIterator[session_pb2.ClientMessage]) -> None:
+        """Run until media leaves, the interview ends, a newer session replaces this one or a task fails."""
+        with logs.bind(interview_id=self.iid, session_id=self.session_id):
+            self.outbox.start()
+            self.spawn(self.listener.vad.run(), "vad")
+            self.spawn(self.listener.stt.run(), "stt")
+            self.spawn(self._read_media(requests), "media")
+            for name, loop in self.ownership.loops().items():
+                self.spawn(loop, name)  # type: ignore[arg-type]
+            self.apply_mode(self.interview.mode or common_pb2.MODE_CONVERSATIONAL, "join", note=False)
+            if self._older:
+                older, self._older = self._older, []
+                self.spawn(self.history.absorb(older), "summarize-earlier")
+            self.floor.start_turn(self._opening)
+            try:
+                await self._stopped.wait()
+                await self._shutdown()
+            finally:
+                self._finished.set()
+
+    async def stop_and_wait(self, reason: str, timeout_s: float) -> bool:
+        """Stop, and wait (bounded) until the shutdown's writes are done; False on timeout."""
+        self.stop(reason)
         try:
-            first = await anext(aiter(request_iterator))
-        except StopAsyncIteration:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty stream: send a Join first")
-        if first.WhichOneof("msg") != "join":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"the first message must be a Join, got {first.WhichOneof('msg') or 'an empty message'}")
-        session, credential = await self._join(first.join, context)
-        yield session_pb2.ServerMessage(credential=credential)
-        yield session_pb2.ServerMessage(video_policy=session.interview.video_policy)
-        runner = asyncio.create_task(session.run(request_iterator), name=f"session-{session.session_id}")
-        try:
-            while (msg := await session.outbound.get()) is not None:
-                yield msg
-        finally:
-            session.stop("disconnected")
-            await asyncio.gather(runner, return_exceptions=True)
-            if self.live.get(session.iid) is session:
-                del self.live[session.iid]
-        if session.failure is not None:
-            await context.abort(session.failure.code, str(session.failure))
+            async with asyncio.timeout(timeout_s):
+                await self._finished.wait()
+            return True
+        except TimeoutError:
+            return False
 
-    async def _join(self, join: session_pb2.Join, context: grpc.aio.ServicerContext
-                    ) -> tuple[Session, session_pb2.SessionCredential]:
-        iid = join.interview_id
-        if not iid:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "join.interview_id is required")
-        kind = join.WhichOneof("credential")
-        signer = {"join_token": self.join_tokens, "session_credential": self.credentials}.get(kind or "")
-        if signer is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "join needs a join_token (from the candidate's link) or a session_credential")
-        try:
-            signer.verify(getattr(join, kind), iid, self.clock.time())  # type: ignore[arg-type]
-        except TokenError as exc:
-            code = (grpc.StatusCode.PERMISSION_DENIED if "another interview" in str(exc)
-                    else grpc.StatusCode.UNAUTHENTICATED)
-            await context.abort(code, str(exc).replace("join token", kind.replace("_", " ")))  # type: ignore[union-attr]
-        rate = join.audio_format.sample_rate_hz or 16000
-        if rate not in INPUT_RATES or join.audio_format.channels not in (0, 1):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"join.audio_format: {rate} Hz x {join.audio_format.channels or 1} channels is not "
-                                "accepted; send PCM s16le mono at 16000 (or 8000) Hz")
-        playback = join.playback_sample_rate_hz or 24000
-        if playback not in PLAYBACK_RATES:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"join.playback_sample_rate_hz: {playback} is not "
-                                f"one of {', '.join(map(str, PLAYBACK_RATES))}")
-        try:
-            snap = await self.store.get(iid)
-            if snap.interview.status == session_pb2.INTERVIEW_ENDED:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                    f"interview {iid} has ended ({snap.interview.end_reason or 'no reason given'})")
-            rejoin = snap.interview.status != session_pb2.INTERVIEW_CREATED  # earlier sessions may have talked
-            old = self.live.get(iid)
-            if old is not None:  # on this instance: it writes what it has under its own lease first
-                await old.stop_and_wait("replaced", REPLACE_GRACE_S)
-            cursor = await self.store.last_event_id(self.store.keys.control(iid))
-            epoch = await self.store.acquire_lease(iid, self.owner, self.settings.lease_ttl_ms, force=True)
-            closed = await self.store.close_inflight(iid, epoch)  # a turn the last owner's crash cut off
-            if closed:
-                log.warning("closed turns left in flight by the previous owner",
-                            extra={"interview_id": iid, "entries": [e.entry_id for e in closed]})
-            session_id = new_session_id()
-            joined = self.store.update(iid, self._joined(session_id), epoch=epoch)
-            earlier = None
-            if rejoin:  # read alongside the update: a rejoin costs no extra round trip
-                (interview, _), earlier = await asyncio.gather(joined, resume.load(self.store, iid))
-            else:
-                interview, _ = await joined
-        except NotFound:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"interview {iid[:60]} not found")
-        except StoreError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        token, expires = self.credentials.issue(iid, self.clock.time(), self.credential_ttl_s)
-        session = Session(interview=interview, session_id=session_id, owner=self.owner, epoch=epoch,
-                          control_cursor=cursor, store=self.store, api=self.api, stubs=self.stubs,
-                          settings=self.settings, clock=self.clock, input_rate=rate, playback_rate=playback,
-                          earlier=earlier)
-        self.live[iid] = session
-        log.info("session joined", extra={"interview_id": iid, "session_id": session_id, "epoch": epoch,
-                                          "client": join.client_info[:200], "by": kind})
-        return session, session_pb2.SessionCredential(session_id=session_id, credential=token,
-                                                      expires_at=timestamp(expires))
+    def _pick_up(self, earlier: resume.Earlier) -> None:
+        """A rejoin: the phase clock runs from when the phase began, and an interview that was
+        already talking opens with TASK_RESUME over the conversation so far, not a greeting."""
+        started = resume.phase_started_at(self.interview, earlier.phase_change)
+        if started is not None:
+            self.view.phase_started = resume.monotonic_at(self.clock, started)
+        if earlier.messages:
+            self.transcript.asked = asked_in(self.interview.plan, [m.text for m in earlier.messages if m.role == AGENT])
+            self._older = self.history.restore(earlier.messages)
+            self._opening = llm_pb2.TASK_RESUME
+        log.info("picking the interview up", extra={
+            "interview_id": self.iid, "messages": len(self.history.messages), "older": len(self._older),
+            "phase_time_left_s": self.view.phase_time_left_s()})
 
-    def _joined(self, session_id: str) -> Any:
-        def mutate(iv: interviews_pb2.Interview) -> Change:
-            if iv.status == session_pb2.INTERVIEW_ENDED:
-                raise StoreError(f"interview {iv.id} has ended ({iv.end_reason or 'no reason given'})")
-            change = Change()
-            if iv.status == session_pb2.INTERVIEW_CREATED:
-                iv.status = session_pb2.INTERVIEW_ACTIVE
-                iv.started_at.CopyFrom(timestamp(self.store.now()))
-                change.events.append((self.store.event(iv.id, lifecycle=interviews_pb2.Lifecycle(
-                    kind=interviews_pb2.Lifecycle.STARTED, session_id=session_id)), "l"))
-            change.events.append((self.store.event(iv.id, lifecycle=interviews_pb2.Lifecycle(
-                kind=interviews_pb2.Lifecycle.SESSION_JOINED, session_id=session_id)), ""))
-            return change
-        return mutate
+    async def _shutdown(self) -> None:
+        """A turn cut off by the disconnect is closed as an incomplete entry, never dropped."""
+        log.info("session ending", extra={"reason": self.end_reason})
+        cut = self.transcript.in_flight(self.listener.in_progress(), self.floor.in_progress(), ended=True)
+        self.transcript.pending_user = []
+        self.floor.cut_off()
+        tasks = [t for t in self._tasks if t not in self.transcript.writes]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.history.close()
+        await asyncio.gather(*self.transcript.writes, return_exceptions=True)
+        for entry in cut:
+            await self.outbox.put(entry)
+        drained = True
+        try:
+            await asyncio.wait_for(self.outbox.drain(), DRAIN_AT_END_S)
+        except asyncio.TimeoutError:
+            drained = False
+            log.error("transcript entries still pending at session end", extra={"pending": self.outbox.pending})
+        await self.outbox.close()
+        if self.end_reason != "replaced":
+            await self.ownership.leave(self.session_id, self.end_reason, drained=drained)
+        if self.failure is None:
+            self.outbound.control(session_pb2.ServerMessage(end=session_pb2.SessionEnd(reason=self.end_reason)))
+        self.outbound.close()
+
+    def _marker(self) -> list[interviews_pb2.TranscriptEntry]:
+        return self.transcript.marker(self.listener.in_progress(), self.floor.in_progress())
+
+    # ---- routing ----
+
+    async def _read_media(self, requests: AsyncIterator[session_pb2.ClientMessage]) -> None:
+        async for msg in requests:
+            kind = msg.WhichOneof("msg")
+            if kind == "audio":
+                self.listener.audio(msg.audio)
+            elif kind == "mark":
+                self.floor.mark(msg.mark)
+            elif kind == "leave":
+                self.stop(f"left: {msg.leave.reason or 'hangup'}")
+                return
+            elif kind == "join":
+                raise SessionFailed("Join sent twice: a stream joins once, first")
+            elif kind is None:
+                raise SessionFailed("empty ClientMessage: set one of its fields")
+            # frames and consent updates belong to the video issue: accepted, not analysed yet
+        self.stop("disconnected")
+
+    def heard(self, event: Heard) -> None:
+        """The Listener's events (ListenerHooks)."""
+        match event:
+            case SpeechStarted():
+                self.floor.speech_started()
+            case EarlySpeech():
+                self.floor.early_speech(event)
+            case SpeechStopped():
+                self.floor.speech_stopped(event)
+            case Interim():
+                self.ownership.kick()
+                self.floor.interim(event)
+            case Final():
+                self.ownership.kick()
+                self.floor.final(event)
+
+    def apply_mode(self, mode: int, reason: str, note: bool = True) -> None:
+        """The one code path of a mode change: VAD params on the live stream, the LLM's system
+        note, the check-in timer, the state down to media."""
+        self.interview.mode = mode
+        self.listener.set_params(self.view.vad_params())
+        if note:
+            self.transcript.note(modes.NOTES.get(mode, ""))
+        self.floor.timer.set_mode(self.view.coding(), self.view.check_in_timeout_s())
+        self.floor.send_state()
+        log.info("mode applied", extra={"mode": common_pb2.Mode.Name(mode), "reason": reason})
+
+    def apply_event(self, event: interviews_pb2.Event) -> None:
+        """A control-stream entry (UpdateConfig, SetPhase, code events, End), from any instance."""
+        kind = event.WhichOneof("payload")
+        if kind == "mode_changed":
+            self.apply_mode(event.mode_changed.to_mode, event.mode_changed.reason)
+        elif kind == "config_changed":
+            self.interview.config.CopyFrom(event.config_changed.config)
+            self.apply_mode(self.interview.mode, "config", note=False)
+        elif kind == "phase_changed":
+            self.transcript.note(self.view.set_phase(event.phase_changed.to_phase_id))
+            self.floor.send_state()
+        elif kind == "code_event":
+            self.view.set_code(event.code_event.code)
+        elif kind == "lifecycle" and event.lifecycle.kind == interviews_pb2.Lifecycle.ENDED:
+            self.interview.status = session_pb2.INTERVIEW_ENDED
+            self.stop(event.lifecycle.reason or "ended")
+
+
+def new_session_id() -> str:
+    return "s_" + secrets.token_hex(6)

@@ -10,17 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import redis.exceptions
-
 from interview.v1 import interviews_pb2
 from services.common.retry import Backoff
-from services.orchestrator.store import Appended, InterviewStore, StoreError
+from services.common.tasks import OwnedTask
+from services.orchestrator.store.store import TRANSIENT, Appended, InterviewStore, StoreError
 
 log = logging.getLogger("outbox")
-
-# Redis unreachable or restarting (AOF loading): worth waiting for.
-TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
-             OSError)
 
 
 class TranscriptOutbox:
@@ -31,12 +26,11 @@ class TranscriptOutbox:
         self.backoff = backoff
         self._queue: asyncio.Queue[tuple[interviews_pb2.TranscriptEntry, asyncio.Future[Appended]]] = \
             asyncio.Queue(maxsize=size)
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask(self._flush, "transcript-outbox")
         self.retries = 0
 
     def start(self) -> "TranscriptOutbox":
-        if self._task is None:
-            self._task = asyncio.create_task(self._flush(), name="transcript-outbox")
+        self._task.start()
         return self
 
     @property
@@ -59,10 +53,7 @@ class TranscriptOutbox:
 
     async def close(self) -> None:
         """Stop the flusher; entries still queued are reported as not written."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._task.stop()
         while not self._queue.empty():
             entry, done = self._queue.get_nowait()
             if not done.done():

@@ -22,15 +22,14 @@ import json
 import logging
 from typing import Any
 
-import grpc
 import redis.exceptions
 from google.protobuf import json_format
 
 from interview.v1 import interviews_pb2, session_pb2
-from services.orchestrator.interviews import InterviewsApi
-from services.orchestrator.outbox import TRANSIENT
-from services.orchestrator.store import Conflict, NotFound
-from services.orchestrator.validation import ApiError
+from services.common.errors import FailedPrecondition, InvalidArgument, ServiceError
+from services.common.tasks import OwnedTask
+from services.orchestrator.api.interviews import InterviewsApi
+from services.orchestrator.store.store import TRANSIENT, Conflict
 
 log = logging.getLogger("commands")
 
@@ -48,17 +47,14 @@ class CommandConsumer:
         self.keys = api.store.keys
         self.consumer = consumer
         self.block_ms = block_ms
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask(self._run, "command-consumer")
         self.applied = 0
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="command-consumer")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._task.stop()
 
     async def _ensure_group(self) -> None:
         try:
@@ -139,20 +135,16 @@ class CommandConsumer:
                 request = json_format.Parse(fields.get("request", "{}"), interviews_pb2.EndInterviewRequest())
                 try:
                     ended = await self.api.end(request, default_reason="ended_by_command")
-                except ApiError as exc:
-                    if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
-                        raise
+                except FailedPrecondition:
                     ended = (await self.api.get(request.interview_id)).interview  # already ended: idempotent
                 out.update(ok=True, interview_id=ended.id, status=session_pb2.InterviewStatus.Name(ended.status))
             else:
-                raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"type {kind[:40]!r} is not a command: use create or end")
+                raise InvalidArgument(f"type {kind[:40]!r} is not a command: use create or end", field="type")
         except json_format.ParseError as exc:
             out.update(ok=False, code="INVALID_ARGUMENT", error=f"request: not valid protobuf JSON: {exc}")
-        except ApiError as exc:
+        except Conflict as exc:  # every conflict of a create command: the id or request exists
+            out.update(ok=False, code="ALREADY_EXISTS", error=exc.message)
+        except ServiceError as exc:
             out.update(ok=False, code=exc.code.name, error=exc.message)
-        except NotFound as exc:
-            out.update(ok=False, code="NOT_FOUND", error=str(exc))
-        except Conflict as exc:
-            out.update(ok=False, code="ALREADY_EXISTS", error=str(exc))
         log.info("command applied", extra={"command_id": command_id, "type": kind, "ok": out["ok"]})
         return out

@@ -25,11 +25,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import grpc
 import redis.asyncio as aioredis
+import redis.exceptions
 from google.protobuf import timestamp_pb2
 
 from interview.v1 import interviews_pb2, session_pb2
-from services.orchestrator import scripts
+from services.common import errors
+from services.orchestrator.store import scripts
 
 STATUSES = (session_pb2.INTERVIEW_CREATED, session_pb2.INTERVIEW_ACTIVE, session_pb2.INTERVIEW_ENDED)
 ID_RE = re.compile(r"^iv_[0-9a-f]{20}$")
@@ -37,16 +40,32 @@ EVENTS_MAXLEN = 100_000
 LIFECYCLE_MAXLEN = 1_000_000
 
 
-class StoreError(Exception):
+# Redis unreachable or restarting (AOF loading): worth waiting for (the outbox, the session's
+# loops and the command consumer retry these; API calls answer UNAVAILABLE).
+TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
+             OSError)
+
+
+class StoreError(errors.ServiceError):
     """A refused store operation; the message is meant for a person."""
 
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
-class NotFound(StoreError):
-    pass
+
+class NotFound(StoreError, errors.NotFound):
+    code = grpc.StatusCode.NOT_FOUND
 
 
 class Conflict(StoreError):
-    """The snapshot changed between read and write (retry), or an idempotency key was reused."""
+    """The snapshot changed between read and write (retry) or the id exists."""
+
+    code = grpc.StatusCode.ABORTED
+
+
+class RequestReused(Conflict):
+    """A CreateInterview request_id was already used for a different request."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
 
 
 class Fenced(StoreError):
@@ -207,7 +226,7 @@ class InterviewStore:
             raise Conflict(f"interview id {iid} already exists")
         prev_id, _, prev_fp = detail.decode().partition("|")
         if prev_fp != fingerprint:
-            raise Conflict(f"request_id {request_id!r} was already used for a different request "
+            raise RequestReused(f"request_id {request_id!r} was already used for a different request "
                            f"(interview {prev_id}); use a new request_id")
         return (await self.get(prev_id)).interview, True
 

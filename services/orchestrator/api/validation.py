@@ -1,31 +1,18 @@
 """Request validation: every malformed field is reported as INVALID_ARGUMENT naming the field and
-what is accepted, before anything touches the store."""
+what is accepted (services.common.errors.invalid), before anything touches the store."""
 from __future__ import annotations
 
 import re
 
-import grpc
-
 from interview.v1 import common_pb2, interviews_pb2, session_pb2
-from services.orchestrator.store import ID_RE
+from services.common.errors import ResourceExhausted, invalid
+from services.orchestrator.store.store import ID_RE
 
 MAX_CODE_BYTES = 256 * 1024
 STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 LABEL_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
 LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 MODES = (common_pb2.MODE_CONVERSATIONAL, common_pb2.MODE_CODING)
-
-
-class ApiError(Exception):
-    """A refused call: the gRPC status and a message a person understands."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        self.code, self.message = code, message
-        super().__init__(message)
-
-
-def invalid(field: str, problem: str) -> ApiError:
-    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
 
 
 def interview_id(value: str, field: str = "interview_id") -> str:
@@ -104,8 +91,8 @@ def code_snapshot(c: interviews_pb2.CodeSnapshot, field: str = "code") -> None:
     max_len(c.language, f"{field}.language", 50)
     size = len(c.content.encode()) + len(c.diff.encode()) + len(c.output.encode())
     if size > MAX_CODE_BYTES:
-        raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       f"{field}: content + diff + output is {size} bytes; at most {MAX_CODE_BYTES}")
+        raise ResourceExhausted(f"{field}: content + diff + output is {size} bytes; at most {MAX_CODE_BYTES}",
+                                field=field)
 
 
 def page_size(value: int, field: str, default: int, limit: int) -> int:

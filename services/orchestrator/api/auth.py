@@ -16,18 +16,18 @@ from pathlib import Path
 
 import grpc
 
-from services.common import logs
-from services.orchestrator.tokens import JoinTokens
+from services.common import errors, logs
+from services.orchestrator.api.tokens import JoinTokens
 
 log = logging.getLogger("auth")
 
 READ_ONLY_METHODS = frozenset({"GetInterview", "ListInterviews", "GetTranscript", "WatchEvents"})
 
 
-class AuthError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str):
-        self.code, self.message = code, message
-        super().__init__(message)
+class AuthError(errors.ServiceError):
+    """Missing or unknown credentials (UNAUTHENTICATED) or a key that may not call this (PERMISSION_DENIED)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,11 @@ class Authenticator:
                 header = value.decode() if isinstance(value, bytes) else value
                 break
         if not header:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
-                            "missing credentials: send metadata 'authorization: Bearer <API key>'")
+            raise AuthError("missing credentials: send metadata 'authorization: Bearer <API key>'")
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
-                            "malformed authorization metadata: expected 'Bearer <API key>'")
+            raise AuthError("malformed authorization metadata: expected 'Bearer <API key>'")
         presented = token.encode()
         match: ApiKey | None = None
         for k in self.keys:  # compare with every key: timing does not reveal which one matched
@@ -92,10 +90,10 @@ class Authenticator:
                 match = k
         if match is None:
             if self.join_tokens.looks_like(token):
-                raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                                "a candidate join token cannot call the Interviews API; use an API key")
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "unknown API key")
+                raise AuthError("a candidate join token cannot call the Interviews API; use an API key",
+                                code=grpc.StatusCode.PERMISSION_DENIED)
+            raise AuthError("unknown API key")
         if match.read_only and method not in READ_ONLY_METHODS:
-            raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                            f"API key {match.name!r} is read-only and cannot call {method}")
+            raise AuthError(f"API key {match.name!r} is read-only and cannot call {method}",
+                            code=grpc.StatusCode.PERMISSION_DENIED)
         return match.name

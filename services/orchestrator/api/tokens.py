@@ -13,11 +13,23 @@ import json
 import secrets
 from dataclasses import dataclass
 
+import grpc
+
+from services.common import errors
+
 PREFIX = "jt1"
 
 
-class TokenError(ValueError):
+class TokenError(errors.ServiceError, ValueError):
     """Why a token was refused, in words a person understands (never contains the token)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class WrongInterview(TokenError):
+    """A valid token, for another interview."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
 
 
 def _b64(data: bytes) -> str:
@@ -77,5 +89,5 @@ class JoinTokens:
         if now >= claims.expires_at:
             raise TokenError("the join link has expired; ask for a new one")
         if interview_id is not None and claims.interview_id != interview_id:
-            raise TokenError("the join token belongs to another interview")
+            raise WrongInterview("the join token belongs to another interview")
         return claims

@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import urllib.parse
 
-import grpc
-
 from interview.v1 import common_pb2, interviews_pb2, session_pb2
-from services.orchestrator import plans, validation
-from services.orchestrator.store import (Change, InterviewStore, NotFound, Snapshot, fingerprint, new_interview_id,
-                                         timestamp)
-from services.orchestrator.tokens import JoinTokens
-from services.orchestrator.validation import ApiError
+from services.common import errors
+from services.orchestrator import plans
+from services.orchestrator.api import validation
+from services.orchestrator.api.tokens import JoinTokens
+from services.orchestrator.store.store import (Change, InterviewStore, NotFound, Snapshot, fingerprint,
+                                               new_interview_id, timestamp)
 
 ENDED = session_pb2.INTERVIEW_ENDED
 RUN_KINDS = (common_pb2.CODE_EVENT_RUN, common_pb2.CODE_EVENT_SUBMIT)
 
 
-def failed_precondition(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message)
-
-
 def _not_ended(iv: interviews_pb2.Interview, action: str) -> None:
     if iv.status == ENDED:
-        raise failed_precondition(f"cannot {action}: interview {iv.id} has ended ({iv.end_reason or 'no reason given'})")
+        raise errors.FailedPrecondition(f"cannot {action}: interview {iv.id} has ended ({iv.end_reason or 'no reason given'})")
 
 
 class InterviewsApi:
@@ -48,8 +43,8 @@ class InterviewsApi:
         if r.WhichOneof("plan_source") == "template":
             plan = self.templates.get(r.template)
             if plan is None:
-                raise ApiError(grpc.StatusCode.NOT_FOUND, f"unknown template {r.template[:60]!r}; available: "
-                               + ", ".join(sorted(self.templates)))
+                raise errors.NotFound(f"unknown template {r.template[:60]!r}; available: "
+                                      + ", ".join(sorted(self.templates)))
             return r.template, plan
         try:
             return "", plans.validate_proto(r.plan, "plan")
@@ -116,7 +111,7 @@ class InterviewsApi:
             _not_ended(iv, "change the phase")
             phase = next((p for p in iv.plan.phases if p.id == r.phase_id), None)
             if phase is None:
-                raise failed_precondition(f"phase {r.phase_id[:60]!r} is not in plan {iv.plan.name or iv.plan.title!r} "
+                raise errors.FailedPrecondition(f"phase {r.phase_id[:60]!r} is not in plan {iv.plan.name or iv.plan.title!r} "
                                           f"(phases: {', '.join(p.id for p in iv.plan.phases)})")
             change = Change()
             if phase.id == iv.phase_id:
@@ -160,7 +155,7 @@ class InterviewsApi:
 
         def mutate(iv: interviews_pb2.Interview) -> Change:
             if iv.status == ENDED:
-                raise failed_precondition(f"interview {iv.id} has already ended ({iv.end_reason})")
+                raise errors.FailedPrecondition(f"interview {iv.id} has already ended ({iv.end_reason})")
             iv.status = ENDED
             iv.end_reason = r.reason or default_reason
             iv.ended_at.CopyFrom(timestamp(self.store.now()))

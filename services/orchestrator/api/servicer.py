@@ -13,10 +13,9 @@ import redis.exceptions
 
 from interview.v1 import interviews_pb2, interviews_pb2_grpc
 from services.common import logs
-from services.orchestrator.auth import AuthError, Authenticator
-from services.orchestrator.interviews import InterviewsApi
-from services.orchestrator.store import Conflict, Fenced, NotFound
-from services.orchestrator.validation import ApiError
+from services.common.errors import ServiceError
+from services.orchestrator.api.auth import Authenticator
+from services.orchestrator.api.interviews import InterviewsApi
 
 log = logging.getLogger("api")
 
@@ -24,15 +23,10 @@ _STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, 
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> NoReturn:
-    """Map an exception to a status and a message a person understands."""
-    if isinstance(exc, (ApiError, AuthError)):
+    """Map an exception to a status and a message a person understands: a ServiceError (refused
+    request, store refusal, bad credentials) carries its own status; Redis down is UNAVAILABLE."""
+    if isinstance(exc, ServiceError):
         code, message = exc.code, exc.message
-    elif isinstance(exc, NotFound):
-        code, message = grpc.StatusCode.NOT_FOUND, str(exc)
-    elif isinstance(exc, Conflict):
-        code, message = grpc.StatusCode.ALREADY_EXISTS if "request_id" in str(exc) else grpc.StatusCode.ABORTED, str(exc)
-    elif isinstance(exc, Fenced):
-        code, message = grpc.StatusCode.FAILED_PRECONDITION, str(exc)
     elif isinstance(exc, _STORE_DOWN):
         log.warning("store unreachable", extra={"method": method, "error": str(exc)})
         code, message = grpc.StatusCode.UNAVAILABLE, "the interview store (Redis) is unreachable; safe to retry"
@@ -136,7 +130,7 @@ class InterviewsServicer(interviews_pb2_grpc.InterviewsServicer):
     @api_call
     async def Evaluate(self, request: interviews_pb2.EvaluateRequest, context: Any, caller: str
                        ) -> interviews_pb2.Evaluation:
-        raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "Evaluate arrives with the evaluation issue")
+        raise ServiceError("Evaluate arrives with the evaluation issue", code=grpc.StatusCode.UNIMPLEMENTED)
 
     @api_call
     async def WatchEvents(self, request: interviews_pb2.WatchEventsRequest, context: Any, caller: str

@@ -1,0 +1,260 @@
+"""Who has the floor: the agent's turns, the candidate's barge-ins, check-ins and the LLM's actions.
+
+The agent's turn starts when its LLM call starts (barge_in.py sees it from that moment) and ends
+when media has played it. The candidate's words wait (`Transcript.pending_user`) until they are
+quiet, every FINALIZE is answered and no agent turn is on; then one turn answers them all. A
+committed barge-in clears the generation's audio, cancels its LLM and TTS calls and records only
+what was heard, marked interrupted. Per-turn latency (TurnMetrics) is published on first audio.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import grpc
+
+from interview.v1 import common_pb2, interviews_pb2, llm_pb2, session_pb2, tts_pb2
+from services.common.clock import Clock
+from services.orchestrator.conversation.barge_in import BargeIn, Stage
+from services.orchestrator.conversation.interview_view import InterviewView
+from services.orchestrator.conversation.listener import EarlySpeech, Final, Interim, Listener, SpeechStopped
+from services.orchestrator.conversation.llm_request import ANSWERS, LlmRequests
+from services.orchestrator.conversation.metrics import turn_metrics
+from services.orchestrator.conversation.outbound import Outbound
+from services.orchestrator.conversation.settings import LoopSettings, Stubs
+from services.orchestrator.conversation.silence_timer import SilenceTimer
+from services.orchestrator.conversation.transcript import AGENT, USER, InFlight, Spawn, Transcript
+from services.orchestrator.conversation.turns import AgentTurn, TurnTimes
+
+log = logging.getLogger("conversation.floor")
+
+
+class Floor:
+    def __init__(self, *, session_id: str, view: InterviewView, transcript: Transcript, requests: LlmRequests,
+                 listener: Listener, outbound: Outbound, api: Any, stubs: Stubs, settings: LoopSettings, clock: Clock,
+                 playback_rate: int, spawn: Spawn, stopped: Callable[[], bool], changed: Callable[[], None],
+                 publish: Callable[..., Coroutine[Any, Any, None]]):
+        self.session_id, self.view, self.transcript, self.requests = session_id, view, transcript, requests
+        self.listener, self.outbound, self.api, self.stubs, self.s = listener, outbound, api, stubs, settings
+        self.clock, self.playback_rate = clock, playback_rate
+        self._spawn, self._stopped, self._changed, self._publish = spawn, stopped, changed, publish
+        self.barge = BargeIn(clock, pause=self._pause, resume=self._resume, commit=self._commit_barge_in,
+                             commit_after_s=settings.barge_in_commit_ms / 1000, still_speaking=listener.voiced_recently)
+        self.timer = SilenceTimer(clock, self._check_in, view.check_in_timeout_s())
+        self.turn: AgentTurn | None = None
+        self._turn_task: asyncio.Task[None] | None = None
+        self._generation_seq = 0
+        self._turn_started = 0.0
+        self._resumed = False  # playback resumed after a false alarm, within the same VAD utterance
+        self._vad_stop_at: float | None = None
+        self._utterance_trace = common_pb2.TraceContext()
+        self.ending_after_turn = False
+        self.metrics: list[interviews_pb2.TurnMetrics] = []
+        self.check_ins = 0
+
+    # ---- what the candidate does ----
+
+    def speech_started(self) -> None:
+        self._resumed = False
+        self.barge.speech_started()
+
+    def early_speech(self, e: EarlySpeech) -> None:
+        if self.barge.stage is not Stage.SPEAKING:
+            return
+        if not e.in_utterance:  # SPEECH_STARTED (after min speech) confirms it
+            self.barge.early_pause(confirm_within_s=e.confirm_within_s)
+        elif self._resumed:  # speech again after a false alarm, same VAD utterance
+            self._resumed = False
+            self.barge.speech_started()
+
+    def speech_stopped(self, e: SpeechStopped) -> None:
+        self._vad_stop_at = e.at
+        self._utterance_trace = e.trace
+        self.barge.speech_stopped()
+
+    def interim(self, e: Interim) -> None:
+        self.barge.stt_word()
+        if not e.is_final:
+            self.outbound.control(session_pb2.ServerMessage(caption=session_pb2.Caption(role=USER, text=e.text)))
+
+    def final(self, e: Final) -> None:
+        if e.text:
+            self.barge.stt_word()
+            self.outbound.control(session_pb2.ServerMessage(caption=session_pb2.Caption(
+                role=USER, text=e.text, is_final=True)))
+            self.timer.utterance_transcribed()
+            self.transcript.add_pending(e.text, self.listener.utterance_start_time)
+        self.maybe_reply()
+
+    def mark(self, mark: session_pb2.PlaybackMark) -> None:
+        turn = self.turn
+        if turn is not None and mark.generation_id == turn.generation_id:
+            turn.mark(mark)
+            self._changed()
+            if not turn.user_committed and turn.heard_text():
+                self._commit_user_turn(turn)  # the reply is being heard: no merge any more
+
+    def maybe_reply(self) -> None:
+        """Answer the pending words once the candidate is quiet and the agent is not speaking;
+        words that arrive while the agent speaks are answered when its turn ends."""
+        if (self.transcript.pending_user and not self.listener.speaking and not self.listener.finalizing
+                and self.turn is None):
+            self.start_turn(llm_pb2.TASK_WRAP_UP if self.view.wrap_up_due() else llm_pb2.TASK_REPLY)
+
+    # ---- agent turns ----
+
+    def start_turn(self, task: int) -> None:
+        if self._stopped():
+            return
+        self._generation_seq += 1
+        gid = f"{self.session_id}-g{self._generation_seq}"
+        request = self.requests.generate(task, gid)
+        answers = task in ANSWERS
+        turn = AgentTurn(gid, task, request, self.playback_rate, self.clock, self.outbound,
+                         margin_s=self.s.playback_margin_ms / 1000,
+                         times=TurnTimes(vad_stop=self._vad_stop_at, stt_final=self.clock.monotonic() if answers else None),
+                         user_texts=list(self.transcript.pending_user) if answers else [],
+                         on_first_audio=self._publish_metrics)
+        if answers:
+            turn.trace.CopyFrom(self._utterance_trace)
+        request.trace.CopyFrom(turn.trace)
+        self.turn = turn
+        self._turn_started = self.clock.time()
+        self.barge.turn_started(gid)
+        self.timer.agent_speaking(True)
+        self.send_state()
+        self._turn_task = self._spawn(self._run_turn(turn), f"turn-{gid}")
+
+    async def _run_turn(self, turn: AgentTurn) -> None:
+        tts_cfg = tts_pb2.TtsConfig(provider=self.s.tts_provider, voice=self.view.interview.config.tts_voice,
+                                    sample_rate_hz=self.playback_rate)
+        try:
+            await turn.run(self.stubs.llm, self.stubs.tts, tts_cfg)
+        except* grpc.aio.AioRpcError as eg:
+            exc: Any = eg.exceptions[0]
+            log.error("agent turn failed", extra={"code": exc.code().name, "detail": (exc.details() or "")[:200]})
+        if self.turn is not turn:
+            return  # cancelled by a barge-in, which did the bookkeeping
+        self._finish_turn(turn)
+
+    def _finish_turn(self, turn: AgentTurn) -> None:
+        self.turn = None
+        self.barge.turn_finished()
+        self.timer.agent_speaking(False)
+        self._commit_user_turn(turn)  # also when no reply came (NO_REPLY)
+        text = turn.log.text
+        if turn.sent_any_audio and text:
+            self.transcript.record(AGENT, text, entry_id=agent_entry_id(turn))
+            self.outbound.control(session_pb2.ServerMessage(caption=session_pb2.Caption(
+                role=AGENT, text=text, is_final=True, generation_id=turn.generation_id)))
+        self.send_state()
+        self._apply_actions(turn)
+        if not self.ending_after_turn:
+            self.maybe_reply()
+
+    def _commit_user_turn(self, turn: AgentTurn) -> None:
+        """The candidate's words a turn answers become one transcript entry once the reply's first
+        words are heard (playback marks; without marks, when the turn ends) or none is coming, so
+        speech resumed during the LLM/TTS latency merges into one entry. Words that arrived later
+        stay pending for the next turn."""
+        if turn.user_texts and not turn.user_committed:
+            turn.user_committed = True
+            self.transcript.commit_user(len(turn.user_texts))
+
+    def _apply_actions(self, turn: AgentTurn) -> None:
+        """State changes go through the API code and come back on the control stream (one path)."""
+        iid = self.view.iid
+        for action in turn.actions:
+            if action.type == llm_pb2.ADVANCE_PHASE:
+                target = action.target_phase_id or self.view.next_phase_id()
+                if target:
+                    self._spawn(_quiet_api(self.api.set_phase(
+                        interviews_pb2.SetPhaseRequest(interview_id=iid, phase_id=target), reason="llm")),
+                        "advance-phase")
+            elif action.type == llm_pb2.END_INTERVIEW:
+                self.ending_after_turn = True
+                self._spawn(_quiet_api(self.api.end(
+                    interviews_pb2.EndInterviewRequest(interview_id=iid, reason="completed"))), "end")
+
+    def _check_in(self) -> None:
+        if self.turn is None and not self.listener.speaking and not self._stopped():
+            self.check_ins += 1
+            self.start_turn(llm_pb2.TASK_CHECK_IN)
+
+    def in_progress(self) -> InFlight | None:
+        """The agent turn as heard so far, if any of it was sent."""
+        turn = self.turn
+        if turn is not None and turn.sent_any_audio:
+            return turn.heard_text(), self._turn_started, agent_entry_id(turn)
+        return None
+
+    def cut_off(self) -> None:
+        """The session ends: no timer, no barge-in; a turn being heard stops (its entry is in flight)."""
+        self.timer.cancel()
+        self.barge.turn_finished()
+        if self.turn is not None and self.turn.sent_any_audio:
+            self.turn.cancel_calls()
+            self.turn = None
+
+    def send_state(self) -> None:
+        self.outbound.control(self.view.state(agent_speaking=self.turn is not None))
+
+    # ---- barge-in (barge_in.BargeIn decides; these act) ----
+
+    def _playback(self, action: int, gid: str) -> None:
+        control = session_pb2.PlaybackControl(action=action, generation_id=gid)
+        if self.turn is not None:
+            control.trace.CopyFrom(self.turn.trace)
+        self.outbound.control(session_pb2.ServerMessage(playback=control))
+
+    def _pause(self, gid: str) -> None:
+        if self.turn is not None:
+            self.turn.pause()
+        self._playback(session_pb2.PLAYBACK_PAUSE, gid)
+
+    def _resume(self, gid: str) -> None:
+        self._resumed = True
+        if self.turn is not None:
+            self.turn.resume()
+        self._playback(session_pb2.PLAYBACK_RESUME, gid)
+
+    def _commit_barge_in(self, gid: str) -> None:
+        """CLEAR first (stale audio never plays), then stop the turn and keep what was heard."""
+        turn = self.turn
+        self.outbound.clear(gid)
+        self._playback(session_pb2.PLAYBACK_CLEAR, gid)
+        if turn is None or turn.generation_id != gid:
+            return
+        turn.cancel_calls()
+        if self._turn_task is not None:
+            self._turn_task.cancel()
+        self.turn = None
+        self.timer.agent_speaking(False)
+        heard = turn.heard_text()
+        if heard:  # the candidate heard part of the reply: their earlier words were answered
+            self._commit_user_turn(turn)
+            self.transcript.record(AGENT, heard, interrupted=True, entry_id=agent_entry_id(turn))
+        self.send_state()
+        if turn.sent_any_audio and turn.task in ANSWERS:
+            self._publish_metrics(turn, interrupted=True, once=False)
+
+    def _publish_metrics(self, turn: AgentTurn, interrupted: bool = False, once: bool = True) -> None:
+        if turn.task not in ANSWERS or turn.times.vad_stop is None:
+            return
+        m = turn_metrics(turn, interrupted)
+        if once:
+            self.metrics.append(m)
+        self._spawn(self._publish(turn_metrics=m), "metrics")
+
+
+def agent_entry_id(turn: AgentTurn) -> str:
+    return f"{turn.generation_id}-a"
+
+
+async def _quiet_api(aw: Any) -> None:
+    try:
+        await aw
+    except Exception as exc:  # e.g. ended meanwhile: nothing to do
+        log.warning("state change refused", extra={"error": str(exc)[:200]})

@@ -1,0 +1,249 @@
+"""The candidate's side of the audio path: media audio → VAD, and STT gated by VAD.
+
+Audio goes to VAD as it arrives and into a pre-roll ring; on SPEECH_STARTED the gate opens (the
+pre-roll first, never audio STT already has, then live audio) until SPEECH_STOPPED, which sends a
+FINALIZE with a new id. The listener decides nothing about turns: it reports what it heard as
+typed events (SpeechStarted, EarlySpeech, SpeechStopped, Interim, Final) to its `ListenerHooks`
+and never calls up. Both streams reopen by themselves (clients.ReopeningStream); what a new
+stream needs (config, params, the utterance in progress, unanswered FINALIZEs) is re-sent.
+
+VAD decisions are the VAD's own: the thresholds used to spot early speech (stage one of a
+barge-in, before SPEECH_STARTED's min speech) are the params the VAD reports in `params_applied`,
+and windows are measured from its probability stream at the stream's sample rate; until the VAD
+has said which params it applied, only its events count.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from opentelemetry import trace
+
+from interview.v1 import common_pb2, stt_pb2, vad_pb2
+from services.common import errors, telemetry
+from services.common.audio import PreRoll
+from services.common.clock import Clock
+from services.orchestrator.conversation.clients import ReopeningStream
+
+log = logging.getLogger("conversation.listener")
+tracer = trace.get_tracer("orchestrator.conversation")
+
+VOICED_RECENTLY_S = 0.25  # "still speaking" when a voiced window ended this recently
+
+
+class SessionFailed(errors.InvalidArgument):
+    """Bad input from media: ends the stream with its status and a message for a person."""
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    offset: int  # VAD's start of speech on the input timeline (samples)
+
+
+@dataclass(frozen=True)
+class EarlySpeech:
+    """Voiced windows for at least `pause_ms`, before (or, after a false alarm, within) an utterance."""
+
+    in_utterance: bool
+    confirm_within_s: float  # SPEECH_STARTED should follow within this (the VAD's min speech + slack)
+
+
+@dataclass(frozen=True)
+class SpeechStopped:
+    at: float  # monotonic time the SPEECH_STOPPED was received
+    trace: common_pb2.TraceContext  # the turn's trace, started here
+
+
+@dataclass(frozen=True)
+class Interim:
+    text: str
+    is_final: bool  # a provider final that answers no FINALIZE (no caption then)
+
+
+@dataclass(frozen=True)
+class Final:
+    text: str  # may be empty: the FINALIZE was answered, nothing was said
+    finalize_id: str
+
+
+Heard = SpeechStarted | EarlySpeech | SpeechStopped | Interim | Final
+
+
+class ListenerHooks(Protocol):
+    def heard(self, event: Heard) -> None: ...
+
+
+class Listener:
+    def __init__(self, *, vad_stub: Any, stt_stub: Any, hooks: ListenerHooks, clock: Clock, input_rate: int,
+                 stream_id: str, stt_provider: str, language: str, pre_roll_ms: int, early_pause_ms: int,
+                 params: common_pb2.VadParams, trace_attributes: dict[str, str]):
+        self.hooks, self.clock, self.rate = hooks, clock, input_rate
+        self.stream_id, self.stt_provider, self.language = stream_id, stt_provider, language
+        self.pre_roll = int(pre_roll_ms * input_rate / 1000)
+        self.early_pause_ms = early_pause_ms
+        self.trace_attributes = trace_attributes
+        self.preroll = PreRoll(int((pre_roll_ms + 2000) * input_rate / 1000))
+        self.params = params          # what we ask the VAD for
+        self.applied: common_pb2.VadParams | None = None  # what it says it applies
+        self.speaking = False
+        self.utterance_no = 0
+        self.utterance_start_time = 0.0
+        self.latest_interim = ""
+        self.finalizing: list[str] = []  # FINALIZE ids sent, not yet answered (in order)
+        self._finalize_seq = 0
+        self._gate_open = False
+        self._audio_end = -1
+        self._stt_end = 0  # end of the audio sent on the current STT stream
+        self._speech_start = 0
+        self._last_scored = -1  # end of the newest window VAD scored
+        self._window = 0  # VAD window length, measured from its probability stream
+        self._last_voiced = -1  # end of the last window VAD scored as speech
+        self._voiced_from = 0  # start of the current run of voiced windows
+        self.vad = ReopeningStream[vad_pb2.DetectRequest, vad_pb2.DetectResponse](
+            "vad", lambda reqs: vad_stub.Detect(reqs), self._vad_first, self._on_vad, self._on_vad_reopen)
+        self.stt = ReopeningStream[stt_pb2.RecognizeRequest, stt_pb2.RecognizeResponse](
+            "stt", lambda reqs: stt_stub.Recognize(reqs), self._stt_first, self._on_stt, self._on_stt_reopen)
+
+    def set_params(self, params: common_pb2.VadParams) -> None:
+        """New VAD params on the live stream (a mode or config change); no stream restarts."""
+        self.params = params
+        self.vad.send(vad_pb2.DetectRequest(params=params))
+
+    # ---- audio in ----
+
+    def audio(self, chunk: common_pb2.AudioChunk) -> None:
+        if len(chunk.pcm) % 2:
+            raise SessionFailed(f"audio chunk of {len(chunk.pcm)} bytes: PCM s16le needs an even number of bytes")
+        if chunk.offset_samples < self._audio_end:
+            raise SessionFailed(f"audio offset_samples went backwards ({chunk.offset_samples} after a chunk ending "
+                                f"at {self._audio_end}); offsets must increase")
+        samples = np.frombuffer(chunk.pcm, dtype=np.int16)
+        self._audio_end = chunk.offset_samples + len(samples)
+        self.preroll.push(samples, chunk.offset_samples)
+        self.vad.send_audio(vad_pb2.DetectRequest(audio=chunk))
+        if self._gate_open:
+            self._to_stt(chunk)
+
+    def voiced_recently(self) -> bool:
+        """Was the latest audio speech? (decides a barge-in against a cough; the window not yet
+        scored counts as voiced)"""
+        return self._audio_end - self._last_voiced <= int(VOICED_RECENTLY_S * self.rate) + self._window
+
+    def in_progress(self) -> tuple[str, float, int] | None:
+        """The utterance being spoken, as (latest interim text, start time, number), if it has words."""
+        if self.speaking and self.latest_interim:
+            return self.latest_interim, self.utterance_start_time, self.utterance_no
+        return None
+
+    # ---- VAD ----
+
+    def _vad_first(self) -> list[vad_pb2.DetectRequest]:
+        """Config, then the same params as an update: the VAD answers it with `params_applied`."""
+        self.applied = None
+        return [vad_pb2.DetectRequest(config=vad_pb2.VadConfig(
+            sample_rate_hz=self.rate, params=self.params, stream_id=self.stream_id, emit_probabilities=True)),
+            vad_pb2.DetectRequest(params=self.params)]
+
+    async def _on_vad_reopen(self) -> None:
+        if self.speaking:  # the stop of this utterance died with the old stream
+            self._speech_stopped()
+
+    async def _on_vad(self, resp: vad_pb2.DetectResponse) -> None:
+        kind = resp.WhichOneof("msg")
+        if kind == "event":
+            if resp.event.type == vad_pb2.SPEECH_STARTED:
+                self._speech_started(resp.event.offset_samples)
+            elif resp.event.type == vad_pb2.SPEECH_STOPPED:
+                self._speech_stopped()
+        elif kind == "probability":
+            self._scored(resp.probability)
+        elif kind == "params_applied":
+            self.applied = resp.params_applied.params
+        elif kind == "problem":
+            log.warning("VAD refused params", extra={"problem": resp.problem.message})
+
+    def _scored(self, p: vad_pb2.VadProbability) -> None:
+        end = p.window_end_samples
+        previous, self._last_scored = self._last_scored, end
+        if previous >= 0 and end > previous:
+            self._window = end - previous
+        a = self.applied
+        if a is None or not a.HasField("activation_threshold") or p.probability < a.activation_threshold:
+            return
+        if self._last_voiced < 0 or self._last_voiced < previous:  # the window before was not voiced
+            self._voiced_from = previous if previous >= 0 else end
+        self._last_voiced = end
+        # Stage one of a barge-in (PAUSE) needs no SPEECH_STARTED: it is reversible, so it may come
+        # after `early_pause_ms` of voiced windows rather than after the VAD's min speech.
+        if (end - self._voiced_from) * 1000 / self.rate >= self.early_pause_ms and a.HasField("min_speech_ms"):
+            self.hooks.heard(EarlySpeech(in_utterance=self.speaking,
+                                         confirm_within_s=a.min_speech_ms / 1000 + VOICED_RECENTLY_S))
+
+    def _speech_started(self, offset: int) -> None:
+        if self.speaking:
+            return
+        self.speaking = True
+        self.utterance_no += 1
+        self.latest_interim = ""
+        self._speech_start = offset
+        self.utterance_start_time = self.clock.time()
+        self._open_gate()
+        self.hooks.heard(SpeechStarted(offset))
+
+    def _open_gate(self) -> None:
+        """Pre-roll first (never audio STT already has: its offsets must not go back), then live audio."""
+        start, samples = self.preroll.since(max(self._speech_start - self.pre_roll, self._stt_end))
+        if len(samples):
+            self._to_stt(common_pb2.AudioChunk(pcm=samples.tobytes(), offset_samples=start))
+        self._gate_open = True
+
+    def _to_stt(self, chunk: common_pb2.AudioChunk) -> None:
+        if self.stt.send_audio(stt_pb2.RecognizeRequest(audio=chunk)):
+            self._stt_end = chunk.offset_samples + len(chunk.pcm) // 2
+
+    def _speech_stopped(self) -> None:
+        if not self.speaking:
+            return
+        self.speaking = False
+        self._gate_open = False
+        stopped_at = self.clock.monotonic()
+        span = tracer.start_span("turn", attributes=self.trace_attributes)
+        with trace.use_span(span, end_on_exit=True):
+            context = common_pb2.TraceContext()
+            telemetry.inject(context)
+        self._finalize_seq += 1
+        fid = f"{self.stream_id}-f{self._finalize_seq}"
+        self.finalizing.append(fid)
+        self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(finalize_id=fid, trace=context)))
+        self.hooks.heard(SpeechStopped(stopped_at, context))
+
+    # ---- STT ----
+
+    def _stt_first(self) -> list[stt_pb2.RecognizeRequest]:
+        return [stt_pb2.RecognizeRequest(config=stt_pb2.SttConfig(
+            provider=self.stt_provider, language=self.language, sample_rate_hz=self.rate, interim_results=True,
+            stream_id=self.stream_id))]
+
+    async def _on_stt_reopen(self) -> None:
+        """Re-send what the new stream needs: the utterance in progress and unanswered FINALIZEs."""
+        self._stt_end = 0
+        if self.speaking:
+            self._open_gate()
+        for fid in self.finalizing:
+            self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(finalize_id=fid)))
+
+    async def _on_stt(self, resp: stt_pb2.RecognizeResponse) -> None:
+        if resp.WhichOneof("msg") != "result":
+            return
+        r = resp.result
+        text = r.text.strip()
+        if not r.finalize_id:
+            if text:
+                self.latest_interim = text
+                self.hooks.heard(Interim(text, r.is_final))
+            return
+        if r.finalize_id in self.finalizing:
+            self.finalizing.remove(r.finalize_id)
+        self.hooks.heard(Final(text, r.finalize_id))

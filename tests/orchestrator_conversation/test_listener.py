@@ -1,0 +1,103 @@
+"""The Listener's decisions from what the VAD and STT say: typed events only, the VAD's applied
+params trusted (no guessed thresholds), windows measured at the stream's own rate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from interview.v1 import common_pb2, stt_pb2, vad_pb2
+from services.common.clock import FakeClock
+from services.orchestrator.conversation.listener import (EarlySpeech, Final, Heard, Interim, Listener, SessionFailed,
+                                                         SpeechStarted, SpeechStopped)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Heard] = []
+
+    def heard(self, event: Heard) -> None:
+        self.events.append(event)
+
+
+def listener(rate: int = 16000) -> tuple[Listener, Recorder]:
+    hooks = Recorder()
+    return Listener(vad_stub=None, stt_stub=None, hooks=hooks, clock=FakeClock(), input_rate=rate, stream_id="s_1",
+                    stt_provider="", language="en-US", pre_roll_ms=500, early_pause_ms=128,
+                    params=common_pb2.VadParams(min_silence_ms=1200), trace_attributes={}), hooks
+
+
+def applied(**params: float) -> vad_pb2.DetectResponse:
+    return vad_pb2.DetectResponse(params_applied=vad_pb2.VadParamsApplied(params=common_pb2.VadParams(**params)))
+
+
+def prob(end: int, p: float) -> vad_pb2.DetectResponse:
+    return vad_pb2.DetectResponse(probability=vad_pb2.VadProbability(window_end_samples=end, probability=p))
+
+
+async def windows(lis: Listener, window: int, probabilities: list[float], start: int = 0) -> None:
+    for i, p in enumerate(probabilities):
+        await lis._on_vad(prob(start + (i + 1) * window, p))
+
+
+@pytest.mark.parametrize(("rate", "window"), [(16000, 512), (8000, 256)])
+async def test_early_speech_after_pause_ms_of_voiced_windows_at_the_streams_rate(rate: int, window: int) -> None:
+    lis, hooks = listener(rate)
+    await lis._on_vad(applied(activation_threshold=0.5, min_speech_ms=300))
+    await windows(lis, window, [0.1, 0.9, 0.9, 0.9])  # 3 voiced windows: 96 ms
+    assert hooks.events == []
+    await windows(lis, window, [0.9], start=4 * window)  # 128 ms
+    assert hooks.events == [EarlySpeech(in_utterance=False, confirm_within_s=pytest.approx(0.55))]
+
+
+async def test_nothing_early_until_the_vad_says_which_params_it_applied() -> None:
+    lis, hooks = listener()
+    lis.audio(common_pb2.AudioChunk(pcm=np.zeros(512 * 20, np.int16).tobytes(), offset_samples=0))
+    await windows(lis, 512, [0.99] * 20)
+    assert hooks.events == [] and not lis.voiced_recently()
+
+
+async def test_the_applied_threshold_decides_what_is_voiced() -> None:
+    lis, hooks = listener()
+    await lis._on_vad(applied(activation_threshold=0.7, min_speech_ms=250))
+    await windows(lis, 512, [0.6] * 10)
+    assert hooks.events == []
+    await lis._on_vad(applied(activation_threshold=0.5, min_speech_ms=250))  # a mode change lowered it
+    await windows(lis, 512, [0.6] * 4, start=10 * 512)
+    assert [type(e) for e in hooks.events] == [EarlySpeech]
+
+
+async def test_voiced_recently_counts_the_window_not_yet_scored() -> None:
+    lis, _ = listener()
+    await lis._on_vad(applied(activation_threshold=0.5, min_speech_ms=250))
+    lis.audio(common_pb2.AudioChunk(pcm=np.zeros(512 * 3, np.int16).tobytes(), offset_samples=0))
+    await windows(lis, 512, [0.1, 0.9])  # voiced up to 1024; audio to 1536
+    assert lis.voiced_recently()
+    lis.audio(common_pb2.AudioChunk(pcm=np.zeros(4000, np.int16).tobytes(), offset_samples=1536))
+    assert lis.voiced_recently()  # 4512 samples after the last voiced window: 250 ms + one window
+    lis.audio(common_pb2.AudioChunk(pcm=np.zeros(1, np.int16).tobytes(), offset_samples=5536))
+    assert not lis.voiced_recently()
+
+
+async def test_an_utterance_is_reported_as_events_with_a_finalize_id() -> None:
+    lis, hooks = listener()
+    await lis._on_vad(vad_pb2.DetectResponse(event=vad_pb2.VadEvent(type=vad_pb2.SPEECH_STARTED, offset_samples=800)))
+    await lis._on_stt(stt_pb2.RecognizeResponse(result=stt_pb2.SttResult(text=" hello ")))
+    assert lis.in_progress() == ("hello", lis.utterance_start_time, 1)
+    await lis._on_vad(vad_pb2.DetectResponse(event=vad_pb2.VadEvent(type=vad_pb2.SPEECH_STOPPED)))
+    assert lis.finalizing == ["s_1-f1"] and not lis.speaking
+    await lis._on_stt(stt_pb2.RecognizeResponse(result=stt_pb2.SttResult(text="hello there", is_final=True,
+                                                                         finalize_id="s_1-f1")))
+    started, interim, stopped, final = hooks.events
+    assert started == SpeechStarted(800) and interim == Interim("hello", False)
+    assert isinstance(stopped, SpeechStopped) and final == Final("hello there", "s_1-f1")
+    assert lis.finalizing == []
+
+
+async def test_bad_audio_is_refused_with_invalid_argument() -> None:
+    lis, _ = listener()
+    with pytest.raises(SessionFailed, match="even number of bytes") as odd:
+        lis.audio(common_pb2.AudioChunk(pcm=b"\x00" * 3, offset_samples=0))
+    assert odd.value.code.name == "INVALID_ARGUMENT"
+    lis.audio(common_pb2.AudioChunk(pcm=b"\x00" * 4, offset_samples=100))
+    with pytest.raises(SessionFailed, match="went backwards"):
+        lis.audio(common_pb2.AudioChunk(pcm=b"\x00" * 4, offset_samples=50))
