@@ -1,6 +1,6 @@
-"""Offline provider: pocketsphinx (bundled en-us model), streamed utterance by utterance.
+"""One stream's session on pocketsphinx (bundled en-us model), streamed utterance by utterance.
 
-The decoding itself happens in worker processes (workers.py, worker.py, decoder.py beside this module), one per
+The decoding itself happens in worker processes (workers.py, worker.py, decoder.py beside it), one per
 core: pocketsphinx holds the GIL, so threads would share one core. A stream borrows a decoder for
 one utterance (first audio after a FINALIZE .. the next FINALIZE) and gives it back, so it holds
 nothing between utterances. Audio goes to the worker in batches: one call in flight per stream,

@@ -1,4 +1,5 @@
-"""A decoder worker process: `python -m services.stt.providers.offline.worker` (started by services/stt/providers/offline/workers.py).
+"""A decoder worker process: `python -m services.stt.providers.offline.worker` (started by
+workers.py beside it).
 
 pocketsphinx's process_raw holds the GIL, so one process decodes on one core; the service runs one
 of these per core. A worker owns a few decoders (model loaded once per decoder, reused across

@@ -1,6 +1,6 @@
 """Decoder worker processes and the pool of decoders they hold, seen from the service's event loop.
 
-One worker process per core (services/stt/providers/offline/worker.py) decodes in parallel with the others, since
+One worker process per core (worker.py beside it) decodes in parallel with the others, since
 pocketsphinx holds the GIL. The pool hands out a decoder for one utterance (a Lease: worker +
 decoder id), preferring the worker with the fewest open utterances; the utterance's state lives
 in that worker until its end. Decoders are created on demand up to `max_decoders` in total and
