@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 
 from services.stt.providers.offline.decoder import DECODER_RATE
+from services.common.tasks import cancel_and_wait
 from services.stt.providers.base import (Audio, Emit, FinalizeMark, LogItem, ProviderFailure, ProviderResult, Session,
                                          WordResult)
 from services.stt.segments import SegmentMap
@@ -51,16 +52,9 @@ class OfflineSession(Session):
     async def finalize(self) -> None:
         await self._queue.put(FinalizeMark())
 
-    def unfinished(self) -> list[LogItem]:
-        return []
-
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None
         if self._lease is not None:  # mid-utterance: the decoder is reusable once the utterance is ended
             lease, self._lease = self._lease, None
