@@ -57,6 +57,23 @@ class ResourceExhausted(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class ProviderError(Unavailable):
+    """A provider could not answer (connection, error reply, timeout): the failover driver may
+    retry it or fall back. `retryable`: a second try at once may succeed (5xx, a dropped
+    connection); not for 4xx such as 429, where retrying at once only adds load. `status` is the
+    provider's own (HTTP) status where it has one."""
+
+    def __init__(self, message: str, *, retryable: bool = True, status: int = 0,
+                 code: grpc.StatusCode | None = None):
+        super().__init__(message, code=code)
+        self.retryable = retryable
+        self.status = status
+
+
+class NoProviderAnswered(Unavailable):
+    """Every provider of a chain failed."""
+
+
 def invalid(field: str, what: str) -> InvalidArgument:
     """`field: what was wrong and what is accepted` as INVALID_ARGUMENT."""
     return InvalidArgument(f"{field}: {what}", field=field)

@@ -13,28 +13,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import grpc
 
 from interview.v1 import common_pb2, stt_pb2
-from services.common.audio import pcm_to_int16
+from services.common.audio import check_chunk
 from services.common.clock import Clock, Timer
-from services.common.fallback import ProviderChain
-from services.stt.provider import (Audio, FinalizeMark, ProviderEventT, ProviderFailure, ProviderNotice,
-                                   ProviderResult, Session)
+from services.common.errors import ServiceError
+from services.common.fallback import Failover, ProviderChain
+from services.common.tasks import WorkQueue
+from services.stt.providers.base import (Audio, FinalizeMark, ProviderEventT, ProviderFailure, ProviderNotice,
+                                         ProviderResult, Session, SttProvider)
 
 log = logging.getLogger("stt.stream")
 
-SessionFactory = Callable[["RecognizeStream"], Session]
 _Event = common_pb2.ProviderEvent
-
-
-class StreamError(Exception):
-    """Ends the stream with this status; the message is for a person."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -53,13 +44,12 @@ class _Utterance:
 
 
 class RecognizeStream:
-    def __init__(self, config: stt_pb2.SttConfig, provider: str, chain: ProviderChain[SessionFactory],
-                 *, fallback: bool, deadline_s: float, clock: Clock, out: asyncio.Queue[object]):
+    def __init__(self, config: stt_pb2.SttConfig, provider: str, chain: ProviderChain[SttProvider],
+                 *, fallback: bool, deadline_s: float, clock: Clock, out: WorkQueue[object]):
         self.config = config
         self.rate = config.sample_rate_hz
         self.provider = provider
         self.chain = chain
-        self.fallback = fallback
         self.deadline_s = deadline_s
         self.clock = clock
         self.out = out
@@ -72,19 +62,18 @@ class RecognizeStream:
         self._audio_since_finalize = False
         self._end = 0                                    # caller offset after the last audio sample
         self._tasks: set[asyncio.Task[None]] = set()
+        self.walk: Failover[SttProvider] = Failover(chain, provider, fallback=fallback)
         self._succeeded: set[str] = set()
         self._answered = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for name, factory, _ in self._candidates(self.provider):
-            if name != self.provider:
-                await self._event(_Event.BREAKER_OPEN, self.provider, self.provider,
-                                  f"{self.provider} failed recently; skipped for a cool-down")
-                await self._event(_Event.FALLBACK, name, self.provider, f"{self.provider} is cooling down")
-            await self._open(name, factory)
-            return
+        events = self.walk.begin()
+        assert self.walk.provider is not None  # the last provider is always offered
+        await self._open(self.walk.name, self.walk.provider)
+        for event in events:
+            await self._put(stt_pb2.RecognizeResponse(provider_event=event))
 
     async def close(self) -> None:
         for p in self._pending:
@@ -102,31 +91,18 @@ class RecognizeStream:
             self._answered.clear()
             await self._answered.wait()
 
-    def _candidates(self, start: str) -> list[tuple[str, SessionFactory, object]]:
-        found = list(self.chain.candidates(start))
-        return found if self.fallback else found[:1]
-
-    async def _open(self, name: str, factory: SessionFactory) -> None:
+    async def _open(self, name: str, provider: SttProvider) -> None:
         self.provider = name
-        self.session = factory(self)
+        self.session = provider.session(self.rate, self.emitter(name), self.config)
         self._sessions.append(self.session)
         await self.session.start()
 
     # -- requests -----------------------------------------------------------------------------
 
     async def audio(self, chunk: common_pb2.AudioChunk) -> None:
-        try:
-            samples = pcm_to_int16(chunk.pcm)
-        except ValueError:
-            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"audio must be PCM s16le mono (2 bytes per sample); got a chunk of {len(chunk.pcm)} "
-                              f"bytes at offset {chunk.offset_samples}") from None
+        samples = check_chunk(chunk.pcm, chunk.offset_samples, self._end)
         if not len(samples):
             return
-        if chunk.offset_samples < self._end:
-            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"offset_samples went backwards: chunk at {chunk.offset_samples} after audio up to "
-                              f"{self._end}; each chunk's offset is the stream position of its first sample")
         self._end = chunk.offset_samples + len(samples)
         self._audio_since_finalize = True
         async with self._lock:
@@ -165,7 +141,7 @@ class RecognizeStream:
     async def _result(self, r: ProviderResult) -> None:
         if self.provider not in self._succeeded:
             self._succeeded.add(self.provider)
-            self.chain.breakers[self.provider].record_success()
+            self.walk.succeed()
         if not r.is_final:
             self._utt.interim = r
             if self.config.interim_results:
@@ -221,19 +197,16 @@ class RecognizeStream:
             self._answered.set()
 
     async def _failover(self, failure: ProviderFailure) -> None:
-        failed = self.provider
-        self.chain.breakers[failed].record_failure(failure.reason)
-        nxt = [(n, f) for n, f, _ in self._candidates(failed) if n != failed] if self.fallback else []
-        if not nxt:
-            await self._put(StreamError(failure.code, failure.reason))
+        events = self.walk.fail(failure.reason)
+        if self.walk.provider is None:
+            await self._put(ServiceError(failure.reason, code=failure.code))
             return
-        name, factory = nxt[0]
-        log.warning("provider failed; falling back", extra={"from": failed, "to": name, "reason": failure.reason})
         async with self._lock:
             assert self.session is not None
             replay = self.session.unfinished()
-            await self._open(name, factory)
-            await self._event(_Event.FALLBACK, name, failed, failure.reason)
+            await self._open(self.walk.name, self.walk.provider)
+            for event in events:
+                await self._put(stt_pb2.RecognizeResponse(provider_event=event))
             for item in replay:
                 if isinstance(item, Audio):
                     await self.session.send_audio(item)
@@ -248,7 +221,8 @@ class RecognizeStream:
         task.add_done_callback(self._tasks.discard)
 
     async def _put(self, item: object) -> None:
-        await self.out.put(item)
+        if not self.out.closed:  # closed: the caller has gone; late words go nowhere
+            await self.out.put(item)
 
     async def _event(self, kind: int, provider: str, from_provider: str, reason: str) -> None:
         await self._put(stt_pb2.RecognizeResponse(provider_event=common_pb2.ProviderEvent(
