@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _META = "env"
+_PREFIX = "env_prefix"
 
 
 class ConfigError(Exception):
@@ -59,6 +60,19 @@ def env(
     if default is not dataclasses.MISSING:
         kwargs["default"] = default
     return dataclasses.field(**kwargs)
+
+
+def section(cls: type, suffix: str) -> Any:
+    """A nested settings dataclass read with the service prefix plus `suffix` (e.g. `gemini`
+    inside the llm config reads LLM_GEMINI_MODEL); defaults to `cls()` when built by hand."""
+    return dataclasses.field(default_factory=cls, metadata={_PREFIX: suffix})
+
+
+def _sub_prefix(prefix: str, f: dataclasses.Field) -> str:  # type: ignore[type-arg]
+    suffix = f.metadata.get(_PREFIX, "")
+    if not suffix:
+        return prefix
+    return f"{prefix}_{suffix}" if prefix else suffix
 
 
 def _parse_bool(raw: str) -> bool:
@@ -113,7 +127,7 @@ def _load(cls: type[T], prefix: str, environ: Mapping[str, str], problems: list[
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            values[f.name] = _load(tp, prefix, environ, problems)
+            values[f.name] = _load(tp, _sub_prefix(prefix, f), environ, problems)
             continue
         spec: _EnvSpec | None = f.metadata.get(_META)
         name = var_name(prefix, f.name, spec)
@@ -152,7 +166,11 @@ def _load(cls: type[T], prefix: str, environ: Mapping[str, str], problems: list[
         values[f.name] = value
     if problems:  # the caller raises ConfigError with the full list
         return None  # type: ignore[return-value]
-    return cls(**values)
+    value = cls(**values)
+    check = getattr(value, "config_problems", None)
+    if callable(check):  # rules across fields (e.g. a provider in the chain without its API key)
+        problems.extend(check(prefix))
+    return value
 
 
 def load_or_exit(cls: type[T], prefix: str = "", environ: Mapping[str, str] | None = None) -> T:
@@ -171,7 +189,7 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            rows.extend(describe(tp, prefix))
+            rows.extend(describe(tp, _sub_prefix(prefix, f)))
             continue
         spec = f.metadata.get(_META)
         default = "(required)" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING else (

@@ -3,31 +3,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import env
+from services.common.config import env, section
+from services.common.registry import ProviderSpec, Registry
 from services.common.server import ServerSettings
 
-PROVIDERS = ("gemini", "scripted")
+@dataclass(frozen=True)
+class GeminiSettings:
+    api_key: str = env("", name="GEMINI_API_KEY", secret=True, help="Gemini API key")
+    base_url: str = env("", help="Gemini API base URL override (proxies, tests); empty = Google's")
+    model: str = env("gemini-2.5-flash", help="Gemini model id")
+    api_version: str = env("", help="Gemini API version path segment; empty = the SDK's default")
 
 
-def _provider_list(raw: str) -> tuple[str, ...]:
-    names = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
-    unknown = [n for n in names if n not in PROVIDERS]
-    if unknown:
-        raise ValueError(f"unknown provider(s) {', '.join(unknown)}; known: {', '.join(PROVIDERS)}")
-    return names
+@dataclass(frozen=True)
+class ScriptedSettings:
+    delta_words: int = env(3, min=1, max=50, help="words per streamed delta of the scripted interviewer")
+    delta_delay_ms: int = env(
+        0, min=0, max=1000, help="pause between scripted deltas (0 = yield only; >0 imitates a model's pace)")
+
+
+# The provider table: adding a provider is its module plus one line here (and its settings class).
+PROVIDERS = Registry("LLM_PROVIDERS", [
+    ProviderSpec("gemini", "services.llm.providers.gemini:GeminiProvider", GeminiSettings, needs=("api_key",)),
+    ProviderSpec("scripted", "services.llm.providers.scripted:ScriptedProvider", ScriptedSettings),
+])
+LlmProviderSettings = PROVIDERS.settings_class("LlmProviderSettings")
 
 
 @dataclass(frozen=True)
 class LlmConfig:
     server: ServerSettings
     providers: tuple[str, ...] = env(
-        (), parse=_provider_list,
+        (), parse=PROVIDERS.parse,
         help="provider chain in order, e.g. gemini,scripted; empty = gemini,scripted with a "
              "GEMINI_API_KEY, else scripted")
-    gemini_api_key: str = env("", name="GEMINI_API_KEY", secret=True, help="Gemini API key")
-    gemini_base_url: str = env("", help="Gemini API base URL override (proxies, tests); empty = Google's")
-    gemini_model: str = env("gemini-2.5-flash", help="Gemini model id")
-    gemini_api_version: str = env("", help="Gemini API version path segment; empty = the SDK's default")
     temperature: float = env(0.6, min=0.0, max=2.0, help="sampling temperature (requests may override)")
     max_output_tokens: int = env(400, min=16, max=8192, help="output token cap (voice answers are short)")
     first_token_deadline_ms: int = env(
@@ -39,12 +48,13 @@ class LlmConfig:
     max_history_chars: int = env(
         120_000, min=100, help="total history text above this is RESOURCE_EXHAUSTED (summarize first)")
     prompt_version: str = env("v1", help="prompt template set under services/llm/prompts/")
-    scripted_delta_words: int = env(3, min=1, max=50, help="words per streamed delta of the scripted interviewer")
-    scripted_delta_delay_ms: int = env(
-        0, min=0, max=1000, help="pause between scripted deltas (0 = yield only; >0 imitates a model's pace)")
+    provider: LlmProviderSettings = section(LlmProviderSettings, "")
 
     def chain(self) -> tuple[str, ...]:
         """The provider chain actually used."""
         if self.providers:
             return self.providers
-        return ("gemini", "scripted") if self.gemini_api_key else ("scripted",)
+        return ("gemini", "scripted") if self.provider.gemini.api_key else ("scripted",)
+
+    def config_problems(self, prefix: str) -> list[str]:
+        return PROVIDERS.problems(self.chain(), self.provider, prefix)

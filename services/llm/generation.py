@@ -17,11 +17,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from interview.v1 import common_pb2, llm_pb2
 from services.common.fallback import BreakerState, ProviderChain
-from services.llm.providers import Act, Delta, Done, Event, Provider, ProviderError, Settings
+from services.llm.providers.base import Act, Delta, Done, Event, LlmProvider as Provider, ProviderError, Settings
 
 log = logging.getLogger("llm.generation")
 
@@ -73,9 +73,10 @@ class Generation:
             if previous:
                 yield _event(common_pb2.ProviderEvent.FALLBACK, name, previous, attempts[-1].error)
             last = name == names[-1]
+            own = settings if req.options.model or not provider.model else replace(settings, model=provider.model)
             for attempt in (1, 2):
                 t0 = time.monotonic()
-                stream = provider.generate(req, settings)
+                stream = provider.generate(req, own)
                 try:
                     first = await self._first_event(stream, None if last else deadline, name)
                 except ProviderError as exc:

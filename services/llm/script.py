@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from interview.v1 import common_pb2, llm_pb2
 from services.common.plan_questions import normalize
 from services.llm import plan as planning
-from services.llm.providers import Act
+from services.llm.providers.base import Act
 
 SHORT_ANSWER_WORDS = 8
 ACKS = ("Thank you.", "Got it, thanks.", "Okay, that's helpful.", "Thanks for walking me through that.",

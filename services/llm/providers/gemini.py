@@ -1,6 +1,7 @@
 """Gemini through google-genai's async streaming API.
 
-Actions are function calls (tools): no_reply (CODING mode only), advance_phase, end_interview.
+Actions are function calls: the neutral tools of services/llm/tools.py translated into function
+declarations (no_reply only in CODING mode).
 Automatic function calling is off (we execute nothing; the orchestrator applies the actions) and
 so are the SDK's own retries (its implicit retry sleeps 1-10 s on a refused connection): the
 provider chain decides about retries and fallback under a first-token deadline.
@@ -20,30 +21,26 @@ from google import genai
 from google.genai import errors, types
 
 from interview.v1 import llm_pb2
+from services.common.clock import Clock
+from services.llm.config import GeminiSettings
 from services.llm.prompting import PromptSet
-from services.llm.providers import Act, Delta, Done, Event, ProviderError, Settings
+from services.llm.providers.base import Delta, Done, Event, LlmProvider, ProviderError, Settings
+from services.llm.tools import TOOLS, Tool, action_of
 
 log = logging.getLogger("llm.gemini")
 
-_STR = types.Schema(type=types.Type.STRING)
-TOOLS: dict[str, types.FunctionDeclaration] = {
-    "no_reply": types.FunctionDeclaration(
-        name="no_reply",
-        description="Say nothing this turn: the candidate is thinking aloud during live coding, not talking to you.",
-        parameters=types.Schema(type=types.Type.OBJECT, properties={"reason": _STR})),
-    "advance_phase": types.FunctionDeclaration(
-        name="advance_phase",
-        description="Move the interview to another phase because this phase's goals are met or its time is up.",
-        parameters=types.Schema(type=types.Type.OBJECT, properties={
-            "target_phase_id": types.Schema(type=types.Type.STRING,
-                                            description="id of the phase to move to; empty for the next one"),
-            "reason": _STR})),
-    "end_interview": types.FunctionDeclaration(
-        name="end_interview",
-        description="End the interview after the closing words (the plan is finished).",
-        parameters=types.Schema(type=types.Type.OBJECT, properties={"reason": _STR})),
-}
-ACTIONS = {"no_reply": llm_pb2.NO_REPLY, "advance_phase": llm_pb2.ADVANCE_PHASE, "end_interview": llm_pb2.END_INTERVIEW}
+def _schema(js: dict[str, Any]) -> types.Schema:
+    """A JSON-schema dict of services/llm/tools.py as Gemini's Schema (the subset the tools use)."""
+    props = js.get("properties")
+    return types.Schema(type=types.Type(js["type"].upper()), description=js.get("description"),
+                        properties={k: _schema(v) for k, v in props.items()} if props else None)
+
+
+def _function(tool: Tool) -> types.FunctionDeclaration:
+    return types.FunctionDeclaration(name=tool.name, description=tool.description,
+                                     parameters=_schema(tool.parameters))
+
+
 _FINISH = {
     "STOP": llm_pb2.FINISH_STOP, "MAX_TOKENS": llm_pb2.FINISH_MAX_TOKENS, "SAFETY": llm_pb2.FINISH_SAFETY,
     "RECITATION": llm_pb2.FINISH_SAFETY, "BLOCKLIST": llm_pb2.FINISH_SAFETY,
@@ -55,7 +52,7 @@ _FINISH = {
 @functools.lru_cache(maxsize=8)
 def _tools(names: tuple[str, ...]) -> list[types.Tool]:
     """Built once per tool set (the SDK copies the config it is given, so sharing is safe)."""
-    return [types.Tool(function_declarations=[TOOLS[n] for n in names])]
+    return [types.Tool(function_declarations=[_function(TOOLS[n]) for n in names])]
 
 
 def build_config(prompts: PromptSet, req: llm_pb2.GenerateRequest,
@@ -74,21 +71,22 @@ def build_config(prompts: PromptSet, req: llm_pb2.GenerateRequest,
     return config, contents
 
 
-class GeminiProvider:
+class GeminiProvider(LlmProvider):
     name = "gemini"
 
-    def __init__(self, api_key: str, prompts: PromptSet, *, base_url: str = "", api_version: str = "",
+    def __init__(self, settings: GeminiSettings, *, prompts: PromptSet, clock: Clock | None = None,
                  timeout_s: float = 30.0):
-        if not api_key:
+        if not settings.api_key:
             raise ValueError("the gemini provider needs GEMINI_API_KEY")
         options: dict[str, Any] = {"timeout": int(timeout_s * 1000),
                                    "retry_options": types.HttpRetryOptions(attempts=1)}
-        if base_url:
-            options["base_url"] = base_url
-        if api_version:
-            options["api_version"] = api_version
-        self.client = genai.Client(api_key=api_key, http_options=types.HttpOptions(**options))
+        if settings.base_url:
+            options["base_url"] = settings.base_url
+        if settings.api_version:
+            options["api_version"] = settings.api_version
+        self.client = genai.Client(api_key=settings.api_key, http_options=types.HttpOptions(**options))
         self.prompts = prompts
+        self.model = settings.model
 
     async def generate(self, request: llm_pb2.GenerateRequest, settings: Settings) -> AsyncIterator[Event]:
         config, contents = build_config(self.prompts, request, settings)
@@ -103,10 +101,9 @@ class GeminiProvider:
                     for part in (cand.content.parts if cand.content else None) or []:
                         if part.text and not part.thought:
                             yield Delta(part.text)
-                        elif part.function_call and part.function_call.name in ACTIONS:
-                            args = part.function_call.args or {}
-                            yield Act(ACTIONS[part.function_call.name], str(args.get("target_phase_id", "")),
-                                      str(args.get("reason", "")))
+                        elif part.function_call and (act := action_of(part.function_call.name or "",
+                                                                       part.function_call.args)):
+                            yield act
                     if cand.finish_reason:
                         finish = _FINISH.get(str(cand.finish_reason.value), llm_pb2.FINISH_STOP)
         except errors.APIError as exc:

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from interview.v1 import llm_pb2
 from services.common.clock import Clock, RealClock
 from services.llm import script
-from services.llm.providers import Done, Delta, Event, Settings
+from services.llm.config import ScriptedSettings
+from services.llm.prompting import PromptSet
+from services.llm.providers.base import Delta, Done, Event, LlmProvider, Settings
 
 _WORDS = re.compile(r"\S+\s*")
 
@@ -26,12 +28,14 @@ def pieces(text: str, words: int) -> list[str]:
     return ["".join(tokens[i:i + words]) for i in range(0, len(tokens), words)]
 
 
-class ScriptedProvider:
+class ScriptedProvider(LlmProvider):
     name = "scripted"
 
-    def __init__(self, *, delta_words: int = 3, delta_delay_s: float = 0.0, clock: Clock | None = None):
-        self.delta_words = delta_words
-        self.delta_delay_s = delta_delay_s
+    def __init__(self, settings: ScriptedSettings | None = None, *, prompts: PromptSet | None = None,
+                 clock: Clock | None = None, timeout_s: float = 30.0):
+        settings = settings or ScriptedSettings()
+        self.delta_words = settings.delta_words
+        self.delta_delay_s = settings.delta_delay_ms / 1000
         self.clock = clock or RealClock()
 
     async def generate(self, request: llm_pb2.GenerateRequest, settings: Settings) -> AsyncIterator[Event]:
@@ -58,6 +62,3 @@ class ScriptedProvider:
             finish = llm_pb2.FINISH_ACTION_ONLY
         prompt = sum(len(m.text) for m in request.history) + len(request.context.SerializeToString())
         yield Done(finish, input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(sent))
-
-    async def close(self) -> None:
-        return None
