@@ -45,7 +45,8 @@ _FINISH = {"stop": llm_pb2.FINISH_STOP, "tool_calls": llm_pb2.FINISH_STOP, "func
 
 @functools.lru_cache(maxsize=8)
 def tool_params(names: tuple[str, ...]) -> list[ChatCompletionToolParam]:
-    """The neutral tools as Chat Completions `tools` (the one translation; JSON schema as is)."""
+    """The neutral tools as Chat Completions `tools` (the one translation: their JSON schema goes
+    as is). Built once per tool set; sharing is safe, the SDK copies what it sends."""
     return [{"type": "function", "function": {"name": TOOLS[n].name, "description": TOOLS[n].description,
                                               "parameters": TOOLS[n].parameters}} for n in names]
 
