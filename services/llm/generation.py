@@ -1,6 +1,6 @@
 """One Generate request through the provider chain: failover, first-token deadline, one answer.
 
-Policy (the breakers themselves live in services/common/fallback.py):
+Policy (carried out by the failover driver in services/common/fallback.py):
 - A provider that errors, or yields nothing within the first-token deadline, is abandoned: its
   generator is closed (closing its HTTP request) before anything else happens.
 - A retryable error (5xx, dropped connection) that came back within the first half of the
@@ -13,21 +13,17 @@ Policy (the breakers themselves live in services/common/fallback.py):
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
-from interview.v1 import common_pb2, llm_pb2
-from services.common.fallback import BreakerState, ProviderChain
+from interview.v1 import llm_pb2
+from services.common.errors import NoProviderAnswered
+from services.common.fallback import Answer, Failover, ProviderChain
 from services.llm.providers.base import Act, Delta, Done, Event, LlmProvider as Provider, ProviderError, Settings
 
 log = logging.getLogger("llm.generation")
-
-
-class NoProviderAnswered(Exception):
-    """Every provider in the chain failed (the servicer maps it to UNAVAILABLE)."""
 
 
 @dataclass
@@ -65,83 +61,31 @@ class Generation:
         settings = settings_for(req, self.defaults)
         deadline = (req.options.first_token_deadline_ms / 1000) or self.defaults.first_token_deadline_s
         started = time.monotonic()
-        attempts: list[llm_pb2.ProviderAttempt] = []
         forced = req.options.provider
-        names = [forced] if forced else self.chain.names
-        previous = ""
-        for name, provider, breaker in self._candidates(forced, attempts):
-            if previous:
-                yield _event(common_pb2.ProviderEvent.FALLBACK, name, previous, attempts[-1].error)
-            last = name == names[-1]
+        # A provider the caller asked for is used alone: no fallback, breaker not consulted.
+        walk: Failover[Provider] = Failover(self.chain, forced or None, pinned=bool(forced), announce_open=True)
+
+        def start(name: str, provider: Provider) -> AsyncIterator[Event]:
             own = settings if req.options.model or not provider.model else replace(settings, model=provider.model)
-            for attempt in (1, 2):
-                t0 = time.monotonic()
-                stream = provider.generate(req, own)
-                try:
-                    first = await self._first_event(stream, None if last else deadline, name)
-                except ProviderError as exc:
-                    await stream.aclose()
-                    fast = time.monotonic() - t0 < deadline / 2
-                    if attempt == 1 and exc.retryable and fast and not last:
-                        log.info("provider failed, retrying once", extra={"provider": name, "error": str(exc)})
-                        continue
-                    breaker.record_failure(str(exc))
-                    attempts.append(llm_pb2.ProviderAttempt(provider=name, error=str(exc),
-                                                            breaker_state=breaker.state.value))
-                    log.warning("provider failed", extra={"provider": name, "error": str(exc),
-                                                          "breaker": breaker.state.value})
-                    if breaker.state is BreakerState.OPEN:
-                        yield _event(common_pb2.ProviderEvent.BREAKER_OPEN, "", name, str(exc))
-                    previous = name
-                    break
-                except BaseException:  # cancelled before the first token: no verdict on the provider
-                    breaker.release()
-                    await stream.aclose()
-                    raise
-                breaker.record_success()
-                attempts.append(llm_pb2.ProviderAttempt(provider=name, breaker_state=breaker.state.value))
-                async for response in self._stream(name, stream, first, started, attempts):
-                    yield response
-                return
-        raise NoProviderAnswered("; ".join(f"{a.provider}: {a.error}" for a in attempts) or "no provider configured")
+            return provider.generate(req, own)
 
-    def _candidates(self, forced: str, attempts: list[llm_pb2.ProviderAttempt]):  # type: ignore[no-untyped-def]
-        if forced:  # the caller asked for this provider only: no fallback, breaker not consulted
-            yield forced, self.chain.get(forced), self.chain.breakers[forced]
-            return
-        offered = set()
-        for name, provider, breaker in self.chain.candidates():
-            for skipped in self.chain.names:
-                if skipped == name:
-                    break
-                if skipped not in offered:
-                    offered.add(skipped)
-                    attempts.append(llm_pb2.ProviderAttempt(provider=skipped, error="skipped: breaker open",
-                                                            breaker_state=self.chain.breakers[skipped].state.value))
-            offered.add(name)
-            yield name, provider, breaker
+        answer: Answer[Event] | None = None
+        async for step in walk.first_answer(start, deadline):
+            if isinstance(step, Answer):
+                answer = step  # the last step
+            else:
+                yield llm_pb2.GenerateResponse(provider_event=step)
+        if answer is None:
+            raise NoProviderAnswered(f"no language model provider could answer: {walk.summary()}")
+        async for response in self._stream(walk, answer, started):
+            yield response
 
-    @staticmethod
-    async def _first_event(stream: AsyncIterator[Event], deadline: float | None, name: str) -> Event:
-        try:
-            async with asyncio.timeout(deadline):
-                return await anext(stream)
-        except TimeoutError:
-            raise ProviderError(f"{name}: no first token within {int((deadline or 0) * 1000)} ms",
-                                retryable=False) from None
-        except StopAsyncIteration:
-            raise ProviderError(f"{name}: ended without an answer", retryable=False) from None
-        except ProviderError:
-            raise
-        except Exception as exc:  # a provider bug must not take the request down: fall back
-            log.exception("provider raised unexpectedly", extra={"provider": name})
-            raise ProviderError(f"{name}: {type(exc).__name__}: {exc}", retryable=False) from exc
-
-    async def _stream(self, name: str, stream: AsyncIterator[Event], first: Event, started: float,
-                      attempts: list[llm_pb2.ProviderAttempt]) -> AsyncIterator[llm_pb2.GenerateResponse]:
+    async def _stream(self, walk: Failover[Provider], answer: Answer[Event],
+                      started: float) -> AsyncIterator[llm_pb2.GenerateResponse]:
         out = _Outcome(ttft_ms=int((time.monotonic() - started) * 1000))
+        stream = answer.stream
         try:
-            event: Event | None = first
+            event: Event | None = answer.first
             while event is not None:
                 if isinstance(event, Delta) and event.text:
                     out.text.append(event.text)
@@ -158,14 +102,13 @@ class Generation:
                     event = None
         except ProviderError as exc:
             # Committed to this provider: report the failure, never start a second answer.
-            self.chain.breakers[name].record_failure(str(exc))
+            walk.fail_committed(str(exc))
             out.error = str(exc)
-            attempts[-1].error = str(exc)
-            attempts[-1].breaker_state = self.chain.breakers[name].state.value
-            log.warning("provider failed mid-answer", extra={"provider": name, "error": str(exc)})
         finally:
-            await stream.aclose()
-        yield llm_pb2.GenerateResponse(final=_final(name, out, attempts))
+            await stream.aclose()  # type: ignore[attr-defined]
+        attempts = [llm_pb2.ProviderAttempt(provider=a.provider, error=a.error, breaker_state=a.breaker_state)
+                    for a in walk.attempts]
+        yield llm_pb2.GenerateResponse(final=_final(answer.provider, out, attempts))
 
 
 def _final(name: str, out: _Outcome, attempts: list[llm_pb2.ProviderAttempt]) -> llm_pb2.GenerateFinal:
@@ -179,7 +122,3 @@ def _final(name: str, out: _Outcome, attempts: list[llm_pb2.ProviderAttempt]) ->
                             total_tokens=done.input_tokens + done.output_tokens),
         actions=out.actions, attempts=attempts)
 
-
-def _event(kind: int, provider: str, from_provider: str, reason: str) -> llm_pb2.GenerateResponse:
-    return llm_pb2.GenerateResponse(provider_event=common_pb2.ProviderEvent(
-        kind=kind, provider=provider, from_provider=from_provider, reason=reason))

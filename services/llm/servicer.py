@@ -15,7 +15,8 @@ import grpc
 from interview.v1 import common_pb2, llm_pb2, llm_pb2_grpc
 from services.common import logs
 from services.llm import plan as planning
-from services.llm.generation import Generation, NoProviderAnswered
+from services.common.errors import NoProviderAnswered
+from services.llm.generation import Generation
 
 log = logging.getLogger("llm.servicer")
 
@@ -98,6 +99,6 @@ class LlmServicer(llm_pb2_grpc.LlmServicer):
                 async for response in stream:
                     yield response
             except NoProviderAnswered as exc:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"no language model provider could answer: {exc}")
+                await exc.abort(context)
             finally:
                 await stream.aclose()  # a cancelled caller: close the provider's request now

@@ -18,7 +18,7 @@ import grpc
 from interview.v1 import common_pb2, stt_pb2
 from services.common.audio import pcm_to_int16
 from services.common.clock import Clock, Timer
-from services.common.fallback import ProviderChain
+from services.common.fallback import Failover, ProviderChain
 from services.stt.provider import (Audio, FinalizeMark, ProviderEventT, ProviderFailure, ProviderNotice,
                                    ProviderResult, Session)
 
@@ -59,7 +59,6 @@ class RecognizeStream:
         self.rate = config.sample_rate_hz
         self.provider = provider
         self.chain = chain
-        self.fallback = fallback
         self.deadline_s = deadline_s
         self.clock = clock
         self.out = out
@@ -72,19 +71,18 @@ class RecognizeStream:
         self._audio_since_finalize = False
         self._end = 0                                    # caller offset after the last audio sample
         self._tasks: set[asyncio.Task[None]] = set()
+        self.walk: Failover[SessionFactory] = Failover(chain, provider, fallback=fallback)
         self._succeeded: set[str] = set()
         self._answered = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for name, factory, _ in self._candidates(self.provider):
-            if name != self.provider:
-                await self._event(_Event.BREAKER_OPEN, self.provider, self.provider,
-                                  f"{self.provider} failed recently; skipped for a cool-down")
-                await self._event(_Event.FALLBACK, name, self.provider, f"{self.provider} is cooling down")
-            await self._open(name, factory)
-            return
+        events = self.walk.begin()
+        assert self.walk.provider is not None  # the last provider is always offered
+        await self._open(self.walk.name, self.walk.provider)
+        for event in events:
+            await self._put(stt_pb2.RecognizeResponse(provider_event=event))
 
     async def close(self) -> None:
         for p in self._pending:
@@ -101,10 +99,6 @@ class RecognizeStream:
         while self._pending:
             self._answered.clear()
             await self._answered.wait()
-
-    def _candidates(self, start: str) -> list[tuple[str, SessionFactory, object]]:
-        found = list(self.chain.candidates(start))
-        return found if self.fallback else found[:1]
 
     async def _open(self, name: str, factory: SessionFactory) -> None:
         self.provider = name
@@ -165,7 +159,7 @@ class RecognizeStream:
     async def _result(self, r: ProviderResult) -> None:
         if self.provider not in self._succeeded:
             self._succeeded.add(self.provider)
-            self.chain.breakers[self.provider].record_success()
+            self.walk.succeed()
         if not r.is_final:
             self._utt.interim = r
             if self.config.interim_results:
@@ -221,19 +215,16 @@ class RecognizeStream:
             self._answered.set()
 
     async def _failover(self, failure: ProviderFailure) -> None:
-        failed = self.provider
-        self.chain.breakers[failed].record_failure(failure.reason)
-        nxt = [(n, f) for n, f, _ in self._candidates(failed) if n != failed] if self.fallback else []
-        if not nxt:
+        events = self.walk.fail(failure.reason)
+        if self.walk.provider is None:
             await self._put(StreamError(failure.code, failure.reason))
             return
-        name, factory = nxt[0]
-        log.warning("provider failed; falling back", extra={"from": failed, "to": name, "reason": failure.reason})
         async with self._lock:
             assert self.session is not None
             replay = self.session.unfinished()
-            await self._open(name, factory)
-            await self._event(_Event.FALLBACK, name, failed, failure.reason)
+            await self._open(self.walk.name, self.walk.provider)
+            for event in events:
+                await self._put(stt_pb2.RecognizeResponse(provider_event=event))
             for item in replay:
                 if isinstance(item, Audio):
                     await self.session.send_audio(item)

@@ -21,7 +21,7 @@ import numpy as np
 
 from interview.v1 import common_pb2, tts_pb2
 from services.common.audio import samples_per_ms
-from services.common.fallback import BreakerState, CircuitBreaker, ProviderChain
+from services.common.fallback import Failover, ProviderChain
 from services.tts.normalize import normalize
 from services.tts.providers import Provider, ProviderError, ProviderStream, Utterance
 from services.tts.segmenter import Segmenter
@@ -86,8 +86,8 @@ class Synthesis:
         self.offset = 0
         self.segments = 0
         self.spoken: list[str] = []
-        self._candidates: Iterator[tuple[str, Provider, CircuitBreaker]] | None = None
-        self._current: tuple[str, Provider, CircuitBreaker] | None = None
+        self.walk: Failover[Provider] = Failover(chain, start)
+        self._started = False
         self._stream: ProviderStream | None = None
 
     async def run(self, requests: AsyncIterator[tts_pb2.SynthesizeRequest]) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
@@ -101,14 +101,15 @@ class Synthesis:
                 text = normalize(item.text)
                 if not text:
                     continue
-                if self._current is None:  # chosen at the first piece: a half-open breaker's
-                    for event in self._pick_first():  # trial is only taken by a stream that speaks
-                        yield event
+                if not self._started:  # chosen at the first piece: a half-open breaker's trial
+                    self._started = True  # is only taken by a stream that speaks
+                    for event in self.walk.begin():
+                        yield _provider_event(event)
                 async for response in self._speak(text, item.trace):
                     yield response
             if self._stream is not None:
                 await self._stream.finish()
-            provider = self._current[0] if self._current else (self.start or self.chain.names[0])
+            provider = self.walk.name or self.start or self.chain.names[0]
             yield tts_pb2.SynthesizeResponse(done=tts_pb2.SynthesisDone(
                 total_samples=self.offset, segments=self.segments, provider=provider,
                 spoken_text=" ".join(self.spoken)))
@@ -156,23 +157,12 @@ class Synthesis:
         except Exception as exc:  # the speaker raises it in order, ending the stream
             await out.put(exc)
 
-    def _pick_first(self) -> Iterator[tts_pb2.SynthesizeResponse]:
-        """Choose the first provider whose breaker lets it through; say which were skipped."""
-        self._candidates = self.chain.candidates(self.start)
-        self._current = next(self._candidates)
-        names = self.chain.names
-        skipped = names[names.index(self.start) if self.start else 0:names.index(self._current[0])]
-        for name in skipped:
-            if self.chain.breakers[name].state is not BreakerState.CLOSED:
-                yield _provider_event(common_pb2.ProviderEvent.BREAKER_OPEN, self._current[0], name,
-                                      f"{name} failed recently; skipped for a cool-down")
-
     async def _speak(self, text: str, trace: common_pb2.TraceContext) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
         index = self.segments
         size = samples_per_ms(self.u.rate, self.limits.chunk_ms)
         while True:
-            assert self._current is not None
-            name, provider, breaker = self._current
+            name, provider = self.walk.name, self.walk.provider
+            assert provider is not None
             if self._stream is None:
                 self._stream = provider.open(self.u)
             chunker, tagged = Rechunker(size), False
@@ -185,17 +175,16 @@ class Synthesis:
                     yield self._chunk(pcm, index, "" if tagged else text, trace)
                     tagged = True
             except ProviderError as exc:
-                log.warning("provider failed", extra={"provider": name, "error": str(exc)})
-                breaker.record_failure(str(exc))
                 stream, self._stream = self._stream, None
                 await stream.aclose()
-                self._current = next(self._candidates, None) if self._candidates else None
-                if self._current is None:
+                events = self.walk.fail(str(exc))
+                if self.walk.provider is None:
                     raise TtsError(grpc.StatusCode.UNAVAILABLE,
                                    f"speech synthesis failed on every provider (last: {name}: {exc})") from exc
-                yield _provider_event(common_pb2.ProviderEvent.FALLBACK, self._current[0], name, str(exc))
+                for event in events:
+                    yield _provider_event(event)
                 continue
-            breaker.record_success()
+            self.walk.succeed()
             self.segments += 1
             self.spoken.append(text)
             return
@@ -208,6 +197,6 @@ class Synthesis:
         return tts_pb2.SynthesizeResponse(audio=chunk)
 
 
-def _provider_event(kind: int, provider: str, from_provider: str, reason: str) -> tts_pb2.SynthesizeResponse:
-    return tts_pb2.SynthesizeResponse(provider_event=common_pb2.ProviderEvent(
-        kind=kind, provider=provider, from_provider=from_provider, reason=reason[:300]))
+def _provider_event(event: common_pb2.ProviderEvent) -> tts_pb2.SynthesizeResponse:
+    event.reason = event.reason[:300]
+    return tts_pb2.SynthesizeResponse(provider_event=event)
