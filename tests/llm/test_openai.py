@@ -15,7 +15,7 @@ from services.common import config
 from services.llm.config import LlmConfig, OpenAISettings
 from services.llm.prompting import PromptSet
 from services.llm.providers.base import Settings
-from services.llm.providers.openai import OpenAIProvider, chat_request
+from services.llm.providers.openai import OPENING, OpenAIProvider, chat_request
 from services.llm.tools import TOOLS
 from tests.fakes.gemini import API_KEY as GEMINI_KEY, FakeGemini
 from tests.fakes.openai import API_KEY, FakeOpenAI, Reply, tool_call_deltas
@@ -75,8 +75,9 @@ async def test_streaming_deltas_arrive_in_order_with_usage(openai_env):
     # the same prompts every provider renders: trusted text in the system message only
     rendered = PromptSet("v1").render(req)
     assert body["messages"][0] == {"role": "system", "content": rendered.system_instruction}
-    assert [m["role"] for m in body["messages"]] == ["system", "assistant", "user"]
-    assert [m["content"] for m in body["messages"][1:]] == [text for _, text in rendered.contents]
+    # a user turn first (local chat templates insist), then the rendered turns, alternating
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+    assert [m["content"] for m in body["messages"][1:]] == [OPENING] + [text for _, text in rendered.contents]
     assert body["tools"] == [{"type": "function", "function": {"name": n, "description": TOOLS[n].description,
                                                                "parameters": TOOLS[n].parameters}}
                              for n in ("advance_phase", "end_interview")]
@@ -199,6 +200,9 @@ async def test_request_model_and_openai_token_field(fake_openai):
         assert str(cloud.client.base_url) == "https://api.openai.com/v1/" and cloud.client.max_retries == 0
         body = chat_request(cloud.prompts, openai_only(), Settings("gpt-4o-mini", 0.6, 400), token_field=cloud.token_field)
         assert body["max_completion_tokens"] == 400 and "max_tokens" not in body
+        greeting = chat_request(cloud.prompts, request(task=llm_pb2.TASK_GREETING), Settings("m", 0.6, 400))
+        assert [m["role"] for m in greeting["messages"]] == ["system", "user"] and "tools" not in greeting
+        assert OPENING not in greeting["messages"][1]["content"]
     finally:
         await cloud.close()
 

@@ -39,6 +39,7 @@ log = logging.getLogger("llm.openai")
 
 OPENAI_URL = "https://api.openai.com/v1"
 _ROLES = {"user": "user", "model": "assistant"}
+OPENING = "(The interview has started.)"
 _FINISH = {"stop": llm_pb2.FINISH_STOP, "tool_calls": llm_pb2.FINISH_STOP, "function_call": llm_pb2.FINISH_STOP,
            "length": llm_pb2.FINISH_MAX_TOKENS, "content_filter": llm_pb2.FINISH_SAFETY}
 
@@ -58,6 +59,10 @@ def chat_request(prompts: PromptSet, req: llm_pb2.GenerateRequest, settings: Set
     system message, untrusted text in delimited data sections of the user turns."""
     rendered = prompts.render(req)
     messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": rendered.system_instruction}]
+    if rendered.contents and rendered.contents[0][0] == "model":
+        # Many local chat templates (Mistral, Gemma) refuse a conversation that does not start
+        # with a user turn; the rendered turns alternate after that.
+        messages.append({"role": "user", "content": OPENING})
     messages += [{"role": _ROLES[role], "content": text} for role, text in rendered.contents]  # type: ignore[misc]
     body: dict[str, Any] = {"model": settings.model, "messages": messages, "stream": True,
                             "stream_options": {"include_usage": True}, "temperature": settings.temperature,
