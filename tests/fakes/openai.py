@@ -7,8 +7,8 @@ payload checked against the openai SDK's own type, ending `data: [DONE]`:
 - text as `choices[0].delta.content` pieces;
 - tool calls as `choices[0].delta.tool_calls` fragments: the first carries index, id, type and
   function.name with empty arguments, the arguments then follow in >= `arg_pieces` pieces; two
-  calls are two indexes one after the other. With `whole_calls` each call is one fragment
-  carrying everything (as llama.cpp server and Ollama send them);
+  calls are two indexes one after the other. With `whole_calls` every call comes complete, all
+  in one chunk (as Ollama and llama.cpp server send them);
 - a chunk with `finish_reason` ("stop", "tool_calls", "length") and an empty delta;
 - when the request asks `stream_options.include_usage`, every chunk carries `"usage": null` and
   one last chunk has no choices and the usage, like OpenAI's.
@@ -43,7 +43,7 @@ class Reply:
 
     chunks: list[str] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    whole_calls: bool = False  # each tool call in one chunk instead of fragments
+    whole_calls: bool = False  # every tool call complete in one chunk instead of fragments
     arg_pieces: int = 3  # fragments the arguments of one call are split into (at least)
     finish: str = ""  # empty: "tool_calls" when there are calls, else "stop"
     status: int = 200  # != 200: answer with this HTTP error instead
@@ -89,14 +89,15 @@ def split(text: str, pieces: int) -> list[str]:
 
 def tool_call_deltas(calls: list[tuple[str, dict[str, Any]]], *, whole: bool, arg_pieces: int) -> list[dict[str, Any]]:
     """The `delta` objects that carry `calls`, fragmented the way OpenAI streams them."""
+    if whole:  # every call complete, all in one delta (as Ollama sends them)
+        complete = [{"index": index, "id": f"call_fake{index}", "type": "function",
+                     "function": {"name": name, "arguments": json.dumps(args)}}
+                    for index, (name, args) in enumerate(calls)]
+        return [{"tool_calls": complete}] if complete else []
     out: list[dict[str, Any]] = []
     for index, (name, args) in enumerate(calls):
         call_id = f"call_fake{index}"
         arguments = json.dumps(args)
-        if whole:
-            out.append({"tool_calls": [{"index": index, "id": call_id, "type": "function",
-                                        "function": {"name": name, "arguments": arguments}}]})
-            continue
         out.append({"tool_calls": [{"index": index, "id": call_id, "type": "function",
                                     "function": {"name": name, "arguments": ""}}]})
         out.extend({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
