@@ -36,6 +36,23 @@ def pcm_to_int16(pcm: bytes) -> np.ndarray:
     return np.frombuffer(pcm, dtype="<i2")
 
 
+def check_chunk(pcm: bytes, offset: int, end: int) -> np.ndarray:
+    """The samples of one incoming chunk at `offset`, checked against `end` (the end of the audio
+    received so far): an even byte count, and an offset that never goes back (gaps are fine).
+    Raises InvalidArgument with a message a sender can act on."""
+    from services.common.errors import invalid
+
+    if len(pcm) % BYTES_PER_SAMPLE:
+        raise invalid("audio.pcm", f"audio chunk at offset {offset} has {len(pcm)} bytes: PCM s16le needs an even "
+                                   "number of bytes (2 bytes per sample, mono)")
+    if offset < end:
+        raise invalid("audio.offset_samples",
+                      f"offset_samples went backwards: offset_samples={offset} goes back before the end of the "
+                      f"previous audio ({end}); offsets are positions on the stream timeline and must not "
+                      "decrease (gaps are allowed)")
+    return np.frombuffer(pcm, dtype="<i2")
+
+
 def int16_to_float32(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float32) / 32768.0
 

@@ -26,8 +26,9 @@ from services.common import config
 from services.common.channels import create_channel
 from services.common.cli import Command
 from services.llm import plan as planning
+from services.common.errors import ServiceError
 from services.llm.config import PROVIDERS, LlmConfig
-from services.llm.servicer import Limits, RequestError, validate
+from services.llm.servicer import Limits, validate
 
 PERSONAS = {"interviewer": common_pb2.PERSONA_INTERVIEWER, "coach": common_pb2.PERSONA_COACH}
 COMMANDS = {"/checkin": llm_pb2.TASK_CHECK_IN, "/wrap": llm_pb2.TASK_WRAP_UP, "/resume": llm_pb2.TASK_RESUME,
@@ -162,7 +163,7 @@ async def chat(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO 
             session.history.append(llm_pb2.ChatMessage(role=common_pb2.ROLE_USER, text=text, mode=session.mode,
                                                         phase_id=session.phase))
             await turn(llm_pb2.TASK_REPLY)
-    except RequestError as exc:
+    except ServiceError as exc:
         print(f"\nrequest rejected ({exc.code.name}): {exc}", file=sys.stderr)
         return 2
     except grpc.aio.AioRpcError as exc:

@@ -15,7 +15,7 @@ import grpc
 from interview.v1 import common_pb2, llm_pb2, llm_pb2_grpc
 from services.common import logs
 from services.llm import plan as planning
-from services.common.errors import NoProviderAnswered
+from services.common.errors import InvalidArgument, NoProviderAnswered, ResourceExhausted, ServiceError
 from services.llm.generation import Generation
 
 log = logging.getLogger("llm.servicer")
@@ -27,59 +27,50 @@ class Limits:
     max_history_chars: int
 
 
-class RequestError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-
-
 def validate(req: llm_pb2.GenerateRequest, limits: Limits, providers: list[str]) -> None:
-    """Raise RequestError for a request no provider should see."""
-    inv = grpc.StatusCode.INVALID_ARGUMENT
+    """Raise InvalidArgument / ResourceExhausted for a request no provider should see."""
     if req.persona not in common_pb2.Persona.values():
-        raise RequestError(inv, f"unknown persona {req.persona}; use PERSONA_INTERVIEWER (1) or PERSONA_COACH (2)")
+        raise InvalidArgument(f"unknown persona {req.persona}; use PERSONA_INTERVIEWER (1) or PERSONA_COACH (2)")
     if req.task not in llm_pb2.Task.values():
-        raise RequestError(inv, f"unknown task {req.task}; known tasks: {', '.join(llm_pb2.Task.keys()[1:])}")
+        raise InvalidArgument(f"unknown task {req.task}; known tasks: {', '.join(llm_pb2.Task.keys()[1:])}")
     if req.context.mode not in common_pb2.Mode.values():
-        raise RequestError(inv, f"unknown mode {req.context.mode}; use MODE_CONVERSATIONAL or MODE_CODING")
+        raise InvalidArgument(f"unknown mode {req.context.mode}; use MODE_CONVERSATIONAL or MODE_CODING")
     for i, m in enumerate(req.history):
         if m.role not in (common_pb2.ROLE_USER, common_pb2.ROLE_AGENT, common_pb2.ROLE_SYSTEM):
-            raise RequestError(inv, f"history[{i}] has no valid role (ROLE_USER, ROLE_AGENT or ROLE_SYSTEM)")
+            raise InvalidArgument(f"history[{i}] has no valid role (ROLE_USER, ROLE_AGENT or ROLE_SYSTEM)")
     if len(req.history) > limits.max_history_messages:
-        raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                           f"history has {len(req.history)} messages, over the limit of {limits.max_history_messages}; "
-                           "summarise older turns with TASK_SUMMARIZE and pass the summary in context.summary")
+        raise ResourceExhausted(f"history has {len(req.history)} messages, over the limit of {limits.max_history_messages}; "
+                                "summarise older turns with TASK_SUMMARIZE and pass the summary in context.summary")
     chars = sum(len(m.text) for m in req.history)
     if chars > limits.max_history_chars:
-        raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                           f"history holds {chars} characters, over the limit of {limits.max_history_chars}; "
-                           "summarise older turns with TASK_SUMMARIZE and pass the summary in context.summary")
+        raise ResourceExhausted(f"history holds {chars} characters, over the limit of {limits.max_history_chars}; "
+                                "summarise older turns with TASK_SUMMARIZE and pass the summary in context.summary")
     task = req.task or llm_pb2.TASK_REPLY
     has_user = any(m.role == common_pb2.ROLE_USER and m.text.strip() for m in req.history)
     has_talk = has_user or any(m.role == common_pb2.ROLE_AGENT and m.text.strip() for m in req.history)
     if task == llm_pb2.TASK_REPLY and not has_user:
-        raise RequestError(inv, "TASK_REPLY needs a history with at least one candidate (ROLE_USER) message; "
-                                "to open the interview use TASK_GREETING")
+        raise InvalidArgument("TASK_REPLY needs a history with at least one candidate (ROLE_USER) message; "
+                              "to open the interview use TASK_GREETING")
     if task == llm_pb2.TASK_RESUME and not has_talk:
-        raise RequestError(inv, "TASK_RESUME needs the conversation so far in history (at least one ROLE_AGENT or "
-                                "ROLE_USER message); with nothing said yet, use TASK_GREETING to open the interview")
+        raise InvalidArgument("TASK_RESUME needs the conversation so far in history (at least one ROLE_AGENT or "
+                              "ROLE_USER message); with nothing said yet, use TASK_GREETING to open the interview")
     if task == llm_pb2.TASK_SUMMARIZE and not any(m.text.strip() for m in req.history):
-        raise RequestError(inv, "TASK_SUMMARIZE needs a non-empty history to summarise")
+        raise InvalidArgument("TASK_SUMMARIZE needs a non-empty history to summarise")
     ctx = req.context
     if ctx.phase_id and ctx.plan.phases and planning.find_phase(ctx.plan, ctx.phase_id) is None:
-        raise RequestError(inv, f"context.phase_id {ctx.phase_id!r} is not a phase of the plan "
-                                f"({', '.join(p.id for p in ctx.plan.phases)})")
+        raise InvalidArgument(f"context.phase_id {ctx.phase_id!r} is not a phase of the plan "
+                              f"({', '.join(p.id for p in ctx.plan.phases)})")
     ids = [p.id for p in ctx.plan.phases]
     if len(set(ids)) != len(ids) or any(not i for i in ids):
-        raise RequestError(inv, "every phase of context.plan needs a unique, non-empty id")
+        raise InvalidArgument("every phase of context.plan needs a unique, non-empty id")
     o = req.options
     if o.provider and o.provider not in providers:
-        raise RequestError(inv, f"options.provider {o.provider!r} is not configured here; "
-                                f"available: {', '.join(providers)} (or empty for the chain)")
+        raise InvalidArgument(f"options.provider {o.provider!r} is not configured here; "
+                              f"available: {', '.join(providers)} (or empty for the chain)")
     if o.HasField("temperature") and not 0.0 <= o.temperature <= 2.0:
-        raise RequestError(inv, f"options.temperature {o.temperature} is outside 0..2")
+        raise InvalidArgument(f"options.temperature {o.temperature} is outside 0..2")
     if o.max_output_tokens < 0 or o.first_token_deadline_ms < 0:
-        raise RequestError(inv, "options.max_output_tokens and options.first_token_deadline_ms must not be negative")
+        raise InvalidArgument("options.max_output_tokens and options.first_token_deadline_ms must not be negative")
 
 
 class LlmServicer(llm_pb2_grpc.LlmServicer):
@@ -92,8 +83,8 @@ class LlmServicer(llm_pb2_grpc.LlmServicer):
         with logs.bind(request_id=request.request_id, interview_id=request.interview_id):
             try:
                 validate(request, self.limits, self.generation.chain.names)
-            except RequestError as exc:
-                await context.abort(exc.code, str(exc))
+            except ServiceError as exc:
+                await exc.abort(context)
             stream = self.generation.run(request)
             try:
                 async for response in stream:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,88 +11,60 @@ import grpc
 from interview.v1 import stt_pb2, stt_pb2_grpc
 from services.common import logs
 from services.common.clock import Clock, RealClock
+from services.common.errors import FailedPrecondition, InvalidArgument, ServiceError, invalid
 from services.common.fallback import ProviderChain
+from services.common.tasks import OwnedTask, WorkQueue
 from services.stt.config import PROVIDERS, SttConfig
-from services.stt.deepgram import DeepgramProvider
-from services.stt.offline import OfflineSession
-from services.stt.stream import RecognizeStream, SessionFactory, StreamError
-from services.stt.workers import DecoderPool
+from services.stt.providers.base import SttProvider
+from services.stt.stream import RecognizeStream
 
 log = logging.getLogger("stt")
 
 MIN_RATE, MAX_RATE = 8000, 48000
 OUT_QUEUE = 64  # responses buffered per stream before the provider side waits for the caller
-_DONE = object()
 
 
 class SttServicer(stt_pb2_grpc.SttServicer):
-    def __init__(self, cfg: SttConfig, clock: Clock | None = None):
+    def __init__(self, cfg: SttConfig, chain: ProviderChain[SttProvider], clock: Clock | None = None):
         self.cfg = cfg
+        self.chain = chain
         self.clock = clock or RealClock()
-        self.pool = DecoderPool(cfg.offline_max_decoders, cfg.offline_workers or os.cpu_count() or 1)
-        self.deepgram = (DeepgramProvider(cfg.deepgram_api_key, cfg.deepgram_url, cfg.deepgram_model,
-                                          cfg.deepgram_keepalive_s, cfg.backoff, cfg.max_replay_s)
-                         if cfg.deepgram_api_key else None)
-        providers: list[tuple[str, SessionFactory]] = []
-        if self.deepgram is not None:
-            providers.append(("deepgram", self._deepgram_session))
-        providers.append(("offline", self._offline_session))
         self._closing: set[asyncio.Task[None]] = set()  # streams whose providers are being closed
-        self.chain: ProviderChain[SessionFactory] = ProviderChain(providers, cooldown_s=cfg.breaker_cooldown_s,
-                                                                  clock=self.clock)
-
-    async def warm(self) -> None:
-        """Start the decoder workers and load decoders now, so the first streams are not slow."""
-        await self.pool.warm(self.cfg.offline_warm_decoders)
 
     async def close(self) -> None:
+        """Wait for streams still closing their sessions (the providers are closed by their owner)."""
         await asyncio.gather(*self._closing, return_exceptions=True)
-        await self.pool.close()
-
-    def _offline_session(self, stream: RecognizeStream) -> OfflineSession:
-        # Providers always produce interims, even when the caller wants none: a FINALIZE answered by
-        # deadline carries the latest one.
-        return OfflineSession(self.pool, stream.rate, stream.emitter("offline"), True, self.cfg.offline_interim_ms)
-
-    def _deepgram_session(self, stream: RecognizeStream):  # type: ignore[no-untyped-def]
-        assert self.deepgram is not None
-        c = stream.config
-        return self.deepgram.session(stream.rate, stream.emitter("deepgram"), language=c.language, model=c.model,
-                                     interim=True, keywords=list(c.keywords))
 
     def _check_config(self, c: stt_pb2.SttConfig) -> str:
-        """The provider the stream starts on, or StreamError saying what is wrong."""
-        if c.provider and c.provider not in PROVIDERS:
-            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"unknown provider {c.provider!r}; use one of: {', '.join(PROVIDERS)} (or empty for the default)")
+        """The provider the stream starts on, or a ServiceError saying what is wrong."""
+        if c.provider and c.provider not in PROVIDERS.names:
+            raise invalid("config.provider", f"unknown provider {c.provider!r}; use one of: "
+                                             f"{', '.join(PROVIDERS.names)} (or empty for the default)")
         if not MIN_RATE <= c.sample_rate_hz <= MAX_RATE:
-            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"sample_rate_hz must be between {MIN_RATE} and {MAX_RATE} (16000 recommended); "
-                              f"got {c.sample_rate_hz}")
+            raise invalid("config.sample_rate_hz", f"sample_rate_hz must be between {MIN_RATE} and {MAX_RATE} "
+                                                   f"(16000 recommended); got {c.sample_rate_hz}")
         if c.finalize_deadline_ms < 0:
-            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, "finalize_deadline_ms must be 0 (default) or positive")
+            raise invalid("config.finalize_deadline_ms", "finalize_deadline_ms must be 0 (default) or positive")
         provider = self.cfg.provider_for(c.provider)
-        if provider == "deepgram" and self.deepgram is None:
-            raise StreamError(grpc.StatusCode.FAILED_PRECONDITION,
-                              "the deepgram provider is not configured on this server (DEEPGRAM_API_KEY is unset); "
-                              "use provider 'offline' or leave it empty")
-        if provider == "offline" and c.language and not c.language.lower().startswith("en"):
-            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"the offline provider only recognises English; got language {c.language!r}")
+        if provider not in self.chain.names:
+            unmet = ", ".join(PROVIDERS.unmet(provider, self.cfg.provider, "STT")) or "its settings"
+            raise FailedPrecondition(f"the {provider} provider is not configured on this server ({unmet} is unset); "
+                                     f"use provider {' or '.join(repr(n) for n in self.chain.names)} or leave it empty",
+                                     field="config.provider")
+        self.chain.get(provider).check(c)
         return provider
 
     async def Recognize(self, request_iterator: AsyncIterator[stt_pb2.RecognizeRequest],
                         context: grpc.aio.ServicerContext) -> AsyncIterator[stt_pb2.RecognizeResponse]:
-        out: asyncio.Queue[object] = asyncio.Queue(OUT_QUEUE)
+        out: WorkQueue[object] = WorkQueue(OUT_QUEUE)
         stream: RecognizeStream | None = None
         try:
             first = await anext(request_iterator, None)
             if first is None:
                 return
             if first.WhichOneof("msg") != "config":
-                raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
-                                  "the first message of a Recognize stream must be its config "
-                                  f"(got {first.WhichOneof('msg') or 'an empty message'})")
+                raise InvalidArgument("the first message of a Recognize stream must be its config "
+                                      f"(got {first.WhichOneof('msg') or 'an empty message'})", field="config")
             provider = self._check_config(first.config)
             stream_id = first.config.stream_id or uuid.uuid4().hex[:12]
             with logs.bind(stream_id=stream_id):
@@ -101,21 +72,14 @@ class SttServicer(stt_pb2_grpc.SttServicer):
                 stream = RecognizeStream(first.config, provider, self.chain, fallback=self.cfg.fallback,
                                          deadline_s=deadline_ms / 1000, clock=self.clock, out=out)
                 await stream.start()
-                reader = asyncio.create_task(self._read(request_iterator, stream, out))
-                try:
-                    while True:
-                        item = await out.get()
-                        if item is _DONE:
-                            break
-                        if isinstance(item, StreamError):
+                async with OwnedTask(lambda: self._read(request_iterator, stream, out), "stt-reader"):
+                    async for item in out:  # ends when the reader closes it
+                        if isinstance(item, ServiceError):
                             raise item
                         yield item  # type: ignore[misc]
-                finally:
-                    reader.cancel()
-                    await asyncio.gather(reader, return_exceptions=True)
-        except StreamError as exc:
+        except ServiceError as exc:
             log.info("stream rejected", extra={"code": exc.code.name, "reason": exc.message})
-            await context.abort(exc.code, exc.message)
+            await exc.abort(context)
         finally:
             if stream is not None:  # provider teardown (CloseStream, socket close) must not delay the caller
                 task = asyncio.create_task(stream.close())
@@ -123,7 +87,7 @@ class SttServicer(stt_pb2_grpc.SttServicer):
                 task.add_done_callback(self._closing.discard)
 
     async def _read(self, requests: AsyncIterator[stt_pb2.RecognizeRequest], stream: RecognizeStream,
-                    out: asyncio.Queue[object]) -> None:
+                    out: WorkQueue[object]) -> None:
         """Feeds the stream; after the caller half-closes, waits for open FINALIZEs to be answered."""
         try:
             async for req in requests:
@@ -133,14 +97,12 @@ class SttServicer(stt_pb2_grpc.SttServicer):
                 elif kind == "finalize":
                     await stream.finalize(req.finalize)
                 elif kind == "config":
-                    raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
-                                      "config may only be sent once, as the stream's first message")
+                    raise InvalidArgument("config may only be sent once, as the stream's first message", field="config")
             await stream.drained()
-            await out.put(_DONE)
-        except StreamError as exc:
+        except ServiceError as exc:
             await out.put(exc)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             log.exception("stream failed")
-            await out.put(StreamError(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"))
+            await out.put(ServiceError(f"internal error: {type(exc).__name__}"))
+        finally:  # cancelled too: the consumer's loop must end
+            out.close()

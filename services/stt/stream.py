@@ -13,28 +13,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import grpc
 
 from interview.v1 import common_pb2, stt_pb2
-from services.common.audio import pcm_to_int16
+from services.common.audio import check_chunk
 from services.common.clock import Clock, Timer
+from services.common.errors import ServiceError
 from services.common.fallback import Failover, ProviderChain
-from services.stt.provider import (Audio, FinalizeMark, ProviderEventT, ProviderFailure, ProviderNotice,
-                                   ProviderResult, Session)
+from services.common.tasks import WorkQueue
+from services.stt.providers.base import (Audio, FinalizeMark, ProviderEventT, ProviderFailure, ProviderNotice,
+                                         ProviderResult, Session, SttProvider)
 
 log = logging.getLogger("stt.stream")
 
-SessionFactory = Callable[["RecognizeStream"], Session]
 _Event = common_pb2.ProviderEvent
-
-
-class StreamError(Exception):
-    """Ends the stream with this status; the message is for a person."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -53,8 +44,8 @@ class _Utterance:
 
 
 class RecognizeStream:
-    def __init__(self, config: stt_pb2.SttConfig, provider: str, chain: ProviderChain[SessionFactory],
-                 *, fallback: bool, deadline_s: float, clock: Clock, out: asyncio.Queue[object]):
+    def __init__(self, config: stt_pb2.SttConfig, provider: str, chain: ProviderChain[SttProvider],
+                 *, fallback: bool, deadline_s: float, clock: Clock, out: WorkQueue[object]):
         self.config = config
         self.rate = config.sample_rate_hz
         self.provider = provider
@@ -71,7 +62,7 @@ class RecognizeStream:
         self._audio_since_finalize = False
         self._end = 0                                    # caller offset after the last audio sample
         self._tasks: set[asyncio.Task[None]] = set()
-        self.walk: Failover[SessionFactory] = Failover(chain, provider, fallback=fallback)
+        self.walk: Failover[SttProvider] = Failover(chain, provider, fallback=fallback)
         self._succeeded: set[str] = set()
         self._answered = asyncio.Event()
 
@@ -100,27 +91,18 @@ class RecognizeStream:
             self._answered.clear()
             await self._answered.wait()
 
-    async def _open(self, name: str, factory: SessionFactory) -> None:
+    async def _open(self, name: str, provider: SttProvider) -> None:
         self.provider = name
-        self.session = factory(self)
+        self.session = provider.session(self.rate, self.emitter(name), self.config)
         self._sessions.append(self.session)
         await self.session.start()
 
     # -- requests -----------------------------------------------------------------------------
 
     async def audio(self, chunk: common_pb2.AudioChunk) -> None:
-        try:
-            samples = pcm_to_int16(chunk.pcm)
-        except ValueError:
-            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"audio must be PCM s16le mono (2 bytes per sample); got a chunk of {len(chunk.pcm)} "
-                              f"bytes at offset {chunk.offset_samples}") from None
+        samples = check_chunk(chunk.pcm, chunk.offset_samples, self._end)
         if not len(samples):
             return
-        if chunk.offset_samples < self._end:
-            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"offset_samples went backwards: chunk at {chunk.offset_samples} after audio up to "
-                              f"{self._end}; each chunk's offset is the stream position of its first sample")
         self._end = chunk.offset_samples + len(samples)
         self._audio_since_finalize = True
         async with self._lock:
@@ -217,7 +199,7 @@ class RecognizeStream:
     async def _failover(self, failure: ProviderFailure) -> None:
         events = self.walk.fail(failure.reason)
         if self.walk.provider is None:
-            await self._put(StreamError(failure.code, failure.reason))
+            await self._put(ServiceError(failure.reason, code=failure.code))
             return
         async with self._lock:
             assert self.session is not None
@@ -239,7 +221,8 @@ class RecognizeStream:
         task.add_done_callback(self._tasks.discard)
 
     async def _put(self, item: object) -> None:
-        await self.out.put(item)
+        if not self.out.closed:  # closed: the caller has gone; late words go nowhere
+            await self.out.put(item)
 
     async def _event(self, kind: int, provider: str, from_provider: str, reason: str) -> None:
         await self._put(stt_pb2.RecognizeResponse(provider_event=common_pb2.ProviderEvent(

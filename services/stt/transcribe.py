@@ -20,8 +20,8 @@ from interview.v1 import common_pb2, stt_pb2, stt_pb2_grpc
 from services.common import config
 from services.common.audio import read_wav
 from services.common.server import ServerSettings, ServiceRuntime
-from services.stt.config import SttConfig
-from services.stt.servicer import SttServicer
+from services.stt.config import PROVIDERS, SttConfig
+from services.stt.service import make_servicer, serve
 
 RATE = 16000
 SILENCE_DBFS = -40.0
@@ -29,7 +29,7 @@ SILENCE_DBFS = -40.0
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="a PCM16 WAV file (any sample rate, mono or stereo)")
-    p.add_argument("--provider", choices=("offline", "deepgram"), default="", help="default: the server's default")
+    p.add_argument("--provider", choices=PROVIDERS.names, default="", help="default: the server's default")
     p.add_argument("--json", action="store_true", help="print one JSON object per result, with offsets and words")
     p.add_argument("--interim", action="store_true", help="also print interim results")
     p.add_argument("--pause-ms", type=int, default=0, help="also FINALIZE after pauses this long (0 = only at the end)")
@@ -97,9 +97,7 @@ async def _transcribe(args: argparse.Namespace) -> int:
         settings = ServerSettings(host="127.0.0.1", port=0)
         runtime = ServiceRuntime("stt", settings)
         runtime.port = 0  # any free port
-        servicer = SttServicer(cfg)
-        runtime.add(stt_pb2.DESCRIPTOR.services_by_name["Stt"].full_name, stt_pb2_grpc.add_SttServicer_to_server, servicer)
-        runtime.on_shutdown(servicer.close)
+        await serve(*make_servicer(cfg), runtime)
         target = f"127.0.0.1:{await runtime.start()}"
     try:
         async with grpc.aio.insecure_channel(target) as channel:

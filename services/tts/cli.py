@@ -13,15 +13,16 @@ from interview.v1 import tts_pb2
 from services.common import config
 from services.common.audio import write_wav
 from services.common.cli import Command
-from services.tts.config import SUPPORTED_RATES, TtsConfig
+from services.tts.config import PROVIDERS, SUPPORTED_RATES, TtsConfig
 from services.tts.service import make_servicer
-from services.tts.synthesis import Synthesis, TtsError
+from services.common.errors import ServiceError
+from services.tts.synthesis import Synthesis
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", help="what to say (markdown is fine: it is normalised like LLM output)")
     p.add_argument("-o", "--output", required=True, help="WAV file to write")
-    p.add_argument("--provider", choices=("", "offline", "cartesia"), default="",
+    p.add_argument("--provider", choices=("", *PROVIDERS.names), default="",
                    help="default: the server's chain (TTS_PROVIDERS)")
     p.add_argument("--rate", type=int, default=24000, choices=SUPPORTED_RATES, help="output sample rate")
     p.add_argument("--voice", default="", help="offline: rms, slt, awb, kal16, kal, espeak-ng; cartesia: a voice id")
@@ -53,7 +54,7 @@ async def _say(args: argparse.Namespace) -> int:
                       f"{d.segments} pieces, provider {d.provider}: {d.spoken_text!r}", file=sys.stderr)
         write_wav(args.output, np.frombuffer(b"".join(pcm), dtype="<i2"), utterance.rate)
         return 0
-    except TtsError as exc:
+    except ServiceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     finally:

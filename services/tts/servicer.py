@@ -8,11 +8,12 @@ import grpc
 
 from interview.v1 import tts_pb2, tts_pb2_grpc
 from services.common import logs
+from services.common.errors import InvalidArgument, ServiceError
 from services.common.fallback import ProviderChain
-from services.tts.config import SUPPORTED_RATES
-from services.tts.offline import OfflineProvider
-from services.tts.providers import Provider, Utterance
-from services.tts.synthesis import Limits, Synthesis, TtsError
+from services.tts.config import PROVIDERS, SUPPORTED_RATES
+from services.tts.providers.base import TtsProvider as Provider, Utterance
+from services.tts.providers.offline import OfflineProvider
+from services.tts.synthesis import Limits, Synthesis
 
 log = logging.getLogger("tts.servicer")
 SPEED_RANGE = (0.6, 1.5)
@@ -27,30 +28,32 @@ class TtsServicer(tts_pb2_grpc.TtsServicer):
         self.default_rate = default_rate
 
     def check(self, cfg: tts_pb2.TtsConfig) -> tuple[Utterance, str | None]:
-        """A validated Utterance and the provider to start from, or TtsError(INVALID_ARGUMENT)."""
-        bad = grpc.StatusCode.INVALID_ARGUMENT
+        """A validated Utterance and the provider to start from, or InvalidArgument."""
         names = self.chain.names
-        if cfg.provider and cfg.provider not in ("cartesia", "offline"):
-            raise TtsError(bad, f"unknown provider {cfg.provider!r}: use '' (the server's chain), 'cartesia' or 'offline'")
+        if cfg.provider and cfg.provider not in PROVIDERS.names:
+            raise InvalidArgument(f"unknown provider {cfg.provider!r}: use '' (the server's chain), "
+                                  f"{' or '.join(repr(n) for n in PROVIDERS.names)}", field="config.provider")
         if cfg.provider and cfg.provider not in names:
-            raise TtsError(bad, f"provider {cfg.provider!r} is not configured on this server "
-                                f"(available: {', '.join(names)}); use '' for the server's chain")
+            raise InvalidArgument(f"provider {cfg.provider!r} is not configured on this server "
+                                  f"(available: {', '.join(names)}); use '' for the server's chain", field="config.provider")
         rate = cfg.sample_rate_hz or self.default_rate
         if rate not in SUPPORTED_RATES:
-            raise TtsError(bad, f"unsupported sample_rate_hz {cfg.sample_rate_hz}: use one of "
-                                f"{', '.join(map(str, SUPPORTED_RATES))} (0 = {self.default_rate})")
+            raise InvalidArgument(f"unsupported sample_rate_hz {cfg.sample_rate_hz}: use one of "
+                                  f"{', '.join(map(str, SUPPORTED_RATES))} (0 = {self.default_rate})",
+                                  field="config.sample_rate_hz")
         speed = cfg.speed or 1.0
         if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
-            raise TtsError(bad, f"speed {cfg.speed} is out of range: use {SPEED_RANGE[0]}..{SPEED_RANGE[1]} (0 = normal)")
+            raise InvalidArgument(f"speed {cfg.speed} is out of range: use {SPEED_RANGE[0]}..{SPEED_RANGE[1]} (0 = normal)",
+                                  field="config.speed")
         start = cfg.provider or None
         first = start or names[0]
         if cfg.voice and not self.offline.has_voice(cfg.voice) and (first == "offline" or "cartesia" not in names):
-            raise TtsError(bad, f"unknown voice {cfg.voice!r}: the offline voices are "
-                                f"{', '.join(self.offline.voices)}")
+            raise InvalidArgument(f"unknown voice {cfg.voice!r}: the offline voices are "
+                                  f"{', '.join(self.offline.voices)}", field="config.voice")
         language = cfg.language or "en"
         if first == "offline" and not self.offline.speaks(language):
-            raise TtsError(bad, f"language {language!r} is not available offline; use an espeak-ng language "
-                                "code such as en, fr, de, es")
+            raise InvalidArgument(f"language {language!r} is not available offline; use an espeak-ng language "
+                                  "code such as en, fr, de, es", field="config.language")
         return Utterance(rate=rate, voice=cfg.voice, language=language, speed=speed,
                          generation_id=cfg.generation_id), start
 
@@ -66,12 +69,12 @@ class TtsServicer(tts_pb2_grpc.TtsServicer):
                                 "the first message must be a config (provider, voice, sample rate)")
         try:
             utterance, start = self.check(first.config)
-        except TtsError as exc:
-            await context.abort(exc.code, exc.message)
+        except ServiceError as exc:
+            await exc.abort(context)
         with logs.bind(generation_id=utterance.generation_id):
             try:
                 async for response in Synthesis(self.chain, utterance, self.limits, start).run(requests):
                     yield response
-            except TtsError as exc:
+            except ServiceError as exc:
                 log.info("stream rejected", extra={"code": exc.code.name, "reason": exc.message})
-                await context.abort(exc.code, exc.message)
+                await exc.abort(context)

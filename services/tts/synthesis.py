@@ -11,32 +11,23 @@ context: nothing more is produced or sent.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-import grpc
 import numpy as np
 
 from interview.v1 import common_pb2, tts_pb2
 from services.common.audio import samples_per_ms
 from services.common.fallback import Failover, ProviderChain
 from services.tts.normalize import normalize
-from services.tts.providers import Provider, ProviderError, ProviderStream, Utterance
+from services.common.errors import (InvalidArgument, NoProviderAnswered, ProviderError, ResourceExhausted)
+from services.common.tasks import OwnedTask, WorkQueue
+from services.tts.providers.base import ProviderStream, TtsProvider as Provider, Utterance
 from services.tts.segmenter import Segmenter
 
 log = logging.getLogger("tts.synthesis")
 PIECE_QUEUE = 16  # pieces waiting to be spoken; beyond it the reader stops reading (back-pressure)
-
-
-class TtsError(Exception):
-    """Ends the stream with this gRPC status; the message is for a person."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -51,9 +42,6 @@ class Limits:
 class _Piece:
     text: str
     trace: common_pb2.TraceContext
-
-
-_END = object()
 
 
 class Rechunker:
@@ -91,13 +79,13 @@ class Synthesis:
         self._stream: ProviderStream | None = None
 
     async def run(self, requests: AsyncIterator[tts_pb2.SynthesizeRequest]) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
-        pieces: asyncio.Queue[object] = asyncio.Queue(PIECE_QUEUE)
-        reader = asyncio.create_task(self._read(requests, pieces), name="tts-reader")
+        pieces: WorkQueue[_Piece | Exception] = WorkQueue(PIECE_QUEUE)
+        reader = OwnedTask(lambda: self._read(requests, pieces), "tts-reader")
+        reader.start()
         try:
-            while (item := await pieces.get()) is not _END:
+            async for item in pieces:
                 if isinstance(item, Exception):
                     raise item
-                assert isinstance(item, _Piece)
                 text = normalize(item.text)
                 if not text:
                     continue
@@ -114,13 +102,13 @@ class Synthesis:
                 total_samples=self.offset, segments=self.segments, provider=provider,
                 spoken_text=" ".join(self.spoken)))
         finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            await reader.stop()
             if self._stream is not None:
                 stream, self._stream = self._stream, None
                 await stream.aclose()
 
-    async def _read(self, requests: AsyncIterator[tts_pb2.SynthesizeRequest], out: asyncio.Queue[object]) -> None:
+    async def _read(self, requests: AsyncIterator[tts_pb2.SynthesizeRequest],
+                    out: WorkQueue[_Piece | Exception]) -> None:
         seg = Segmenter(self.limits.first_piece_words, self.limits.max_piece_words)
         trace = common_pb2.TraceContext()
         total = 0
@@ -130,7 +118,7 @@ class Synthesis:
                 if kind == "text":
                     total += len(req.text.text)
                     if total > self.limits.max_text_chars:
-                        raise TtsError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        raise ResourceExhausted(
                                        f"text too long: this stream sent {total} characters, the limit is "
                                        f"{self.limits.max_text_chars}; split the response into several streams")
                     if req.text.HasField("trace"):
@@ -143,19 +131,17 @@ class Synthesis:
                     if kind == "end":
                         break
                 elif kind == "config":
-                    raise TtsError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   "config may only be sent once, as the stream's first message")
+                    raise InvalidArgument("config may only be sent once, as the stream's first message",
+                                          field="config")
                 else:
-                    raise TtsError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   "empty SynthesizeRequest: set one of text, flush or end")
+                    raise InvalidArgument("empty SynthesizeRequest: set one of text, flush or end")
             else:  # the caller half-closed without `end`: speak what is left all the same
                 for piece in seg.flush():
                     await out.put(_Piece(piece, trace))
-            await out.put(_END)
-        except asyncio.CancelledError:
-            raise
+            out.close()
         except Exception as exc:  # the speaker raises it in order, ending the stream
             await out.put(exc)
+            out.close()
 
     async def _speak(self, text: str, trace: common_pb2.TraceContext) -> AsyncIterator[tts_pb2.SynthesizeResponse]:
         index = self.segments
@@ -179,8 +165,8 @@ class Synthesis:
                 await stream.aclose()
                 events = self.walk.fail(str(exc))
                 if self.walk.provider is None:
-                    raise TtsError(grpc.StatusCode.UNAVAILABLE,
-                                   f"speech synthesis failed on every provider (last: {name}: {exc})") from exc
+                    raise NoProviderAnswered(
+                        f"speech synthesis failed on every provider (last: {name}: {exc})") from exc
                 for event in events:
                     yield _provider_event(event)
                 continue

@@ -14,8 +14,9 @@ import grpc
 
 from interview.v1 import common_pb2, vad_pb2, vad_pb2_grpc
 from services.common import logs
-from services.common.audio import Rebuffer, Window, pcm_to_int16
+from services.common.audio import Rebuffer, Window, check_chunk
 from services.common.clock import Clock, RealClock
+from services.common.errors import InvalidArgument
 from services.vad.batcher import Batcher, InferenceUnavailable
 from services.vad.detector import Detector, Event, Kind, Params, ParamsError
 from services.vad.idle import IdleTimeout, guard_idle
@@ -59,16 +60,7 @@ class DetectStream:
         self.detector = Detector(rate, params)
 
     def windows(self, chunk: common_pb2.AudioChunk) -> list[Window]:
-        try:
-            samples = pcm_to_int16(chunk.pcm)
-        except ValueError:
-            raise BadRequest(f"audio chunk at offset {chunk.offset_samples} has {len(chunk.pcm)} bytes: "
-                             "PCM s16le needs an even number of bytes (2 per sample)") from None
-        offset = chunk.offset_samples
-        if offset < self.next_offset:
-            raise BadRequest(f"audio chunk offset_samples={offset} goes back before the end of the "
-                             f"previous audio ({self.next_offset}); offsets are positions on the stream timeline and "
-                             "must not decrease (gaps are allowed)")
+        samples, offset = check_chunk(chunk.pcm, chunk.offset_samples, self.next_offset), chunk.offset_samples
         self.next_offset = offset + len(samples)
         return self.rebuffer.push(samples, offset)
 
@@ -139,7 +131,7 @@ class VadServicer(vad_pb2_grpc.VadServicer):
             if stream is not None:
                 for resp in stream.finish():
                     yield resp
-        except BadRequest as exc:
+        except (BadRequest, InvalidArgument) as exc:
             log.warning("stream rejected", extra={"reason": str(exc)})
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except InferenceUnavailable as exc:

@@ -71,7 +71,9 @@ def test_create_imports_the_factory_and_passes_settings_and_context():
         TABLE.create("whisper", cfg.provider)
 
 
-@pytest.mark.parametrize("module,variable", [("services.llm.config", "LLM_PROVIDERS")])
+@pytest.mark.parametrize("module,variable", [("services.llm.config", "LLM_PROVIDERS"),
+                                             ("services.stt.config", "STT_DEFAULT_PROVIDER"),
+                                             ("services.tts.config", "TTS_PROVIDERS")])
 def test_service_tables_name_importable_factories(module, variable):
     import importlib
 

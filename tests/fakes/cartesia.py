@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from services.common.audio import resample
-from services.tts.offline import parse_wav
+from services.tts.providers.offline import parse_wav
 from tests.fakes import validated
 
 CHUNK_MS = 20

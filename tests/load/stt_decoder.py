@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from services.stt.decoder import new_decoder, words_of
+from services.stt.providers.offline.decoder import new_decoder, words_of
 from tests.load.stt import clips
 from tests.support.wer import corpus_wer
 

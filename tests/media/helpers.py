@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from services.common.audio import read_wav, resample
-from services.stt.decoder import decode_whole
+from services.stt.providers.offline.decoder import decode_whole
 
 SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
 CANDIDATE_WAV = SPEECH / "librivox" / "sense_and_sensibility_01_austen_64kb-0920.wav"

@@ -17,6 +17,8 @@ from services.common.audio import read_wav
 from services.common.clock import Clock
 from services.common.server import ServiceRuntime
 from services.stt.config import SttConfig
+from services.stt.providers.offline.workers import DecoderPool
+from services.stt.service import make_servicer
 from services.stt.servicer import SttServicer
 from tests.support.procs import free_port
 
@@ -43,6 +45,7 @@ class Stt:
     stub: stt_pb2_grpc.SttStub
     servicer: SttServicer
     address: str
+    pool: DecoderPool  # the offline provider's decoder workers
 
 
 @contextlib.asynccontextmanager
@@ -50,13 +53,15 @@ async def stt_server(env: dict[str, str] | None = None, clock: Clock | None = No
     cfg = config.load(SttConfig, "stt", {"STT_PORT": str(free_port()), "STT_OFFLINE_WARM_DECODERS": "0",
                                       "STT_FINALIZE_DEADLINE_MS": "30000", **(env or {})})
     runtime = ServiceRuntime("stt", cfg.server)
-    servicer = SttServicer(cfg, clock=clock)
+    servicer, providers = make_servicer(cfg, clock=clock)
     runtime.add(stt_pb2.DESCRIPTOR.services_by_name["Stt"].full_name, stt_pb2_grpc.add_SttServicer_to_server, servicer)
     runtime.on_shutdown(servicer.close)
+    for provider in providers:
+        runtime.on_shutdown(provider.close)
     port = await runtime.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Stt(stt_pb2_grpc.SttStub(channel), servicer, f"127.0.0.1:{port}")
+        yield Stt(stt_pb2_grpc.SttStub(channel), servicer, f"127.0.0.1:{port}", servicer.chain.get("offline").pool)
     finally:
         await channel.close()
         await runtime.stop(0.5)

@@ -48,7 +48,7 @@ async def test_bad_streams_do_not_disturb_a_good_one() -> None:
         errors = await asyncio.gather(*[status_of(stt, BAD[c][0]) for c in BAD])
         assert all(e.code() != grpc.StatusCode.OK for e in errors)
         assert "forward" in answers(await good)["u"].text
-        assert stt.servicer.pool.in_use == 0  # failed streams gave their decoders back
+        assert stt.pool.in_use == 0  # failed streams gave their decoders back
 
 
 async def test_an_idle_open_stream_holds_no_decoder_and_still_works_after() -> None:
@@ -72,7 +72,7 @@ async def test_an_idle_open_stream_holds_no_decoder_and_still_works_after() -> N
             if r.result.finalize_id:
                 got[r.result.finalize_id] = r.result
                 if r.result.finalize_id == "first":
-                    assert stt.servicer.pool.in_use == 0  # between utterances the stream holds no decoder
+                    assert stt.pool.in_use == 0  # between utterances the stream holds no decoder
                     checked.set()
     assert got["first"].text == got["second"].text
     assert got["second"].start_offset_samples == 10 * 16000

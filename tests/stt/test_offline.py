@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from services.common.audio import read_wav, resample
-from services.stt.decoder import decode_whole
+from services.stt.providers.offline.decoder import decode_whole
 from tests.stt.support import answers, audio, cfg, fin, librivox, run, speech, stt_server
 from tests.support.wer import corpus_wer, wer
 
@@ -87,7 +87,7 @@ async def test_decoders_are_pooled_not_loaded_per_stream() -> None:
     clip = speech("goforward_16k.wav")
     async with stt_server({"STT_OFFLINE_MAX_DECODERS": "2"}) as stt:
         results = await asyncio.gather(*[run(stt.stub, [cfg(), *audio(clip), fin("u")]) for _ in range(4)])
-        assert stt.servicer.pool.created <= 2
-        assert stt.servicer.pool.in_use == 0
+        assert stt.pool.created <= 2
+        assert stt.pool.in_use == 0
     assert all("forward" in answers(rs)["u"].text for rs in results)
 

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from interview.v1 import stt_pb2
-from services.stt.worker import is_end, next_request
+from services.stt.providers.offline.worker import is_end, next_request
 from tests.stt.support import answers, audio, cfg, fin, run, speech, stt_server
 
 
@@ -24,7 +24,7 @@ async def test_concurrent_utterances_decode_in_different_worker_processes() -> N
     clip = speech("goforward_16k.wav")
     async with stt_server({"STT_OFFLINE_WORKERS": "2"}) as stt:
         results = await asyncio.gather(*[run(stt.stub, [cfg(), *audio(clip), fin("u")]) for _ in range(2)])
-        workers = stt.servicer.pool.workers
+        workers = stt.pool.workers
         pids = [w.pid for w in workers]
         assert all(w.alive for w in workers) and len(set(pids)) == 2 and os.getpid() not in pids
         assert [len(w.idle) for w in workers] == [1, 1]  # one utterance each, decoders given back
@@ -46,7 +46,7 @@ async def test_a_worker_that_dies_mid_utterance_fails_that_stream_and_is_restart
             await asyncio.sleep(30)  # no more writes: the status arrives while the client only reads
 
         call = stt.stub.Recognize(script(), timeout=60)
-        pool = stt.servicer.pool
+        pool = stt.pool
         for _ in range(600):  # until the utterance is open in the worker
             if pool.in_use:
                 break

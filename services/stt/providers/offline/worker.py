@@ -1,4 +1,5 @@
-"""A decoder worker process: `python -m services.stt.worker` (started by services/stt/workers.py).
+"""A decoder worker process: `python -m services.stt.providers.offline.worker` (started by
+workers.py beside it).
 
 pocketsphinx's process_raw holds the GIL, so one process decodes on one core; the service runs one
 of these per core. A worker owns a few decoders (model loaded once per decoder, reused across
@@ -22,7 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-from services.stt.decoder import Utterance, new_decoder
+from services.stt.providers.offline.decoder import Utterance, new_decoder
 
 HEADER = struct.Struct(">I")
 

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 
 from services.common.audio import resample
-from services.tts.providers import ProviderError, Utterance
+from services.tts.config import OfflineSettings
+from services.tts.providers.base import ProviderError, ProviderStream, TtsProvider, Utterance
 
 log = logging.getLogger("tts.offline")
 
@@ -23,8 +24,8 @@ FLITE_VOICES = ("rms", "slt", "awb", "kal16", "kal")
 ESPEAK = "espeak-ng"
 
 
-class EngineError(Exception):
-    pass
+class EngineError(ProviderError):
+    """One engine (flite or espeak-ng) failed; the stream tries the next engine before giving up."""
 
 
 def parse_wav(data: bytes) -> tuple[np.ndarray, int]:
@@ -59,14 +60,15 @@ def espeak_languages() -> frozenset[str]:
     return frozenset(line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1)
 
 
-class OfflineProvider:
+class OfflineProvider(TtsProvider):
     """flite / espeak-ng, at most `concurrency` processes at once (a bounded pool: extra pieces
     wait their turn instead of forking without limit)."""
 
     name = "offline"
 
-    def __init__(self, default_voice: str = "rms", concurrency: int = 4,
-                 on_spawn: Callable[[int], None] | None = None):
+    def __init__(self, settings: OfflineSettings | None = None, *, on_spawn: Callable[[int], None] | None = None):
+        settings = settings or OfflineSettings()
+        default_voice, concurrency = settings.voice, settings.concurrency
         self.languages = espeak_languages()
         if default_voice not in (*FLITE_VOICES, ESPEAK):
             raise ValueError(f"unknown offline voice {default_voice!r}")
@@ -94,11 +96,8 @@ class OfflineProvider:
     def open(self, utterance: Utterance) -> OfflineStream:
         return OfflineStream(self, utterance)
 
-    async def aclose(self) -> None:
-        return None
 
-
-class OfflineStream:
+class OfflineStream(ProviderStream):
     def __init__(self, provider: OfflineProvider, utterance: Utterance):
         self.p = provider
         self.u = utterance
@@ -152,9 +151,4 @@ class OfflineStream:
             yield samples
             return
         raise ProviderError(f"offline synthesis failed: {last}")
-
-    async def finish(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None  # processes are killed by the cancelled synthesize() itself
+        # aclose: nothing to do, processes are killed by the cancelled synthesize() itself

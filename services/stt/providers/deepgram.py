@@ -18,10 +18,10 @@ from typing import Any
 
 import grpc
 
-from interview.v1 import common_pb2
-from services.common.retry import Backoff
-from services.stt.provider import (Audio, Emit, FinalizeMark, LogItem, ProviderFailure, ProviderNotice,
-                                   ProviderResult, WordResult)
+from interview.v1 import common_pb2, stt_pb2
+from services.stt.config import DeepgramSettings
+from services.stt.providers.base import (Audio, Emit, FinalizeMark, LogItem, ProviderFailure, ProviderNotice,
+                                         ProviderResult, Session, SttProvider, WordResult)
 from services.stt.segments import SegmentMap
 
 log = logging.getLogger("stt.deepgram")
@@ -29,34 +29,37 @@ log = logging.getLogger("stt.deepgram")
 _Event = common_pb2.ProviderEvent
 
 
-class DeepgramProvider:
+class DeepgramProvider(SttProvider):
     """Process-wide Deepgram settings and SDK client; makes one session per stream."""
 
-    def __init__(self, api_key: str, url: str, model: str, keepalive_s: float, backoff: Backoff,
-                 max_replay_s: float):
+    name = "deepgram"
+
+    def __init__(self, settings: DeepgramSettings):
         from deepgram import AsyncDeepgramClient, DeepgramClientEnvironment
 
+        url = settings.url
         http = url.replace("wss://", "https://").replace("ws://", "http://")
         environment = DeepgramClientEnvironment(base=http, production=url, agent=url, agent_rest=http)
-        self.client = AsyncDeepgramClient(api_key=api_key, environment=environment)
-        self.model = model
-        self.keepalive_s = keepalive_s
-        self.backoff = backoff
-        self.max_replay_s = max_replay_s
+        self.client = AsyncDeepgramClient(api_key=settings.api_key, environment=environment)
+        self.model = settings.model
+        self.keepalive_s = settings.keepalive_s
+        self.backoff = settings.backoff
+        self.max_replay_s = settings.max_replay_s
 
-    def session(self, rate: int, emit: Emit, *, language: str, model: str, interim: bool,
-                keywords: list[str]) -> "DeepgramSession":
+    def session(self, rate: int, emit: Emit, config: stt_pb2.SttConfig) -> "DeepgramSession":
+        # Interim results always on, even when the caller wants none: a FINALIZE answered by
+        # deadline carries the latest one.
         params: dict[str, Any] = {
-            "model": model or self.model, "encoding": "linear16", "sample_rate": str(rate), "channels": "1",
-            "interim_results": "true" if interim else "false", "endpointing": "false", "punctuate": "true",
-            "language": language or "en-US",
+            "model": config.model or self.model, "encoding": "linear16", "sample_rate": str(rate), "channels": "1",
+            "interim_results": "true", "endpointing": "false", "punctuate": "true",
+            "language": config.language or "en-US",
         }
-        if keywords:
-            params["keyterm"] = list(keywords)
+        if config.keywords:
+            params["keyterm"] = list(config.keywords)
         return DeepgramSession(self, rate, emit, params)
 
 
-class DeepgramSession:
+class DeepgramSession(Session):
     name = "deepgram"
 
     def __init__(self, provider: DeepgramProvider, rate: int, emit: Emit, params: dict[str, Any]):

@@ -1,6 +1,6 @@
 """Decoder worker processes and the pool of decoders they hold, seen from the service's event loop.
 
-One worker process per core (services/stt/worker.py) decodes in parallel with the others, since
+One worker process per core (worker.py beside it) decodes in parallel with the others, since
 pocketsphinx holds the GIL. The pool hands out a decoder for one utterance (a Lease: worker +
 decoder id), preferring the worker with the fewest open utterances; the utterance's state lives
 in that worker until its end. Decoders are created on demand up to `max_decoders` in total and
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.stt.worker import HEADER, frame
+from services.stt.providers.offline.worker import HEADER, frame
 
 log = logging.getLogger("stt.workers")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]  # the checkout holding services/
 
 
 class WorkerGone(Exception):
@@ -55,7 +55,7 @@ class WorkerProcess:
     async def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.stt.worker", stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "services.stt.providers.offline.worker", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, env=env, cwd=str(ROOT), limit=1 << 22)
         self.alive = True
         self._reader = asyncio.create_task(self._read(), name=f"stt-worker-{self.index}-reader")

@@ -1,6 +1,6 @@
-"""Offline provider: pocketsphinx (bundled en-us model), streamed utterance by utterance.
+"""One stream's session on pocketsphinx (bundled en-us model), streamed utterance by utterance.
 
-The decoding itself happens in worker processes (workers.py, worker.py, decoder.py), one per
+The decoding itself happens in worker processes (workers.py, worker.py, decoder.py beside it), one per
 core: pocketsphinx holds the GIL, so threads would share one core. A stream borrows a decoder for
 one utterance (first audio after a FINALIZE .. the next FINALIZE) and gives it back, so it holds
 nothing between utterances. Audio goes to the worker in batches: one call in flight per stream,
@@ -15,15 +15,16 @@ import logging
 import grpc
 import numpy as np
 
-from services.stt.decoder import DECODER_RATE
-from services.stt.provider import Audio, Emit, FinalizeMark, LogItem, ProviderFailure, ProviderResult, WordResult
+from services.stt.providers.offline.decoder import DECODER_RATE
+from services.stt.providers.base import (Audio, Emit, FinalizeMark, LogItem, ProviderFailure, ProviderResult, Session,
+                                         WordResult)
 from services.stt.segments import SegmentMap
-from services.stt.workers import DecoderPool, Lease, WorkerGone
+from services.stt.providers.offline.workers import DecoderPool, Lease, WorkerGone
 
 log = logging.getLogger("stt.offline")
 
 
-class OfflineSession:
+class OfflineSession(Session):
     """One stream on pocketsphinx: audio fed as it arrives, partials as interims, FINALIZE ends the utterance."""
 
     name = "offline"

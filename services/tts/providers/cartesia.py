@@ -22,20 +22,21 @@ from cartesia.types.websocket_client_event import CancelContextRequest
 from websockets.exceptions import ConnectionClosed
 
 from services.common.audio import pcm_to_int16
-from services.tts.providers import ProviderError, Utterance
+from services.tts.config import CartesiaSettings
+from services.tts.providers.base import ProviderError, ProviderStream, TtsProvider, Utterance
 
 log = logging.getLogger("tts.cartesia")
 CLOSE_TIMEOUT_S = 1.0
 
 
-class CartesiaProvider:
+class CartesiaProvider(TtsProvider):
     name = "cartesia"
 
-    def __init__(self, api_key: str, *, base_url: str = "https://api.cartesia.ai", ws_url: str = "",
-                 model: str = "sonic-3", voice: str = "", timeout_s: float = 3.0, idle_connections: int = 2):
-        self.client = AsyncCartesia(api_key=api_key, base_url=base_url, websocket_base_url=ws_url or None)
-        self.model, self.default_voice, self.timeout_s = model, voice, timeout_s
-        self.idle_max = idle_connections
+    def __init__(self, settings: CartesiaSettings):
+        s = settings
+        self.client = AsyncCartesia(api_key=s.api_key, base_url=s.base_url, websocket_base_url=s.ws_url or None)
+        self.model, self.default_voice, self.timeout_s = s.model, s.voice, s.timeout_s
+        self.idle_max = s.idle_connections
         self._idle: list[AsyncTTSResourceConnection] = []
 
     def has_voice(self, voice: str) -> bool:
@@ -73,7 +74,7 @@ async def _close(conn: AsyncTTSResourceConnection) -> None:
         pass
 
 
-class CartesiaStream:
+class CartesiaStream(ProviderStream):
     def __init__(self, provider: CartesiaProvider, utterance: Utterance):
         self.p = provider
         self.u = utterance

@@ -1,0 +1,39 @@
+"""Offline provider: pocketsphinx (bundled en-us model) in decoder worker processes.
+
+session.py streams one Recognize stream utterance by utterance; workers.py owns the pool of worker
+processes (worker.py) that run decoder.py, one per core, since pocketsphinx holds the GIL.
+"""
+from __future__ import annotations
+
+import os
+
+from interview.v1 import stt_pb2
+from services.common.errors import invalid
+from services.stt.config import OfflineSettings
+from services.stt.providers.base import Emit, SttProvider
+from services.stt.providers.offline.session import OfflineSession
+from services.stt.providers.offline.workers import DecoderPool
+
+
+class OfflineProvider(SttProvider):
+    name = "offline"
+
+    def __init__(self, settings: OfflineSettings | None = None):
+        self.settings = settings or OfflineSettings()
+        self.pool = DecoderPool(self.settings.max_decoders, self.settings.workers or os.cpu_count() or 1)
+
+    def check(self, config: stt_pb2.SttConfig) -> None:
+        if config.language and not config.language.lower().startswith("en"):
+            raise invalid("config.language", f"the offline provider only recognises English; got language "
+                                             f"{config.language!r}")
+
+    def session(self, rate: int, emit: Emit, config: stt_pb2.SttConfig) -> OfflineSession:
+        # Interims always on, even when the caller wants none: a FINALIZE answered by deadline
+        # carries the latest one.
+        return OfflineSession(self.pool, rate, emit, True, self.settings.interim_ms)
+
+    async def warm(self) -> None:
+        await self.pool.warm(self.settings.warm_decoders)
+
+    async def close(self) -> None:
+        await self.pool.close()
