@@ -121,7 +121,7 @@ def _warm_up(client: AsyncOpenAI) -> None:
     client.chat.completions  # noqa: B018  (a lazy attribute: reading it imports the resources)
     with contextlib.suppress(ImportError):
         importlib.import_module("anyio._backends._asyncio")
-    ChatCompletionChunk.construct(**_SAMPLE_CHUNK)  # the SDK's own (lazily cached) field conversions
+    ChatCompletionChunk.model_construct(**_SAMPLE_CHUNK)  # the SDK's own (lazily cached) field conversions
 
 
 class OpenAIProvider(LlmProvider):
