@@ -1,7 +1,7 @@
 """`python -m services.llm chat`: a typed conversation with the provider chain, deltas printed as
 they stream. For people trying prompts and plans, and for operators checking a deployment
 (`--target host:port` goes through the running service; without it the chain runs in-process
-from the same LLM_* / GEMINI_API_KEY variables the service reads).
+from the same LLM_* / GEMINI_API_KEY / OPENAI_* variables the service reads).
 
 It plays a minimal orchestrator: the agent speaks first, ADVANCE_PHASE moves the phase (and its
 mode), END_INTERVIEW ends the chat. Slash commands: /code and /talk switch mode, /checkin,
@@ -26,8 +26,8 @@ from services.common import config
 from services.common.channels import create_channel
 from services.common.cli import Command
 from services.llm import plan as planning
-from services.llm.config import LlmConfig
 from services.common.errors import ServiceError
+from services.llm.config import PROVIDERS, LlmConfig
 from services.llm.servicer import Limits, validate
 
 PERSONAS = {"interviewer": common_pb2.PERSONA_INTERVIEWER, "coach": common_pb2.PERSONA_COACH}
@@ -181,7 +181,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", default="default", help="plan: 'default', a file, or NAME in --plans-dir")
     p.add_argument("--plans-dir", default="plans", help="where --template NAME is looked up (NAME.yaml|.yml|.json)")
     p.add_argument("--target", default="", help="host:port of a running llm service; default: in-process chain")
-    p.add_argument("--provider", default="", help="force one provider (gemini|scripted); default: the chain")
+    p.add_argument("--provider", default="", help=f"force one provider ({'|'.join(PROVIDERS.names)}); default: the chain")
     p.add_argument("--name", default="", help="the candidate's name")
 
 

@@ -15,6 +15,24 @@ class GeminiSettings:
     api_version: str = env("", help="Gemini API version path segment; empty = the SDK's default")
 
 
+def _http_url(raw: str) -> str:
+    url = raw.strip()
+    if url and not url.startswith(("http://", "https://")):
+        raise ValueError("expected an http(s) URL such as http://localhost:11434/v1")
+    return url
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    api_key: str = env("", name="OPENAI_API_KEY", secret=True,
+                       help="OpenAI API key (a local server ignores it, but the SDK needs one: any value)")
+    base_url: str = env("", name="OPENAI_BASE_URL", parse=_http_url,
+                        help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM), "
+                             "http://localhost:8080/v1 (llama.cpp), http://localhost:11434/v1 (Ollama); "
+                             "empty = OpenAI's")
+    model: str = env("gpt-4o-mini", help="model id (a local server's own name for it, e.g. llama3.2)")
+
+
 @dataclass(frozen=True)
 class ScriptedSettings:
     delta_words: int = env(3, min=1, max=50, help="words per streamed delta of the scripted interviewer")
@@ -25,6 +43,7 @@ class ScriptedSettings:
 # The provider table: adding a provider is its module plus one line here (and its settings class).
 PROVIDERS = Registry("LLM_PROVIDERS", [
     ProviderSpec("gemini", "services.llm.providers.gemini:GeminiProvider", GeminiSettings, needs=("api_key",)),
+    ProviderSpec("openai", "services.llm.providers.openai:OpenAIProvider", OpenAISettings, needs=("api_key",)),
     ProviderSpec("scripted", "services.llm.providers.scripted:ScriptedProvider", ScriptedSettings),
 ])
 LlmProviderSettings = PROVIDERS.settings_class("LlmProviderSettings")
@@ -35,8 +54,8 @@ class LlmConfig:
     server: ServerSettings
     providers: tuple[str, ...] = env(
         (), parse=PROVIDERS.parse,
-        help="provider chain in order, e.g. gemini,scripted; empty = gemini,scripted with a "
-             "GEMINI_API_KEY, else scripted")
+        help="provider chain in order, e.g. gemini,scripted or openai,gemini,scripted; empty = gemini,scripted "
+             "with a GEMINI_API_KEY, else scripted (openai only when named here)")
     temperature: float = env(0.6, min=0.0, max=2.0, help="sampling temperature (requests may override)")
     max_output_tokens: int = env(400, min=16, max=8192, help="output token cap (voice answers are short)")
     first_token_deadline_ms: int = env(
