@@ -18,12 +18,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
 from opentelemetry import trace
 
 from interview.v1 import common_pb2, stt_pb2, vad_pb2
 from services.common import errors, telemetry
-from services.common.audio import PreRoll
+from services.common.audio import PreRoll, check_chunk
 from services.common.clock import Clock
 from services.orchestrator.conversation.clients import ReopeningStream
 
@@ -114,12 +113,10 @@ class Listener:
     # ---- audio in ----
 
     def audio(self, chunk: common_pb2.AudioChunk) -> None:
-        if len(chunk.pcm) % 2:
-            raise SessionFailed(f"audio chunk of {len(chunk.pcm)} bytes: PCM s16le needs an even number of bytes")
-        if chunk.offset_samples < self._audio_end:
-            raise SessionFailed(f"audio offset_samples went backwards ({chunk.offset_samples} after a chunk ending "
-                                f"at {self._audio_end}); offsets must increase")
-        samples = np.frombuffer(chunk.pcm, dtype=np.int16)
+        try:
+            samples = check_chunk(chunk.pcm, chunk.offset_samples, self._audio_end)
+        except errors.InvalidArgument as exc:  # bad input from media ends the session with this status
+            raise SessionFailed(exc.message, field=exc.field) from None
         self._audio_end = chunk.offset_samples + len(samples)
         self.preroll.push(samples, chunk.offset_samples)
         self.vad.send_audio(vad_pb2.DetectRequest(audio=chunk))
