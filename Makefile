@@ -7,8 +7,9 @@ APT_PACKAGES := redis-server flite espeak-ng sox tesseract-ocr chromium chromium
 
 install: ## pip packages (all services + dev tools)
 	$(PYTHON) -m pip install -q -e '.[all,dev]'
-	# silero-vad ships the ONNX model; its declared deps would pull torch, so no deps.
-	$(PYTHON) -m pip install -q --no-deps 'silero-vad==6.2.3'
+	# silero-vad ships the VAD model and pipecat-ai the Smart Turn v3.2 turn model; their declared
+	# deps would pull torch (and pipecat's whole framework), so no deps: only the files are used.
+	$(PYTHON) -m pip install -q --no-deps 'silero-vad==6.2.3' 'pipecat-ai==1.14.0'
 
 install-apt: ## Debian packages the services and tests use (needs root)
 	apt-get update -qq

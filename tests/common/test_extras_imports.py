@@ -20,8 +20,9 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "ai-interviewer"
 SERVICES = ["vad", "stt", "llm", "tts", "video", "orchestrator", "media"]
-# Installed with --no-deps by the Makefile and the Dockerfile (their declared deps would pull torch).
-NO_DEPS_WHEELS = {"vad": ["silero-vad"]}
+# Installed with --no-deps by the Makefile and the Dockerfile (their declared deps would pull torch);
+# only their model files are used (located with find_spec, never imported).
+NO_DEPS_WHEELS = {"vad": ["silero-vad", "pipecat-ai"]}
 
 HOOK = """
 import importlib.machinery, runpy, sys
