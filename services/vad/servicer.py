@@ -67,8 +67,9 @@ class DetectStream:
         self.next_offset = 0  # end of the audio received so far
         self.scorer = scorer
         self.turns = TurnTracker(rate)
-        # Turn scores in flight, in pause order: (job, trace of the chunk that completed the pause, future)
-        self.in_flight: deque[tuple[TurnJob, common_pb2.TraceContext, asyncio.Future[float]]] = deque()
+        # Turn scores in flight, in pause order: (job, trace of the chunk that completed the pause,
+        # the turn_threshold in effect when the pause was decided, future)
+        self.in_flight: deque[tuple[TurnJob, common_pb2.TraceContext, float, asyncio.Future[float]]] = deque()
         self.startup: list[vad_pb2.DetectResponse] = []  # sent right after the config is accepted
         if params.turn_scoring and not scorer.available:
             params = params.updated(turn_scoring=False)
@@ -105,14 +106,14 @@ class DetectStream:
         self.turns.push(window.samples, window.offset)
         job = self.turns.observe(window.offset, end, probability, self.detector.speaking, self.detector.params)
         if job is not None:
-            self.in_flight.append((job, trace, self.scorer.submit(job)))
+            self.in_flight.append((job, trace, self.detector.params.turn_threshold, self.scorer.submit(job)))
         return out
 
     def turn_results(self) -> list[vad_pb2.DetectResponse]:
         """TurnScores (or Problems) of the pauses scored so far, in pause order."""
         out: list[vad_pb2.DetectResponse] = []
-        while self.in_flight and self.in_flight[0][2].done():
-            job, trace, future = self.in_flight.popleft()
+        while self.in_flight and self.in_flight[0][3].done():
+            job, trace, threshold, future = self.in_flight.popleft()
             try:
                 probability = future.result()
             except TurnScoringUnavailable as exc:
@@ -121,7 +122,7 @@ class DetectStream:
                     message=f"the pause at offset {job.pause_start} was not scored: {exc}")))
                 continue
             score = vad_pb2.TurnScore(
-                probability=probability, end_of_turn=probability >= self.detector.params.turn_threshold,
+                probability=probability, end_of_turn=probability >= threshold,
                 pause_start_samples=job.pause_start, decided_at_samples=job.decided_at,
                 pause_ms=(job.decided_at - job.pause_start) * 1000 // self.rate)
             if trace.traceparent:
@@ -130,7 +131,7 @@ class DetectStream:
         return out
 
     def next_turn_result(self) -> asyncio.Future[float] | None:
-        return self.in_flight[0][2] if self.in_flight else None
+        return self.in_flight[0][3] if self.in_flight else None
 
     def update_params(self, msg: common_pb2.VadParams) -> vad_pb2.DetectResponse:
         try:
@@ -234,6 +235,6 @@ class VadServicer(vad_pb2_grpc.VadServicer):
             if reading is not None:
                 reading.cancel()
             if stream is not None:
-                for _, _, future in stream.in_flight:
+                for *_, future in stream.in_flight:
                     future.cancel()  # the scorer skips cancelled pauses
             self.batcher.stream_closed()
