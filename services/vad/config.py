@@ -39,6 +39,7 @@ class VadConfig:
     turn_max_batch: int = env(16, min=1, max=256, help="most pauses (from different streams) in one turn-model call")
     turn_batch_wait_ms: float = env(5.0, min=0, max=50, help="longest a pause waits for others to join its batch")
     turn_max_pending: int = env(256, min=1, help="pauses waiting for the turn model before new ones go unscored")
+    turn_nice: int = env(5, min=0, max=19, help="the turn model thread's niceness above the Silero thread's")
 
     def default_params(self) -> Params:
         """Raises ParamsError when the thresholds contradict each other."""

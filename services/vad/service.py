@@ -33,7 +33,7 @@ async def build(cfg: VadConfig, runtime: ServiceRuntime) -> None:
     await batcher.start()
     runtime.on_shutdown(batcher.close)
     scorer = TurnScorer.load(cfg.turn_model, max_batch=cfg.turn_max_batch, max_wait_s=cfg.turn_batch_wait_ms / 1000,
-                             max_pending=cfg.turn_max_pending)
+                             max_pending=cfg.turn_max_pending, nice=cfg.turn_nice)
     if scorer.available:
         await scorer.start()
         runtime.on_shutdown(scorer.close)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -107,6 +109,16 @@ def score_jobs(model: SmartTurnModel, jobs: list[TurnJob]) -> list[float]:
     return model.score([model_audio(job) for job in jobs])
 
 
+def _lower_priority(nice: int) -> None:
+    """Worker thread start: run the turn model at a lower CPU priority than the Silero thread and
+    the event loop (Linux niceness is per thread), so a busy core delays turn scores, not speech
+    events."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    except (OSError, AttributeError):  # not Linux, or not allowed: equal priority
+        log.info("turn scoring thread runs at normal priority")
+
+
 @dataclass
 class _Pending:
     job: TurnJob
@@ -119,8 +131,9 @@ class TurnScorer:
     model file is missing: the service still starts, with turn scoring off (`reason` says why)."""
 
     def __init__(self, model: SmartTurnModel | None, reason: str = "", max_batch: int = 16,
-                 max_wait_s: float = 0.005, max_pending: int = 256):
+                 max_wait_s: float = 0.005, max_pending: int = 256, nice: int = 5):
         self.model = model
+        self.nice = nice
         self.reason = reason
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -154,7 +167,8 @@ class TurnScorer:
         """Warm the session up (the first call is slow) and start the collector."""
         if self.model is None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad-turn")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad-turn", initializer=_lower_priority,
+                                            initargs=(self.nice,))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, score_jobs, self.model,
                                    [TurnJob(np.zeros(MODEL_RATE, dtype=np.int16), MODEL_RATE, 0, MODEL_RATE)])
