@@ -48,6 +48,8 @@ def test_a_question_commits_even_on_a_middling_score_and_even_ending_in_a_prepos
     assert decide(0.4, "what is it made of").decision is Decision.COMMIT
     assert decide(0.1, "could you repeat the question").decision is Decision.HOLD  # model very sure it goes on
     assert decide(None, "what do you mean").decision is Decision.COMMIT
+    long_answer = "how we did it was we took the old service split the reads from the writes and moved the"
+    assert decide(0.4, long_answer + " cache to redis").decision is Decision.UNDECIDED  # starts like a question
 
 
 @pytest.mark.parametrize("probability, text, decision, wait", [

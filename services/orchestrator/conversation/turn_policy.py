@@ -8,7 +8,8 @@ arms the fallback wait it returns; nothing here touches clocks, streams or servi
     like "um", a dangling preposition or article) is not finished, whatever the audio says;
 (c) context: a candidate who just asked a question is done (offline transcripts carry no
     punctuation, so a question is recognised by its first words: a wh-word, or an auxiliary verb
-    before the subject, "can you", "is it", "do we"...).
+    before the subject, "can you", "is it", "do we"...; only in a turn of at most
+    `max_question_words`, since a long answer may well start with "how" or "what").
 
 The transcript rules are ENGLISH ONLY (word lists below); for other languages pass `language`
 other than "en" and only the model's probability (with its fallbacks) decides.
@@ -41,6 +42,7 @@ class TurnPolicyConfig:
     hold_probability: float = 0.15       # model below this -> HOLD
     complete_text_probability: float = 0.5  # a finished-looking sentence commits from this probability
     min_words_for_text: int = 3          # shorter answers ("yes", "sure") rely on the model alone
+    max_question_words: int = 20         # longer turns that merely START like a question are answers
     undecided_max_wait_ms: int = 1200    # neutral: commit after this much silence anyway
     hold_max_wait_ms: int = 3000         # "incomplete": commit after this much silence anyway
 
@@ -160,7 +162,7 @@ def decide(probability: float | None, transcript: str, cfg: TurnPolicyConfig | N
     cfg = cfg or TurnPolicyConfig()
     english = language.lower().startswith("en")
     unfinished = continuation(transcript) if english else None
-    question = english and is_question(transcript)
+    question = english and len(words_of(transcript)) <= cfg.max_question_words and is_question(transcript)
     if unfinished is not None and not (question and unfinished == "preposition"):
         return Verdict(Decision.HOLD, cfg.hold_max_wait_ms, f"transcript ends in a continuation ({unfinished})")
     if question and (probability is None or probability >= cfg.question_probability):
