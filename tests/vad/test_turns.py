@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -18,7 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from interview.v1 import vad_pb2
-from services.common.audio import resample
+from services.common.audio import resample, write_wav
 from services.vad.service import TURN_SCORING_HEALTH
 from services.vad.turn_model import SmartTurnModel
 from services.vad.turns import TurnJob, TurnScorer
@@ -151,3 +154,36 @@ async def test_pauses_of_several_streams_go_through_one_model_call():
         assert np.allclose(probs, alone, atol=1e-4)
     finally:
         await scorer.close()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "services.vad", "turns", *args], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+
+
+async def test_the_turns_cli_prints_what_the_service_sends(channel, tmp_path):
+    audio = np.concatenate([_truncated("0890", "is")[0], _complete("0920")[0]])
+    write_wav(tmp_path / "a.wav", audio, 16000)
+    write_wav(tmp_path / "a8k.wav", resample(audio, 16000, 8000), 8000)
+    streamed = await detect(channel, requests(audio, params=TURN_ON))
+    done, done8 = _cli(str(tmp_path / "a.wav")), _cli(str(tmp_path / "a8k.wav"), "--threshold", "0.9")
+    assert done.returncode == 0 and done8.returncode == 0, done.stderr + done8.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines and all(set(x) == {"at_s", "pause_ms", "probability", "end_of_turn"} for x in lines)
+    assert [x["at_s"] for x in lines] == [round(t.pause_start_samples / 16000, 3) for t in streamed.turns]
+    assert [x["probability"] for x in lines] == pytest.approx([t.probability for t in streamed.turns], abs=1e-3)
+    assert [x["end_of_turn"] for x in lines] == [t.probability >= 0.5 for t in streamed.turns]
+    assert all(x["pause_ms"] >= 200 for x in lines)
+    lines8 = [json.loads(line) for line in done8.stdout.splitlines()]
+    assert any(x["end_of_turn"] for x in lines8) and not all(x["end_of_turn"] for x in lines8)
+    assert all(x["end_of_turn"] == (x["probability"] >= 0.9) for x in lines8)
+
+
+@pytest.mark.parametrize("content, message", [(b"not audio at all", "not a PCM WAV file"), (None, "No such file")])
+def test_the_turns_cli_rejects_a_bad_file_with_exit_2(tmp_path, content, message):
+    path = tmp_path / "bad.wav"
+    if content is not None:
+        path.write_bytes(content)
+    done = _cli(str(path))
+    assert done.returncode == 2 and message in done.stderr and done.stdout == ""
+    assert "Traceback" not in done.stderr
