@@ -94,6 +94,9 @@ class Transcriber:
         return out
 
 
+# What `make bench` runs (recorded in docs/benchmarks.md).
+BENCH = [["holds"], ["inference"]]
+
 POLICIES = ("vad_1200ms", "vad_500ms", "smart_turn", "fused")
 
 

@@ -36,6 +36,11 @@ BENCH = [
     ["--streams", "200", "--seconds", "30", "--chunk-ms", "64", *PIN],
     ["--streams", "120", "--seconds", "30", "--chunk-ms", "32", "--baseline-streams", "0", *PIN],
     ["--streams", "120", "--seconds", "30", "--chunk-ms", "64", "--baseline-streams", "0", *PIN],
+    # turn scoring off vs on (docs/benchmarks.md "End of turn"), then capacity with it on
+    *[["--streams", "40", "--seconds", "30", "--chunk-ms", "32", "--baseline-streams", "0", *PIN, *on]
+      for on in ([], ["--turn-scoring"], [], ["--turn-scoring"])],
+    *[["--streams", str(n), "--seconds", "30", "--chunk-ms", "32", "--baseline-streams", "0", *PIN, "--turn-scoring"]
+      for n in (60, 80, 100)],
 ]
 SOAK = [["--streams", "200", "--seconds", "300", "--chunk-ms", "32"]]
 
