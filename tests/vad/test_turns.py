@@ -24,6 +24,7 @@ from interview.v1 import vad_pb2
 from services.common.audio import resample, write_wav
 from services.vad.service import TURN_SCORING_HEALTH
 from services.vad.turn_model import SmartTurnModel
+from services.vad.servicer import VadServicer
 from services.vad.turns import TurnJob, TurnScorer
 from tests.support.procs import ServiceProcess
 from tests.vad.helpers import SPEECH, detect, load, requests
@@ -187,3 +188,57 @@ def test_the_turns_cli_rejects_a_bad_file_with_exit_2(tmp_path, content, message
     done = _cli(str(path))
     assert done.returncode == 2 and message in done.stderr and done.stdout == ""
     assert "Traceback" not in done.stderr
+
+
+class _StuckScorer(TurnScorer):
+    """Unit edge case: a turn model that never answers, so the stream reads its requests through
+    the helper task that races the score (the path the idle timeout must still cover)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.model = object()  # type: ignore[assignment]  # "available"
+        self.submitted = 0
+
+    def submit(self, job: TurnJob) -> asyncio.Future[float]:
+        self.submitted += 1
+        return asyncio.get_running_loop().create_future()
+
+
+async def test_the_idle_timeout_still_fires_while_a_turn_score_is_pending():
+    from services.common.clock import FakeClock
+    from services.common.server import ServerSettings, ServiceRuntime
+    from services.vad.batcher import Batcher
+    from services.vad.detector import Params
+    from services.vad.model import SileroModel
+    from interview.v1 import vad_pb2_grpc
+    from tests.support.procs import free_port
+
+    clock, scorer = FakeClock(), _StuckScorer()
+    runtime = ServiceRuntime("vad", ServerSettings(port=free_port()))
+    batcher = Batcher(SileroModel())
+    await batcher.start()
+    runtime.add("interview.v1.Vad", vad_pb2_grpc.add_VadServicer_to_server,
+                VadServicer(batcher, Params(), idle_timeout_s=300, clock=clock, scorer=scorer))
+    await runtime.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.port}") as ch:
+            call = vad_pb2_grpc.VadStub(ch).Detect(timeout=30)
+            audio, _ = _complete("0920")
+            for req in requests(audio, params=TURN_ON):
+                await call.write(req)
+            for _ in range(100):  # until the server has taken the audio and submitted the pause
+                if scorer.submitted:
+                    break
+                await asyncio.sleep(0.05)
+            assert scorer.submitted == 1
+            await asyncio.sleep(0.2)
+            await clock.advance(350)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in call:
+                    pass
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "no message for 300 s" in err.value.details()  # the server's idle timeout, not ours
+            assert batcher.open_streams == 0
+    finally:
+        await runtime.stop(0)
+        await batcher.close()
