@@ -147,6 +147,15 @@ def holds_and_ends() -> dict:
                 "cut_offs": len(cut), "cut_off_share": round(len(cut) / max(1, len(g_holds)), 3),
                 "end_wait_median_ms": statistics.median(waits) if waits else None,
                 "end_wait_p90_ms": waits[min(len(waits) - 1, int(0.9 * len(waits)))] if waits else None}
+    # Lever: commit only once the pause has lasted X ms (the score taken at 200 ms is reused).
+    report["commit_pause_sweep"] = {}
+    for policy in ("smart_turn", "fused"):
+        for x in (200, 400, 600, 800):
+            cut = sum(1 for h in holds if commit_ms(policy, h["p"], h["text"], x, cfg) < h["pause_ms"])
+            waits = sorted(commit_ms(policy, e["p"], e["text"], x, cfg) for e in ends)
+            report["commit_pause_sweep"][f"{policy}@{x}ms"] = {
+                "cut_off_share": round(cut / max(1, len(holds)), 3), "end_wait_median_ms": statistics.median(waits),
+                "end_wait_p90_ms": waits[min(len(waits) - 1, int(0.9 * len(waits)))]}
     report["detail"] = {"holds": holds, "ends": ends}
     return report
 
