@@ -252,6 +252,9 @@ class VadParams(_message.Message):
     MIN_SPEECH_MS_FIELD_NUMBER: _builtins.int
     MIN_SILENCE_MS_FIELD_NUMBER: _builtins.int
     SPEECH_PAD_MS_FIELD_NUMBER: _builtins.int
+    TURN_SCORING_FIELD_NUMBER: _builtins.int
+    TURN_PAUSE_MS_FIELD_NUMBER: _builtins.int
+    TURN_THRESHOLD_FIELD_NUMBER: _builtins.int
     activation_threshold: _builtins.float
     """probability above which speech starts (0..1)"""
     deactivation_threshold: _builtins.float
@@ -262,6 +265,15 @@ class VadParams(_message.Message):
     """silence that ends an utterance ("stop_secs")"""
     speech_pad_ms: _builtins.int
     """padding added before start / after stop offsets"""
+    turn_scoring: _builtins.bool
+    """Turn scoring (Smart Turn v3.2 end-of-turn model, services/vad): once per pause of
+    turn_pause_ms inside speech, the VAD scores whether the turn is complete (TurnScore).
+    off unless a caller enables it
+    """
+    turn_pause_ms: _builtins.int
+    """pause that triggers a score (default 200)"""
+    turn_threshold: _builtins.float
+    """probability at or above which end_of_turn is set (0..1)"""
     def __init__(
         self,
         *,
@@ -270,10 +282,13 @@ class VadParams(_message.Message):
         min_speech_ms: _builtins.int | None = ...,
         min_silence_ms: _builtins.int | None = ...,
         speech_pad_ms: _builtins.int | None = ...,
+        turn_scoring: _builtins.bool | None = ...,
+        turn_pause_ms: _builtins.int | None = ...,
+        turn_threshold: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_activation_threshold", b"_activation_threshold", "_deactivation_threshold", b"_deactivation_threshold", "_min_silence_ms", b"_min_silence_ms", "_min_speech_ms", b"_min_speech_ms", "_speech_pad_ms", b"_speech_pad_ms", "activation_threshold", b"activation_threshold", "deactivation_threshold", b"deactivation_threshold", "min_silence_ms", b"min_silence_ms", "min_speech_ms", b"min_speech_ms", "speech_pad_ms", b"speech_pad_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_activation_threshold", b"_activation_threshold", "_deactivation_threshold", b"_deactivation_threshold", "_min_silence_ms", b"_min_silence_ms", "_min_speech_ms", b"_min_speech_ms", "_speech_pad_ms", b"_speech_pad_ms", "_turn_pause_ms", b"_turn_pause_ms", "_turn_scoring", b"_turn_scoring", "_turn_threshold", b"_turn_threshold", "activation_threshold", b"activation_threshold", "deactivation_threshold", b"deactivation_threshold", "min_silence_ms", b"min_silence_ms", "min_speech_ms", b"min_speech_ms", "speech_pad_ms", b"speech_pad_ms", "turn_pause_ms", b"turn_pause_ms", "turn_scoring", b"turn_scoring", "turn_threshold", b"turn_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_activation_threshold", b"_activation_threshold", "_deactivation_threshold", b"_deactivation_threshold", "_min_silence_ms", b"_min_silence_ms", "_min_speech_ms", b"_min_speech_ms", "_speech_pad_ms", b"_speech_pad_ms", "activation_threshold", b"activation_threshold", "deactivation_threshold", b"deactivation_threshold", "min_silence_ms", b"min_silence_ms", "min_speech_ms", b"min_speech_ms", "speech_pad_ms", b"speech_pad_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_activation_threshold", b"_activation_threshold", "_deactivation_threshold", b"_deactivation_threshold", "_min_silence_ms", b"_min_silence_ms", "_min_speech_ms", b"_min_speech_ms", "_speech_pad_ms", b"_speech_pad_ms", "_turn_pause_ms", b"_turn_pause_ms", "_turn_scoring", b"_turn_scoring", "_turn_threshold", b"_turn_threshold", "activation_threshold", b"activation_threshold", "deactivation_threshold", b"deactivation_threshold", "min_silence_ms", b"min_silence_ms", "min_speech_ms", b"min_speech_ms", "speech_pad_ms", b"speech_pad_ms", "turn_pause_ms", b"turn_pause_ms", "turn_scoring", b"turn_scoring", "turn_threshold", b"turn_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__activation_threshold: _TypeAlias = _typing.Literal["activation_threshold"]  # noqa: Y015
     _WhichOneofArgType__activation_threshold: _TypeAlias = _typing.Literal["_activation_threshold", b"_activation_threshold"]  # noqa: Y015
@@ -285,6 +300,12 @@ class VadParams(_message.Message):
     _WhichOneofArgType__min_speech_ms: _TypeAlias = _typing.Literal["_min_speech_ms", b"_min_speech_ms"]  # noqa: Y015
     _WhichOneofReturnType__speech_pad_ms: _TypeAlias = _typing.Literal["speech_pad_ms"]  # noqa: Y015
     _WhichOneofArgType__speech_pad_ms: _TypeAlias = _typing.Literal["_speech_pad_ms", b"_speech_pad_ms"]  # noqa: Y015
+    _WhichOneofReturnType__turn_pause_ms: _TypeAlias = _typing.Literal["turn_pause_ms"]  # noqa: Y015
+    _WhichOneofArgType__turn_pause_ms: _TypeAlias = _typing.Literal["_turn_pause_ms", b"_turn_pause_ms"]  # noqa: Y015
+    _WhichOneofReturnType__turn_scoring: _TypeAlias = _typing.Literal["turn_scoring"]  # noqa: Y015
+    _WhichOneofArgType__turn_scoring: _TypeAlias = _typing.Literal["_turn_scoring", b"_turn_scoring"]  # noqa: Y015
+    _WhichOneofReturnType__turn_threshold: _TypeAlias = _typing.Literal["turn_threshold"]  # noqa: Y015
+    _WhichOneofArgType__turn_threshold: _TypeAlias = _typing.Literal["_turn_threshold", b"_turn_threshold"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__activation_threshold) -> _WhichOneofReturnType__activation_threshold | None: ...
     @_typing.overload
@@ -295,6 +316,12 @@ class VadParams(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_speech_ms) -> _WhichOneofReturnType__min_speech_ms | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__speech_pad_ms) -> _WhichOneofReturnType__speech_pad_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__turn_pause_ms) -> _WhichOneofReturnType__turn_pause_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__turn_scoring) -> _WhichOneofReturnType__turn_scoring | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__turn_threshold) -> _WhichOneofReturnType__turn_threshold | None: ...
 
 Global___VadParams: _TypeAlias = VadParams  # noqa: Y015
 

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from interview.v1 import common_pb2 as interview_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16interview/v1/vad.proto\x12\x0cinterview.v1\x1a\x19interview/v1/common.proto\"{\n\tVadConfig\x12\x16\n\x0esample_rate_hz\x18\x01 \x01(\x05\x12\'\n\x06params\x18\x02 \x01(\x0b\x32\x17.interview.v1.VadParams\x12\x1a\n\x12\x65mit_probabilities\x18\x03 \x01(\x08\x12\x11\n\tstream_id\x18\x04 \x01(\t\"\x97\x01\n\rDetectRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.interview.v1.VadConfigH\x00\x12)\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x18.interview.v1.AudioChunkH\x00\x12)\n\x06params\x18\x03 \x01(\x0b\x32\x17.interview.v1.VadParamsH\x00\x42\x05\n\x03msg\"\xa8\x01\n\x08VadEvent\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.interview.v1.VadEventType\x12\x16\n\x0eoffset_samples\x18\x02 \x01(\x03\x12\x1a\n\x12\x64\x65\x63ided_at_samples\x18\x03 \x01(\x03\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\x12)\n\x05trace\x18\x05 \x01(\x0b\x32\x1a.interview.v1.TraceContext\"A\n\x0eVadProbability\x12\x1a\n\x12window_end_samples\x18\x01 \x01(\x03\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"[\n\x10VadParamsApplied\x12\'\n\x06params\x18\x01 \x01(\x0b\x32\x17.interview.v1.VadParams\x12\x1e\n\x16\x65\x66\x66\x65\x63tive_from_samples\x18\x02 \x01(\x03\"\xd9\x01\n\x0e\x44\x65tectResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.interview.v1.VadEventH\x00\x12\x33\n\x0bprobability\x18\x02 \x01(\x0b\x32\x1c.interview.v1.VadProbabilityH\x00\x12\x38\n\x0eparams_applied\x18\x03 \x01(\x0b\x32\x1e.interview.v1.VadParamsAppliedH\x00\x12(\n\x07problem\x18\x04 \x01(\x0b\x32\x15.interview.v1.ProblemH\x00\x42\x05\n\x03msg*V\n\x0cVadEventType\x12\x1e\n\x1aVAD_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSPEECH_STARTED\x10\x01\x12\x12\n\x0eSPEECH_STOPPED\x10\x02\x32N\n\x03Vad\x12G\n\x06\x44\x65tect\x12\x1b.interview.v1.DetectRequest\x1a\x1c.interview.v1.DetectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16interview/v1/vad.proto\x12\x0cinterview.v1\x1a\x19interview/v1/common.proto\"{\n\tVadConfig\x12\x16\n\x0esample_rate_hz\x18\x01 \x01(\x05\x12\'\n\x06params\x18\x02 \x01(\x0b\x32\x17.interview.v1.VadParams\x12\x1a\n\x12\x65mit_probabilities\x18\x03 \x01(\x08\x12\x11\n\tstream_id\x18\x04 \x01(\t\"\x97\x01\n\rDetectRequest\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.interview.v1.VadConfigH\x00\x12)\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x18.interview.v1.AudioChunkH\x00\x12)\n\x06params\x18\x03 \x01(\x0b\x32\x17.interview.v1.VadParamsH\x00\x42\x05\n\x03msg\"\xa8\x01\n\x08VadEvent\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.interview.v1.VadEventType\x12\x16\n\x0eoffset_samples\x18\x02 \x01(\x03\x12\x1a\n\x12\x64\x65\x63ided_at_samples\x18\x03 \x01(\x03\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\x12)\n\x05trace\x18\x05 \x01(\x0b\x32\x1a.interview.v1.TraceContext\"A\n\x0eVadProbability\x12\x1a\n\x12window_end_samples\x18\x01 \x01(\x03\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"\xab\x01\n\tTurnScore\x12\x13\n\x0bprobability\x18\x01 \x01(\x02\x12\x13\n\x0b\x65nd_of_turn\x18\x02 \x01(\x08\x12\x1b\n\x13pause_start_samples\x18\x03 \x01(\x03\x12\x1a\n\x12\x64\x65\x63ided_at_samples\x18\x04 \x01(\x03\x12\x10\n\x08pause_ms\x18\x05 \x01(\x05\x12)\n\x05trace\x18\x06 \x01(\x0b\x32\x1a.interview.v1.TraceContext\"[\n\x10VadParamsApplied\x12\'\n\x06params\x18\x01 \x01(\x0b\x32\x17.interview.v1.VadParams\x12\x1e\n\x16\x65\x66\x66\x65\x63tive_from_samples\x18\x02 \x01(\x03\"\x82\x02\n\x0e\x44\x65tectResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.interview.v1.VadEventH\x00\x12\x33\n\x0bprobability\x18\x02 \x01(\x0b\x32\x1c.interview.v1.VadProbabilityH\x00\x12\x38\n\x0eparams_applied\x18\x03 \x01(\x0b\x32\x1e.interview.v1.VadParamsAppliedH\x00\x12(\n\x07problem\x18\x04 \x01(\x0b\x32\x15.interview.v1.ProblemH\x00\x12\'\n\x04turn\x18\x05 \x01(\x0b\x32\x17.interview.v1.TurnScoreH\x00\x42\x05\n\x03msg*V\n\x0cVadEventType\x12\x1e\n\x1aVAD_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSPEECH_STARTED\x10\x01\x12\x12\n\x0eSPEECH_STOPPED\x10\x02\x32N\n\x03Vad\x12G\n\x06\x44\x65tect\x12\x1b.interview.v1.DetectRequest\x1a\x1c.interview.v1.DetectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'interview.v1.vad_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VADEVENTTYPE']._serialized_start=897
-  _globals['_VADEVENTTYPE']._serialized_end=983
+  _globals['_VADEVENTTYPE']._serialized_start=1112
+  _globals['_VADEVENTTYPE']._serialized_end=1198
   _globals['_VADCONFIG']._serialized_start=67
   _globals['_VADCONFIG']._serialized_end=190
   _globals['_DETECTREQUEST']._serialized_start=193
@@ -42,10 +42,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VADEVENT']._serialized_end=515
   _globals['_VADPROBABILITY']._serialized_start=517
   _globals['_VADPROBABILITY']._serialized_end=582
-  _globals['_VADPARAMSAPPLIED']._serialized_start=584
-  _globals['_VADPARAMSAPPLIED']._serialized_end=675
-  _globals['_DETECTRESPONSE']._serialized_start=678
-  _globals['_DETECTRESPONSE']._serialized_end=895
-  _globals['_VAD']._serialized_start=985
-  _globals['_VAD']._serialized_end=1063
+  _globals['_TURNSCORE']._serialized_start=585
+  _globals['_TURNSCORE']._serialized_end=756
+  _globals['_VADPARAMSAPPLIED']._serialized_start=758
+  _globals['_VADPARAMSAPPLIED']._serialized_end=849
+  _globals['_DETECTRESPONSE']._serialized_start=852
+  _globals['_DETECTRESPONSE']._serialized_end=1110
+  _globals['_VAD']._serialized_start=1200
+  _globals['_VAD']._serialized_end=1278
 # @@protoc_insertion_point(module_scope)

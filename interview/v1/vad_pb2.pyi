@@ -160,6 +160,53 @@ class VadProbability(_message.Message):
 Global___VadProbability: _TypeAlias = VadProbability  # noqa: Y015
 
 @_typing.final
+class TurnScore(_message.Message):
+    """Turn scoring (params.turn_scoring): once per pause of turn_pause_ms inside speech, the
+    probability that the speaker's turn is complete, from the Smart Turn model on the stream's last
+    8 s of audio up to decided_at_samples. Scores of all streams are batched in one model call.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROBABILITY_FIELD_NUMBER: _builtins.int
+    END_OF_TURN_FIELD_NUMBER: _builtins.int
+    PAUSE_START_SAMPLES_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_SAMPLES_FIELD_NUMBER: _builtins.int
+    PAUSE_MS_FIELD_NUMBER: _builtins.int
+    TRACE_FIELD_NUMBER: _builtins.int
+    probability: _builtins.float
+    """0..1: the turn is complete"""
+    end_of_turn: _builtins.bool
+    """probability >= params.turn_threshold"""
+    pause_start_samples: _builtins.int
+    """where the pause began (end of speech), caller's timeline"""
+    decided_at_samples: _builtins.int
+    """end of the audio scored (pause_start + pause_ms)"""
+    pause_ms: _builtins.int
+    """pause length when scored (>= turn_pause_ms)"""
+    @_builtins.property
+    def trace(self) -> _common_pb2.TraceContext:
+        """of the audio chunk that completed the pause"""
+
+    def __init__(
+        self,
+        *,
+        probability: _builtins.float = ...,
+        end_of_turn: _builtins.bool = ...,
+        pause_start_samples: _builtins.int = ...,
+        decided_at_samples: _builtins.int = ...,
+        pause_ms: _builtins.int = ...,
+        trace: _common_pb2.TraceContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["trace", b"trace"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decided_at_samples", b"decided_at_samples", "end_of_turn", b"end_of_turn", "pause_ms", b"pause_ms", "pause_start_samples", b"pause_start_samples", "probability", b"probability", "trace", b"trace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TurnScore: _TypeAlias = TurnScore  # noqa: Y015
+
+@_typing.final
 class VadParamsApplied(_message.Message):
     """Acknowledges a params update with the full effective params."""
 
@@ -192,6 +239,7 @@ class DetectResponse(_message.Message):
     PROBABILITY_FIELD_NUMBER: _builtins.int
     PARAMS_APPLIED_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    TURN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> Global___VadEvent: ...
     @_builtins.property
@@ -202,6 +250,10 @@ class DetectResponse(_message.Message):
     def problem(self) -> _common_pb2.Problem:
         """a recoverable error; the stream goes on"""
 
+    @_builtins.property
+    def turn(self) -> Global___TurnScore:
+        """only while params.turn_scoring is on"""
+
     def __init__(
         self,
         *,
@@ -209,12 +261,13 @@ class DetectResponse(_message.Message):
         probability: Global___VadProbability | None = ...,
         params_applied: Global___VadParamsApplied | None = ...,
         problem: _common_pb2.Problem | None = ...,
+        turn: Global___TurnScore | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "msg", b"msg", "params_applied", b"params_applied", "probability", b"probability", "problem", b"problem"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "msg", b"msg", "params_applied", b"params_applied", "probability", b"probability", "problem", b"problem", "turn", b"turn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "msg", b"msg", "params_applied", b"params_applied", "probability", b"probability", "problem", b"problem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "msg", b"msg", "params_applied", b"params_applied", "probability", b"probability", "problem", b"problem", "turn", b"turn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["event", "probability", "params_applied", "problem"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["event", "probability", "params_applied", "problem", "turn"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 

@@ -37,6 +37,9 @@ LIMITS: dict[str, Limit] = {
     "min_speech_ms": Limit(0, 10_000, "speech shorter than this is not an utterance"),
     "min_silence_ms": Limit(0, 60_000, "silence that ends an utterance"),
     "speech_pad_ms": Limit(0, 2_000, "padding before a start / after a stop offset"),
+    "turn_scoring": Limit(0, 1, "score each pause with the end-of-turn model"),
+    "turn_pause_ms": Limit(0, 10_000, "pause inside speech after which the turn is scored"),
+    "turn_threshold": Limit(0.0, 1.0, "turn probability at or above which end_of_turn is set"),
 }
 
 
@@ -59,6 +62,10 @@ class Params:
     min_speech_ms: int = 250
     min_silence_ms: int = 100
     speech_pad_ms: int = 30
+    # Turn scoring (services/vad/turns.py); the detector itself ignores these.
+    turn_scoring: bool = False
+    turn_pause_ms: int = 200
+    turn_threshold: float = 0.5
 
     def updated(self, **changes: float | int | None) -> "Params":
         """A validated copy with the given (non-None) fields changed; raises ParamsError."""

@@ -21,7 +21,9 @@ async def guard_idle(requests: AsyncIterable[T], timeout_s: float, clock: Clock)
 
     One timer per stream, re-armed lazily (a message only stores a timestamp), so the cost per
     message is a clock read. The timer only interrupts a *wait for the next message*: time spent
-    processing a message never counts as idle."""
+    processing a message never counts as idle. The task cancelled is the one waiting for the
+    message at that moment (a caller may read through a helper task, e.g. while also waiting for a
+    turn score)."""
     task = asyncio.current_task()
     assert task is not None
     last = clock.monotonic()
@@ -43,6 +45,7 @@ async def guard_idle(requests: AsyncIterable[T], timeout_s: float, clock: Clock)
     try:
         while True:
             reading = True
+            task = asyncio.current_task() or task
             try:
                 request = await iterator.__anext__()
             except StopAsyncIteration:

@@ -36,6 +36,11 @@ BENCH = [
     ["--streams", "200", "--seconds", "30", "--chunk-ms", "64", *PIN],
     ["--streams", "120", "--seconds", "30", "--chunk-ms", "32", "--baseline-streams", "0", *PIN],
     ["--streams", "120", "--seconds", "30", "--chunk-ms", "64", "--baseline-streams", "0", *PIN],
+    # turn scoring off vs on (docs/benchmarks.md "End of turn"), then capacity with it on
+    *[["--streams", "40", "--seconds", "30", "--chunk-ms", "32", "--baseline-streams", "0", *PIN, *on]
+      for on in ([], ["--turn-scoring"], [], ["--turn-scoring"])],
+    *[["--streams", str(n), "--seconds", "30", "--chunk-ms", "32", "--baseline-streams", "0", *PIN, "--turn-scoring"]
+      for n in (60, 80, 100)],
 ]
 SOAK = [["--streams", "200", "--seconds", "300", "--chunk-ms", "32"]]
 
@@ -46,12 +51,13 @@ def pin(pid: int, cpu: int) -> None:
         os.sched_setaffinity(int(tid), {cpu})
 
 
-async def detect_stream(i: int, run: LoadRun, channel: grpc.aio.Channel, chunk_ms: float, probabilities: bool) -> None:
+async def detect_stream(i: int, run: LoadRun, channel: grpc.aio.Channel, chunk_ms: float, probabilities: bool,
+                        turn_scoring: bool = False) -> None:
     rec = run.recording(i)
     call = vad_pb2_grpc.VadStub(channel).Detect()
     await call.write(vad_pb2.DetectRequest(config=vad_pb2.VadConfig(
         sample_rate_hz=rec.rate, emit_probabilities=probabilities, stream_id=f"load-{i}",
-        params=common_pb2.VadParams(min_silence_ms=300))))
+        params=common_pb2.VadParams(min_silence_ms=300, turn_scoring=turn_scoring or None))))
     sent: deque[tuple[int, float]] = deque()  # (chunk end offset, send time), oldest first
     closing = asyncio.Event()
 
@@ -63,14 +69,15 @@ async def detect_stream(i: int, run: LoadRun, channel: grpc.aio.Channel, chunk_m
         closing.set()  # events after this close open utterances at the end: not latency samples
         await call.done_writing()
 
-    def latency(decided_at: int) -> None:
+    def latency(decided_at: int, name: str = "") -> None:
         now = time.monotonic()
         if closing.is_set():
             return
         while sent and sent[0][0] < decided_at:  # chunks entirely before the deciding window's end
             sent.popleft()
         if sent:
-            run.hist("event_latency_ms" if not probabilities else "window_latency_ms").add((now - sent[0][1]) * 1000)
+            name = name or ("event_latency_ms" if not probabilities else "window_latency_ms")
+            run.hist(name).add((now - sent[0][1]) * 1000)
 
     task = asyncio.create_task(writer())
     try:
@@ -82,6 +89,11 @@ async def detect_stream(i: int, run: LoadRun, channel: grpc.aio.Channel, chunk_m
                     latency(resp.event.decided_at_samples)
             elif kind == "probability":
                 latency(resp.probability.window_end_samples)
+            elif kind == "turn":  # pause decided -> score received (model time + batching + queueing)
+                run.count("turn_scores")
+                latency(resp.turn.decided_at_samples, "turn_latency_ms")
+            elif kind == "problem":
+                run.count("problems")
         await task
     finally:
         task.cancel()
@@ -138,7 +150,7 @@ async def main_async(args: Any) -> dict[str, Any]:
         async with grpc.aio.insecure_channel(target) as channel:
             cpu0 = time.process_time()
             summary = await run_load(
-                lambda i, run: detect_stream(i, run, channel, args.chunk_ms, args.probabilities),
+                lambda i, run: detect_stream(i, run, channel, args.chunk_ms, args.probabilities, args.turn_scoring),
                 streams=args.streams, seconds=args.seconds, pid=proc.pid if proc else None,
                 progress=not args.quiet, ramp_s=min(2.0, args.seconds / 4))
             driver_cpu = time.process_time() - cpu0
@@ -167,6 +179,8 @@ def main() -> None:
     p = arg_parser("python -m tests.load.vad", "Vad.Detect load: N real-time streams of real recordings")
     p.add_argument("--probabilities", action="store_true", help="ask for per-window probabilities and measure "
                    "the latency of every window instead of only events")
+    p.add_argument("--turn-scoring", action="store_true", help="turn scoring on in every stream (Smart Turn "
+                   "scores each 200 ms pause; TurnScore latency reported as turn_latency_ms)")
     p.add_argument("--pin-cpu", type=int, default=None, help="pin the service process to this CPU (one core)")
     p.add_argument("--pin-driver", type=int, default=None, help="pin this driver (and its baseline) to this CPU")
     p.add_argument("--baseline-streams", type=int, default=50,

@@ -26,6 +26,7 @@ class Result:
     probabilities: list[float] = field(default_factory=list)
     applied: list[vad_pb2.VadParamsApplied] = field(default_factory=list)
     problems: list[Any] = field(default_factory=list)
+    turns: list[vad_pb2.TurnScore] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[int, int, int]]:
         return [(e.type, e.offset_samples, e.decided_at_samples) for e in self.events]
@@ -65,6 +66,8 @@ async def detect(channel: grpc.aio.Channel, reqs: Sequence[vad_pb2.DetectRequest
             out.probabilities.append(resp.probability.probability)
         elif kind == "params_applied":
             out.applied.append(resp.params_applied)
+        elif kind == "turn":
+            out.turns.append(resp.turn)
         else:
             out.problems.append(resp.problem)
     return out
