@@ -335,10 +335,13 @@ class Word(_message.Message):
     CONFIDENCE_FIELD_NUMBER: _builtins.int
     START_OFFSET_SAMPLES_FIELD_NUMBER: _builtins.int
     END_OFFSET_SAMPLES_FIELD_NUMBER: _builtins.int
+    FILLER_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     confidence: _builtins.float
     start_offset_samples: _builtins.int
     end_offset_samples: _builtins.int
+    filler: _builtins.bool
+    """"um", "uh", ...: reported so turn-taking can hold on them; text shown to people may omit them"""
     def __init__(
         self,
         *,
@@ -346,10 +349,11 @@ class Word(_message.Message):
         confidence: _builtins.float = ...,
         start_offset_samples: _builtins.int = ...,
         end_offset_samples: _builtins.int = ...,
+        filler: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "end_offset_samples", b"end_offset_samples", "start_offset_samples", b"start_offset_samples", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "end_offset_samples", b"end_offset_samples", "filler", b"filler", "start_offset_samples", b"start_offset_samples", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

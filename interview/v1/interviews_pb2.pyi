@@ -137,6 +137,7 @@ class InterviewConfig(_message.Message):
     TTS_VOICE_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
     EVALUATE_AT_END_FIELD_NUMBER: _builtins.int
+    TURN_TAKING_FIELD_NUMBER: _builtins.int
     mode: _common_pb2.Mode.ValueType
     silence_timeout_s: _builtins.int
     """CODING check-in after this much silence; 0 = 90"""
@@ -154,6 +155,10 @@ class InterviewConfig(_message.Message):
     def coding_vad(self) -> _common_pb2.VadParams:
         """overrides for CODING (min silence 3000 ms default)"""
 
+    @_builtins.property
+    def turn_taking(self) -> Global___TurnTakingConfig:
+        """CONVERSATIONAL end-of-turn policy; unset fields = defaults"""
+
     def __init__(
         self,
         *,
@@ -165,10 +170,11 @@ class InterviewConfig(_message.Message):
         tts_voice: _builtins.str = ...,
         language: _builtins.str = ...,
         evaluate_at_end: _builtins.bool | None = ...,
+        turn_taking: Global___TurnTakingConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_evaluate_at_end", b"_evaluate_at_end", "_run_switches_to_conversational", b"_run_switches_to_conversational", "coding_vad", b"coding_vad", "conversational_vad", b"conversational_vad", "evaluate_at_end", b"evaluate_at_end", "run_switches_to_conversational", b"run_switches_to_conversational"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_evaluate_at_end", b"_evaluate_at_end", "_run_switches_to_conversational", b"_run_switches_to_conversational", "coding_vad", b"coding_vad", "conversational_vad", b"conversational_vad", "evaluate_at_end", b"evaluate_at_end", "run_switches_to_conversational", b"run_switches_to_conversational", "turn_taking", b"turn_taking"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_evaluate_at_end", b"_evaluate_at_end", "_run_switches_to_conversational", b"_run_switches_to_conversational", "coding_vad", b"coding_vad", "conversational_vad", b"conversational_vad", "evaluate_at_end", b"evaluate_at_end", "language", b"language", "mode", b"mode", "run_switches_to_conversational", b"run_switches_to_conversational", "silence_timeout_s", b"silence_timeout_s", "tts_voice", b"tts_voice"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_evaluate_at_end", b"_evaluate_at_end", "_run_switches_to_conversational", b"_run_switches_to_conversational", "coding_vad", b"coding_vad", "conversational_vad", b"conversational_vad", "evaluate_at_end", b"evaluate_at_end", "language", b"language", "mode", b"mode", "run_switches_to_conversational", b"run_switches_to_conversational", "silence_timeout_s", b"silence_timeout_s", "tts_voice", b"tts_voice", "turn_taking", b"turn_taking"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__evaluate_at_end: _TypeAlias = _typing.Literal["evaluate_at_end"]  # noqa: Y015
     _WhichOneofArgType__evaluate_at_end: _TypeAlias = _typing.Literal["_evaluate_at_end", b"_evaluate_at_end"]  # noqa: Y015
@@ -180,6 +186,81 @@ class InterviewConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__run_switches_to_conversational) -> _WhichOneofReturnType__run_switches_to_conversational | None: ...
 
 Global___InterviewConfig: _TypeAlias = InterviewConfig  # noqa: Y015
+
+@_typing.final
+class TurnTakingConfig(_message.Message):
+    """When the interviewer takes the turn (CONVERSATIONAL, or CODING once addressed): a short pause,
+    then the end-of-turn model, the transcript and the context decide; two fallbacks bound the wait.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    TURN_PAUSE_MS_FIELD_NUMBER: _builtins.int
+    COMMIT_THRESHOLD_FIELD_NUMBER: _builtins.int
+    HOLD_THRESHOLD_FIELD_NUMBER: _builtins.int
+    UNDECIDED_MAX_WAIT_MS_FIELD_NUMBER: _builtins.int
+    HOLD_MAX_WAIT_MS_FIELD_NUMBER: _builtins.int
+    PREEMPTIVE_REPLY_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """default true: semantic end of turn; false = silence only"""
+    turn_pause_ms: _builtins.int
+    """the short pause that triggers a decision (default 200)"""
+    commit_threshold: _builtins.float
+    """turn probability at or above which the turn is complete"""
+    hold_threshold: _builtins.float
+    """turn probability below which it is a hold"""
+    undecided_max_wait_ms: _builtins.int
+    """neutral signals: commit after this much silence (default 1200)"""
+    hold_max_wait_ms: _builtins.int
+    """"incomplete" signals: commit after this much silence (default 3000)"""
+    preemptive_reply: _builtins.bool
+    """default true: start the reply at the pause, play it at commit"""
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool | None = ...,
+        turn_pause_ms: _builtins.int | None = ...,
+        commit_threshold: _builtins.float | None = ...,
+        hold_threshold: _builtins.float | None = ...,
+        undecided_max_wait_ms: _builtins.int | None = ...,
+        hold_max_wait_ms: _builtins.int | None = ...,
+        preemptive_reply: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_commit_threshold", b"_commit_threshold", "_enabled", b"_enabled", "_hold_max_wait_ms", b"_hold_max_wait_ms", "_hold_threshold", b"_hold_threshold", "_preemptive_reply", b"_preemptive_reply", "_turn_pause_ms", b"_turn_pause_ms", "_undecided_max_wait_ms", b"_undecided_max_wait_ms", "commit_threshold", b"commit_threshold", "enabled", b"enabled", "hold_max_wait_ms", b"hold_max_wait_ms", "hold_threshold", b"hold_threshold", "preemptive_reply", b"preemptive_reply", "turn_pause_ms", b"turn_pause_ms", "undecided_max_wait_ms", b"undecided_max_wait_ms"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_commit_threshold", b"_commit_threshold", "_enabled", b"_enabled", "_hold_max_wait_ms", b"_hold_max_wait_ms", "_hold_threshold", b"_hold_threshold", "_preemptive_reply", b"_preemptive_reply", "_turn_pause_ms", b"_turn_pause_ms", "_undecided_max_wait_ms", b"_undecided_max_wait_ms", "commit_threshold", b"commit_threshold", "enabled", b"enabled", "hold_max_wait_ms", b"hold_max_wait_ms", "hold_threshold", b"hold_threshold", "preemptive_reply", b"preemptive_reply", "turn_pause_ms", b"turn_pause_ms", "undecided_max_wait_ms", b"undecided_max_wait_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__commit_threshold: _TypeAlias = _typing.Literal["commit_threshold"]  # noqa: Y015
+    _WhichOneofArgType__commit_threshold: _TypeAlias = _typing.Literal["_commit_threshold", b"_commit_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
+    _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__hold_max_wait_ms: _TypeAlias = _typing.Literal["hold_max_wait_ms"]  # noqa: Y015
+    _WhichOneofArgType__hold_max_wait_ms: _TypeAlias = _typing.Literal["_hold_max_wait_ms", b"_hold_max_wait_ms"]  # noqa: Y015
+    _WhichOneofReturnType__hold_threshold: _TypeAlias = _typing.Literal["hold_threshold"]  # noqa: Y015
+    _WhichOneofArgType__hold_threshold: _TypeAlias = _typing.Literal["_hold_threshold", b"_hold_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__preemptive_reply: _TypeAlias = _typing.Literal["preemptive_reply"]  # noqa: Y015
+    _WhichOneofArgType__preemptive_reply: _TypeAlias = _typing.Literal["_preemptive_reply", b"_preemptive_reply"]  # noqa: Y015
+    _WhichOneofReturnType__turn_pause_ms: _TypeAlias = _typing.Literal["turn_pause_ms"]  # noqa: Y015
+    _WhichOneofArgType__turn_pause_ms: _TypeAlias = _typing.Literal["_turn_pause_ms", b"_turn_pause_ms"]  # noqa: Y015
+    _WhichOneofReturnType__undecided_max_wait_ms: _TypeAlias = _typing.Literal["undecided_max_wait_ms"]  # noqa: Y015
+    _WhichOneofArgType__undecided_max_wait_ms: _TypeAlias = _typing.Literal["_undecided_max_wait_ms", b"_undecided_max_wait_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__commit_threshold) -> _WhichOneofReturnType__commit_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__hold_max_wait_ms) -> _WhichOneofReturnType__hold_max_wait_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__hold_threshold) -> _WhichOneofReturnType__hold_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__preemptive_reply) -> _WhichOneofReturnType__preemptive_reply | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__turn_pause_ms) -> _WhichOneofReturnType__turn_pause_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__undecided_max_wait_ms) -> _WhichOneofReturnType__undecided_max_wait_ms | None: ...
+
+Global___TurnTakingConfig: _TypeAlias = TurnTakingConfig  # noqa: Y015
 
 @_typing.final
 class Interview(_message.Message):
@@ -223,6 +304,7 @@ class Interview(_message.Message):
     JOIN_URL_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     status: _session_pb2.InterviewStatus.ValueType
     template: _builtins.str
@@ -234,6 +316,8 @@ class Interview(_message.Message):
     join_url: _builtins.str
     created_by: _builtins.str
     """API key name (team)"""
+    team: _builtins.str
+    """the team whose API keys may see and change this interview"""
     @_builtins.property
     def plan(self) -> _common_pb2.Plan: ...
     @_builtins.property
@@ -271,10 +355,11 @@ class Interview(_message.Message):
         join_url: _builtins.str = ...,
         created_by: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        team: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate", "config", b"config", "created_at", b"created_at", "ended_at", b"ended_at", "plan", b"plan", "started_at", b"started_at", "video_policy", b"video_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "end_reason", b"end_reason", "ended_at", b"ended_at", "id", b"id", "join_url", b"join_url", "labels", b"labels", "mode", b"mode", "persona", b"persona", "phase_id", b"phase_id", "plan", b"plan", "role", b"role", "started_at", b"started_at", "status", b"status", "template", b"template", "video_policy", b"video_policy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate", b"candidate", "config", b"config", "created_at", b"created_at", "created_by", b"created_by", "end_reason", b"end_reason", "ended_at", b"ended_at", "id", b"id", "join_url", b"join_url", "labels", b"labels", "mode", b"mode", "persona", b"persona", "phase_id", b"phase_id", "plan", b"plan", "role", b"role", "started_at", b"started_at", "status", b"status", "team", b"team", "template", b"template", "video_policy", b"video_policy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -564,6 +649,55 @@ class PostCodeEventResponse(_message.Message):
 Global___PostCodeEventResponse: _TypeAlias = PostCodeEventResponse  # noqa: Y015
 
 @_typing.final
+class ReissueJoinLinkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTERVIEW_ID_FIELD_NUMBER: _builtins.int
+    JOIN_TOKEN_TTL_S_FIELD_NUMBER: _builtins.int
+    interview_id: _builtins.str
+    join_token_ttl_s: _builtins.int
+    """0 = server default"""
+    def __init__(
+        self,
+        *,
+        interview_id: _builtins.str = ...,
+        join_token_ttl_s: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interview_id", b"interview_id", "join_token_ttl_s", b"join_token_ttl_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReissueJoinLinkRequest: _TypeAlias = ReissueJoinLinkRequest  # noqa: Y015
+
+@_typing.final
+class ReissueJoinLinkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOIN_URL_FIELD_NUMBER: _builtins.int
+    JOIN_TOKEN_FIELD_NUMBER: _builtins.int
+    JOIN_TOKEN_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    join_url: _builtins.str
+    join_token: _builtins.str
+    @_builtins.property
+    def join_token_expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        join_url: _builtins.str = ...,
+        join_token: _builtins.str = ...,
+        join_token_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["join_token_expires_at", b"join_token_expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_token", b"join_token", "join_token_expires_at", b"join_token_expires_at", "join_url", b"join_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReissueJoinLinkResponse: _TypeAlias = ReissueJoinLinkResponse  # noqa: Y015
+
+@_typing.final
 class EndInterviewRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -780,6 +914,12 @@ class TurnMetrics(_message.Message):
     LLM_PROVIDER_FIELD_NUMBER: _builtins.int
     STT_PROVIDER_FIELD_NUMBER: _builtins.int
     TTS_PROVIDER_FIELD_NUMBER: _builtins.int
+    SPEECH_END_TO_COMMIT_MS_FIELD_NUMBER: _builtins.int
+    COMMIT_TO_FIRST_AUDIO_MS_FIELD_NUMBER: _builtins.int
+    SPECULATIVE_FIELD_NUMBER: _builtins.int
+    SPECULATIVE_STARTS_FIELD_NUMBER: _builtins.int
+    SPECULATIVE_CANCELLED_FIELD_NUMBER: _builtins.int
+    SPECULATIVE_WASTED_TOKENS_FIELD_NUMBER: _builtins.int
     turn_id: _builtins.str
     stt_final_ms: _builtins.int
     llm_first_token_ms: _builtins.int
@@ -790,6 +930,18 @@ class TurnMetrics(_message.Message):
     llm_provider: _builtins.str
     stt_provider: _builtins.str
     tts_provider: _builtins.str
+    speech_end_to_commit_ms: _builtins.int
+    """end of the candidate's speech -> the turn committed"""
+    commit_to_first_audio_ms: _builtins.int
+    """turn committed -> first audio sent to media"""
+    speculative: _builtins.bool
+    """the reply was prepared before the commit (preemptive)"""
+    speculative_starts: _builtins.int
+    """speculative generations started for this turn"""
+    speculative_cancelled: _builtins.int
+    """... and cancelled (the candidate went on, or the text changed)"""
+    speculative_wasted_tokens: _builtins.int
+    """output tokens of the cancelled ones"""
     def __init__(
         self,
         *,
@@ -803,10 +955,16 @@ class TurnMetrics(_message.Message):
         llm_provider: _builtins.str = ...,
         stt_provider: _builtins.str = ...,
         tts_provider: _builtins.str = ...,
+        speech_end_to_commit_ms: _builtins.int = ...,
+        commit_to_first_audio_ms: _builtins.int = ...,
+        speculative: _builtins.bool = ...,
+        speculative_starts: _builtins.int = ...,
+        speculative_cancelled: _builtins.int = ...,
+        speculative_wasted_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_audio_sent_ms", b"first_audio_sent_ms", "interrupted", b"interrupted", "llm_first_token_ms", b"llm_first_token_ms", "llm_provider", b"llm_provider", "stt_final_ms", b"stt_final_ms", "stt_provider", b"stt_provider", "traceparent", b"traceparent", "tts_first_audio_ms", b"tts_first_audio_ms", "tts_provider", b"tts_provider", "turn_id", b"turn_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_to_first_audio_ms", b"commit_to_first_audio_ms", "first_audio_sent_ms", b"first_audio_sent_ms", "interrupted", b"interrupted", "llm_first_token_ms", b"llm_first_token_ms", "llm_provider", b"llm_provider", "speculative", b"speculative", "speculative_cancelled", b"speculative_cancelled", "speculative_starts", b"speculative_starts", "speculative_wasted_tokens", b"speculative_wasted_tokens", "speech_end_to_commit_ms", b"speech_end_to_commit_ms", "stt_final_ms", b"stt_final_ms", "stt_provider", b"stt_provider", "traceparent", b"traceparent", "tts_first_audio_ms", b"tts_first_audio_ms", "tts_provider", b"tts_provider", "turn_id", b"turn_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -89,6 +89,11 @@ class InterviewsStub:
                 request_serializer=interview_dot_v1_dot_interviews__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=interview_dot_v1_dot_interviews__pb2.Evaluation.FromString,
                 _registered_method=True)
+        self.ReissueJoinLink = channel.unary_unary(
+                '/interview.v1.Interviews/ReissueJoinLink',
+                request_serializer=interview_dot_v1_dot_interviews__pb2.ReissueJoinLinkRequest.SerializeToString,
+                response_deserializer=interview_dot_v1_dot_interviews__pb2.ReissueJoinLinkResponse.FromString,
+                _registered_method=True)
 
 
 class InterviewsServicer:
@@ -165,6 +170,13 @@ class InterviewsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReissueJoinLink(self, request, context):
+        """Revokes the interview's join link (ending any session joined with it) and issues a new one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InterviewsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +234,11 @@ def add_InterviewsServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=interview_dot_v1_dot_interviews__pb2.EvaluateRequest.FromString,
                     response_serializer=interview_dot_v1_dot_interviews__pb2.Evaluation.SerializeToString,
+            ),
+            'ReissueJoinLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReissueJoinLink,
+                    request_deserializer=interview_dot_v1_dot_interviews__pb2.ReissueJoinLinkRequest.FromString,
+                    response_serializer=interview_dot_v1_dot_interviews__pb2.ReissueJoinLinkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -521,6 +538,33 @@ class Interviews:
             '/interview.v1.Interviews/Evaluate',
             interview_dot_v1_dot_interviews__pb2.EvaluateRequest.SerializeToString,
             interview_dot_v1_dot_interviews__pb2.Evaluation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReissueJoinLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interview.v1.Interviews/ReissueJoinLink',
+            interview_dot_v1_dot_interviews__pb2.ReissueJoinLinkRequest.SerializeToString,
+            interview_dot_v1_dot_interviews__pb2.ReissueJoinLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

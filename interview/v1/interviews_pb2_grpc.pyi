@@ -55,6 +55,8 @@ class InterviewsStub:
     """Erasure (GDPR): removes the interview's state, events and transcript."""
     Evaluate: _grpc.UnaryUnaryMultiCallable[_interviews_pb2.EvaluateRequest, _interviews_pb2.Evaluation]
     """Reserved for the evaluation issue; UNIMPLEMENTED until then."""
+    ReissueJoinLink: _grpc.UnaryUnaryMultiCallable[_interviews_pb2.ReissueJoinLinkRequest, _interviews_pb2.ReissueJoinLinkResponse]
+    """Revokes the interview's join link (ending any session joined with it) and issues a new one."""
 
 @_typing.type_check_only
 class InterviewsAsyncStub(InterviewsStub):
@@ -75,6 +77,8 @@ class InterviewsAsyncStub(InterviewsStub):
     """Erasure (GDPR): removes the interview's state, events and transcript."""
     Evaluate: _aio.UnaryUnaryMultiCallable[_interviews_pb2.EvaluateRequest, _interviews_pb2.Evaluation]  # type: ignore[assignment]
     """Reserved for the evaluation issue; UNIMPLEMENTED until then."""
+    ReissueJoinLink: _aio.UnaryUnaryMultiCallable[_interviews_pb2.ReissueJoinLinkRequest, _interviews_pb2.ReissueJoinLinkResponse]  # type: ignore[assignment]
+    """Revokes the interview's join link (ending any session joined with it) and issues a new one."""
 
 class InterviewsServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -158,5 +162,13 @@ class InterviewsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_interviews_pb2.Evaluation, _abc.Awaitable[_interviews_pb2.Evaluation]]:
         """Reserved for the evaluation issue; UNIMPLEMENTED until then."""
+
+    @_abc_1.abstractmethod
+    def ReissueJoinLink(
+        self,
+        request: _interviews_pb2.ReissueJoinLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_interviews_pb2.ReissueJoinLinkResponse, _abc.Awaitable[_interviews_pb2.ReissueJoinLinkResponse]]:
+        """Revokes the interview's join link (ending any session joined with it) and issues a new one."""
 
 def add_InterviewsServicer_to_server(servicer: InterviewsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -415,6 +415,7 @@ class ServerMessage(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
     VIDEO_POLICY_FIELD_NUMBER: _builtins.int
+    FRAME_RATES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def credential(self) -> Global___SessionCredential: ...
     @_builtins.property
@@ -431,6 +432,10 @@ class ServerMessage(_message.Message):
     def video_policy(self) -> Global___VideoPolicy:
         """what the interview allows; media asks the candidate's consent"""
 
+    @_builtins.property
+    def frame_rates(self) -> Global___FrameRates:
+        """sample video at the source at these rates (0 = send none)"""
+
     def __init__(
         self,
         *,
@@ -441,16 +446,43 @@ class ServerMessage(_message.Message):
         state: Global___SessionState | None = ...,
         end: Global___SessionEnd | None = ...,
         video_policy: Global___VideoPolicy | None = ...,
+        frame_rates: Global___FrameRates | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "caption", b"caption", "credential", b"credential", "end", b"end", "msg", b"msg", "playback", b"playback", "state", b"state", "video_policy", b"video_policy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "caption", b"caption", "credential", b"credential", "end", b"end", "frame_rates", b"frame_rates", "msg", b"msg", "playback", b"playback", "state", b"state", "video_policy", b"video_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "caption", b"caption", "credential", b"credential", "end", b"end", "msg", b"msg", "playback", b"playback", "state", b"state", "video_policy", b"video_policy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio", b"audio", "caption", b"caption", "credential", b"credential", "end", b"end", "frame_rates", b"frame_rates", "msg", b"msg", "playback", b"playback", "state", b"state", "video_policy", b"video_policy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["credential", "audio", "playback", "caption", "state", "end", "video_policy"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["credential", "audio", "playback", "caption", "state", "end", "video_policy", "frame_rates"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 
 Global___ServerMessage: _TypeAlias = ServerMessage  # noqa: Y015
+
+@_typing.final
+class FrameRates(_message.Message):
+    """How many frames per second media forwards per source, from the interview's phase and mode:
+    media throttles before decoding or encoding anything it would throw away.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMERA_FPS_FIELD_NUMBER: _builtins.int
+    SCREEN_FPS_FIELD_NUMBER: _builtins.int
+    camera_fps: _builtins.float
+    screen_fps: _builtins.float
+    def __init__(
+        self,
+        *,
+        camera_fps: _builtins.float = ...,
+        screen_fps: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_fps", b"camera_fps", "screen_fps", b"screen_fps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FrameRates: _TypeAlias = FrameRates  # noqa: Y015
 
 @_typing.final
 class VideoPolicy(_message.Message):
