@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19interview/v1/common.proto\x12\x0cinterview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\"7\n\x0b\x41udioFormat\x12\x16\n\x0esample_rate_hz\x18\x01 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x02 \x01(\x05\"\\\n\nAudioChunk\x12\x0b\n\x03pcm\x18\x01 \x01(\x0c\x12\x16\n\x0eoffset_samples\x18\x02 \x01(\x03\x12)\n\x05trace\x18\x03 \x01(\x0b\x32\x1a.interview.v1.TraceContext\"\x93\x02\n\tVadParams\x12!\n\x14\x61\x63tivation_threshold\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12#\n\x16\x64\x65\x61\x63tivation_threshold\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x1b\n\x0emin_silence_ms\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x1a\n\rspeech_pad_ms\x18\x05 \x01(\x05H\x04\x88\x01\x01\x42\x17\n\x15_activation_thresholdB\x19\n\x17_deactivation_thresholdB\x10\n\x0e_min_speech_msB\x11\n\x0f_min_silence_msB\x10\n\x0e_speech_pad_ms\"b\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1c\n\x14start_offset_samples\x18\x03 \x01(\x03\x12\x1a\n\x12\x65nd_offset_samples\x18\x04 \x01(\x03\"u\n\nVideoFrame\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12)\n\x06source\x18\x02 \x01(\x0e\x32\x19.interview.v1.VideoSource\x12\x0f\n\x07time_ms\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\".\n\x0cVideoConsent\x12\x0e\n\x06\x63\x61mera\x18\x01 \x01(\x08\x12\x0e\n\x06screen\x18\x02 \x01(\x08\"\xa8\x01\n\x0bObservation\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12)\n\x06source\x18\x04 \x01(\x0e\x32\x19.interview.v1.VideoSource\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nactionable\x18\x06 \x01(\x08\"\xa4\x01\n\x0c\x43odeSnapshot\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.interview.v1.CodeEventKind\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06output\x18\x06 \x01(\t\"\xd9\x01\n\rProviderEvent\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .interview.v1.ProviderEvent.Kind\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x15\n\rfrom_provider\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"_\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46\x41LLBACK\x10\x01\x12\x10\n\x0cRECONNECTING\x10\x02\x12\x0f\n\x0bRECONNECTED\x10\x03\x12\x10\n\x0c\x42REAKER_OPEN\x10\x04\"7\n\x07Problem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"8\n\x08Question\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nfollow_ups\x18\x03 \x03(\t\"\xbc\x01\n\x05Phase\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.interview.v1.PhaseKind\x12\x15\n\rtime_budget_s\x18\x04 \x01(\x05\x12)\n\tquestions\x18\x05 \x03(\x0b\x32\x16.interview.v1.Question\x12\r\n\x05goals\x18\x06 \x03(\t\x12 \n\x04mode\x18\x07 \x01(\x0e\x32\x12.interview.v1.Mode\"U\n\rCodingProblem\x12\r\n\x05title\x18\x01 \x01(\t\x12\x11\n\tstatement\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x10\n\x08\x65xamples\x18\x04 \x03(\t\"=\n\nRubricItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x05\"\xd8\x01\n\x04Plan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12#\n\x06phases\x18\x04 \x03(\x0b\x32\x13.interview.v1.Phase\x12\x33\n\x0e\x63oding_problem\x18\x05 \x01(\x0b\x32\x1b.interview.v1.CodingProblem\x12(\n\x06rubric\x18\x06 \x03(\x0b\x32\x18.interview.v1.RubricItem\x12\x10\n\x08greeting\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\t*F\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODE_CONVERSATIONAL\x10\x01\x12\x0f\n\x0bMODE_CODING\x10\x02*N\n\x07Persona\x12\x17\n\x13PERSONA_UNSPECIFIED\x10\x00\x12\x17\n\x13PERSONA_INTERVIEWER\x10\x01\x12\x11\n\rPERSONA_COACH\x10\x02*L\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_AGENT\x10\x02\x12\x0f\n\x0bROLE_SYSTEM\x10\x03*]\n\x0bVideoSource\x12\x1c\n\x18VIDEO_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13VIDEO_SOURCE_CAMERA\x10\x01\x12\x17\n\x13VIDEO_SOURCE_SCREEN\x10\x02*p\n\rCodeEventKind\x12\x1f\n\x1b\x43ODE_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43ODE_EVENT_EDIT\x10\x01\x12\x12\n\x0e\x43ODE_EVENT_RUN\x10\x02\x12\x15\n\x11\x43ODE_EVENT_SUBMIT\x10\x03*\xd6\x01\n\tPhaseKind\x12\x1a\n\x16PHASE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12PHASE_INTRODUCTION\x10\x01\x12\x1d\n\x19PHASE_TECHNICAL_SCREENING\x10\x02\x12\x15\n\x11PHASE_LIVE_CODING\x10\x03\x12\x17\n\x13PHASE_SYSTEM_DESIGN\x10\x04\x12\x14\n\x10PHASE_BEHAVIORAL\x10\x05\x12\x1d\n\x19PHASE_CANDIDATE_QUESTIONS\x10\x06\x12\x11\n\rPHASE_WRAP_UP\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19interview/v1/common.proto\x12\x0cinterview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\"7\n\x0b\x41udioFormat\x12\x16\n\x0esample_rate_hz\x18\x01 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x02 \x01(\x05\"\\\n\nAudioChunk\x12\x0b\n\x03pcm\x18\x01 \x01(\x0c\x12\x16\n\x0eoffset_samples\x18\x02 \x01(\x03\x12)\n\x05trace\x18\x03 \x01(\x0b\x32\x1a.interview.v1.TraceContext\"\x93\x02\n\tVadParams\x12!\n\x14\x61\x63tivation_threshold\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12#\n\x16\x64\x65\x61\x63tivation_threshold\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x1b\n\x0emin_silence_ms\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x1a\n\rspeech_pad_ms\x18\x05 \x01(\x05H\x04\x88\x01\x01\x42\x17\n\x15_activation_thresholdB\x19\n\x17_deactivation_thresholdB\x10\n\x0e_min_speech_msB\x11\n\x0f_min_silence_msB\x10\n\x0e_speech_pad_ms\"b\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1c\n\x14start_offset_samples\x18\x03 \x01(\x03\x12\x1a\n\x12\x65nd_offset_samples\x18\x04 \x01(\x03\"u\n\nVideoFrame\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12)\n\x06source\x18\x02 \x01(\x0e\x32\x19.interview.v1.VideoSource\x12\x0f\n\x07time_ms\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\".\n\x0cVideoConsent\x12\x0e\n\x06\x63\x61mera\x18\x01 \x01(\x08\x12\x0e\n\x06screen\x18\x02 \x01(\x08\"\xb4\x01\n\x0bObservation\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12)\n\x06source\x18\x04 \x01(\x0e\x32\x19.interview.v1.VideoSource\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nactionable\x18\x06 \x01(\x08\x12\n\n\x02id\x18\x07 \x01(\t\"\xa4\x01\n\x0c\x43odeSnapshot\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.interview.v1.CodeEventKind\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06output\x18\x06 \x01(\t\"\xd9\x01\n\rProviderEvent\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .interview.v1.ProviderEvent.Kind\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x15\n\rfrom_provider\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"_\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46\x41LLBACK\x10\x01\x12\x10\n\x0cRECONNECTING\x10\x02\x12\x0f\n\x0bRECONNECTED\x10\x03\x12\x10\n\x0c\x42REAKER_OPEN\x10\x04\"7\n\x07Problem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"8\n\x08Question\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nfollow_ups\x18\x03 \x03(\t\"\xbc\x01\n\x05Phase\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.interview.v1.PhaseKind\x12\x15\n\rtime_budget_s\x18\x04 \x01(\x05\x12)\n\tquestions\x18\x05 \x03(\x0b\x32\x16.interview.v1.Question\x12\r\n\x05goals\x18\x06 \x03(\t\x12 \n\x04mode\x18\x07 \x01(\x0e\x32\x12.interview.v1.Mode\"U\n\rCodingProblem\x12\r\n\x05title\x18\x01 \x01(\t\x12\x11\n\tstatement\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x10\n\x08\x65xamples\x18\x04 \x03(\t\"=\n\nRubricItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x05\"\xd8\x01\n\x04Plan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12#\n\x06phases\x18\x04 \x03(\x0b\x32\x13.interview.v1.Phase\x12\x33\n\x0e\x63oding_problem\x18\x05 \x01(\x0b\x32\x1b.interview.v1.CodingProblem\x12(\n\x06rubric\x18\x06 \x03(\x0b\x32\x18.interview.v1.RubricItem\x12\x10\n\x08greeting\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\t*F\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODE_CONVERSATIONAL\x10\x01\x12\x0f\n\x0bMODE_CODING\x10\x02*N\n\x07Persona\x12\x17\n\x13PERSONA_UNSPECIFIED\x10\x00\x12\x17\n\x13PERSONA_INTERVIEWER\x10\x01\x12\x11\n\rPERSONA_COACH\x10\x02*L\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_AGENT\x10\x02\x12\x0f\n\x0bROLE_SYSTEM\x10\x03*]\n\x0bVideoSource\x12\x1c\n\x18VIDEO_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13VIDEO_SOURCE_CAMERA\x10\x01\x12\x17\n\x13VIDEO_SOURCE_SCREEN\x10\x02*p\n\rCodeEventKind\x12\x1f\n\x1b\x43ODE_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43ODE_EVENT_EDIT\x10\x01\x12\x12\n\x0e\x43ODE_EVENT_RUN\x10\x02\x12\x15\n\x11\x43ODE_EVENT_SUBMIT\x10\x03*\xd6\x01\n\tPhaseKind\x12\x1a\n\x16PHASE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12PHASE_INTRODUCTION\x10\x01\x12\x1d\n\x19PHASE_TECHNICAL_SCREENING\x10\x02\x12\x15\n\x11PHASE_LIVE_CODING\x10\x03\x12\x17\n\x13PHASE_SYSTEM_DESIGN\x10\x04\x12\x14\n\x10PHASE_BEHAVIORAL\x10\x05\x12\x1d\n\x19PHASE_CANDIDATE_QUESTIONS\x10\x06\x12\x11\n\rPHASE_WRAP_UP\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'interview.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODE']._serialized_start=2062
-  _globals['_MODE']._serialized_end=2132
-  _globals['_PERSONA']._serialized_start=2134
-  _globals['_PERSONA']._serialized_end=2212
-  _globals['_ROLE']._serialized_start=2214
-  _globals['_ROLE']._serialized_end=2290
-  _globals['_VIDEOSOURCE']._serialized_start=2292
-  _globals['_VIDEOSOURCE']._serialized_end=2385
-  _globals['_CODEEVENTKIND']._serialized_start=2387
-  _globals['_CODEEVENTKIND']._serialized_end=2499
-  _globals['_PHASEKIND']._serialized_start=2502
-  _globals['_PHASEKIND']._serialized_end=2716
+  _globals['_MODE']._serialized_start=2074
+  _globals['_MODE']._serialized_end=2144
+  _globals['_PERSONA']._serialized_start=2146
+  _globals['_PERSONA']._serialized_end=2224
+  _globals['_ROLE']._serialized_start=2226
+  _globals['_ROLE']._serialized_end=2302
+  _globals['_VIDEOSOURCE']._serialized_start=2304
+  _globals['_VIDEOSOURCE']._serialized_end=2397
+  _globals['_CODEEVENTKIND']._serialized_start=2399
+  _globals['_CODEEVENTKIND']._serialized_end=2511
+  _globals['_PHASEKIND']._serialized_start=2514
+  _globals['_PHASEKIND']._serialized_end=2728
   _globals['_TRACECONTEXT']._serialized_start=76
   _globals['_TRACECONTEXT']._serialized_end=131
   _globals['_AUDIOFORMAT']._serialized_start=133
@@ -59,23 +59,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VIDEOCONSENT']._serialized_start=781
   _globals['_VIDEOCONSENT']._serialized_end=827
   _globals['_OBSERVATION']._serialized_start=830
-  _globals['_OBSERVATION']._serialized_end=998
-  _globals['_CODESNAPSHOT']._serialized_start=1001
-  _globals['_CODESNAPSHOT']._serialized_end=1165
-  _globals['_PROVIDEREVENT']._serialized_start=1168
-  _globals['_PROVIDEREVENT']._serialized_end=1385
-  _globals['_PROVIDEREVENT_KIND']._serialized_start=1290
-  _globals['_PROVIDEREVENT_KIND']._serialized_end=1385
-  _globals['_PROBLEM']._serialized_start=1387
-  _globals['_PROBLEM']._serialized_end=1442
-  _globals['_QUESTION']._serialized_start=1444
-  _globals['_QUESTION']._serialized_end=1500
-  _globals['_PHASE']._serialized_start=1503
-  _globals['_PHASE']._serialized_end=1691
-  _globals['_CODINGPROBLEM']._serialized_start=1693
-  _globals['_CODINGPROBLEM']._serialized_end=1778
-  _globals['_RUBRICITEM']._serialized_start=1780
-  _globals['_RUBRICITEM']._serialized_end=1841
-  _globals['_PLAN']._serialized_start=1844
-  _globals['_PLAN']._serialized_end=2060
+  _globals['_OBSERVATION']._serialized_end=1010
+  _globals['_CODESNAPSHOT']._serialized_start=1013
+  _globals['_CODESNAPSHOT']._serialized_end=1177
+  _globals['_PROVIDEREVENT']._serialized_start=1180
+  _globals['_PROVIDEREVENT']._serialized_end=1397
+  _globals['_PROVIDEREVENT_KIND']._serialized_start=1302
+  _globals['_PROVIDEREVENT_KIND']._serialized_end=1397
+  _globals['_PROBLEM']._serialized_start=1399
+  _globals['_PROBLEM']._serialized_end=1454
+  _globals['_QUESTION']._serialized_start=1456
+  _globals['_QUESTION']._serialized_end=1512
+  _globals['_PHASE']._serialized_start=1515
+  _globals['_PHASE']._serialized_end=1703
+  _globals['_CODINGPROBLEM']._serialized_start=1705
+  _globals['_CODINGPROBLEM']._serialized_end=1790
+  _globals['_RUBRICITEM']._serialized_start=1792
+  _globals['_RUBRICITEM']._serialized_end=1853
+  _globals['_PLAN']._serialized_start=1856
+  _globals['_PLAN']._serialized_end=2072
 # @@protoc_insertion_point(module_scope)
