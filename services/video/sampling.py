@@ -28,23 +28,26 @@ class RateSampler:
 
     def __init__(self, mode: int):
         self.mode = mode or DEFAULT_MODE
-        self._last: dict[int, int] = {}
+        self._due: dict[int, tuple[float, int]] = {}  # source -> (next frame due, last kept capture time)
 
     def set_mode(self, mode: int) -> None:
         if mode and mode != self.mode:
             self.mode = mode
-            self._last.clear()  # a faster mode takes the next frame at once
+            self._due.clear()  # a faster mode takes the next frame at once
 
     def admit(self, source: int, time_ms: int) -> bool:
         r = rate(self.mode, source)
         if r <= 0:
             return False
-        last = self._last.get(source)
-        interval_ms = 1000.0 / r
-        if last is not None and last <= time_ms < last + interval_ms * (1 - _EARLY):
+        interval = 1000.0 / r
+        due = self._due.get(source)
+        if due is not None and due[1] <= time_ms < due[0] - _EARLY * interval:
             return False
-        self._last[source] = time_ms  # also resets when the capture clock went backwards
+        # Stay on the schedule (early admissions do not raise the average rate); start a new one
+        # after a gap or when the capture clock went backwards.
+        on_schedule = due is not None and due[1] <= time_ms < due[0] + interval / 2
+        self._due[source] = ((due[0] if on_schedule and due else time_ms) + interval, time_ms)
         return True
 
     def forget(self, source: int) -> None:
-        self._last.pop(source, None)
+        self._due.pop(source, None)
