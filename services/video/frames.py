@@ -36,6 +36,17 @@ class Decoded:
     width: int          # as sent
     height: int
 
+    @property
+    def scaled(self) -> bool:
+        return self.image.size != (self.width, self.height)
+
+
+def encode(img: Image.Image, quality: int = 80) -> bytes:
+    """Re-encode a scaled frame for a cloud model (in an executor, only when it was scaled)."""
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
 
 def _open(jpeg: bytes) -> Image.Image:
     try:

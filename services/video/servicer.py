@@ -19,6 +19,13 @@ from services.video.session import Limits, StreamSession, counters
 log = logging.getLogger("video")
 
 
+class LocalContext:
+    """Stands in for the gRPC context when a stream runs in-process (CLI, tests, benchmarks)."""
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise ValueError(details)
+
+
 class VideoServicer(video_pb2_grpc.VideoServicer):
     def __init__(self, chain: ProviderChain[Provider], executor: Executor, limits: Limits):
         self.chain = chain
@@ -33,6 +40,10 @@ class VideoServicer(video_pb2_grpc.VideoServicer):
         first = config.provider or self.chain.names[0]
         return StreamSession(config, self.chain, first, self.executor, self.limits,
                              config.stream_id or uuid.uuid4().hex[:12])
+
+    def analyze_local(self, requests: AsyncIterator[video_pb2.AnalyzeRequest]) -> AsyncIterator[video_pb2.AnalyzeResponse]:
+        """The same stream without a server: ValueError instead of an INVALID_ARGUMENT status."""
+        return self.Analyze(requests, LocalContext())  # type: ignore[arg-type]
 
     async def Analyze(self, request_iterator: AsyncIterator[video_pb2.AnalyzeRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[video_pb2.AnalyzeResponse]:

@@ -197,7 +197,7 @@ class StreamSession:
                     self.stats.frames_skipped_unchanged += 1
                     continue
                 self.stats.frames_analyzed += 1
-                frame = Frame(f.source, f.time_ms, decoded, change)
+                frame = Frame(f.source, f.time_ms, decoded, change, f.jpeg)
                 if f.source == SCREEN:
                     self._last_screen = frame
                 if self.analyser is not None:
@@ -214,6 +214,7 @@ class StreamSession:
         while True:
             name, provider, breaker = next(self.chain.candidates(start))
             self.provider_name = name
+            self.cost.tokens_per_frame = getattr(provider, "tokens_per_frame", self.cost.tokens_per_frame)
             self.analyser = provider.open(self._context())
             if self._last_screen is not None:
                 self.analyser.submit(self._last_screen)

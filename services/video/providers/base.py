@@ -27,6 +27,7 @@ class Frame:
     time_ms: int
     decoded: Decoded
     change: Change | None = None  # screen frames only
+    jpeg: bytes = b""  # the frame as received, reused when it needed no scaling (no re-encode)
 
 
 @dataclass
