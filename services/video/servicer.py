@@ -32,21 +32,26 @@ class VideoServicer(video_pb2_grpc.VideoServicer):
         self.executor = executor
         self.limits = limits
 
-    def open(self, config: video_pb2.VideoConfig) -> StreamSession:
+    def open(self, config: video_pb2.VideoConfig, sampling_free: bool = False) -> StreamSession:
         """A session for `config`; ValueError names what is wrong (shared with the CLI)."""
         if config.provider and config.provider not in self.chain.names:
             raise ValueError(f"unknown or unavailable provider {config.provider!r}; "
                              f"this server has {', '.join(self.chain.names)}")
         first = config.provider or self.chain.names[0]
         return StreamSession(config, self.chain, first, self.executor, self.limits,
-                             config.stream_id or uuid.uuid4().hex[:12])
+                             config.stream_id or uuid.uuid4().hex[:12], sampling_free=sampling_free)
 
-    def analyze_local(self, requests: AsyncIterator[video_pb2.AnalyzeRequest]) -> AsyncIterator[video_pb2.AnalyzeResponse]:
+    def analyze_local(self, requests: AsyncIterator[video_pb2.AnalyzeRequest], *,
+                      sampling_free: bool = False) -> AsyncIterator[video_pb2.AnalyzeResponse]:
         """The same stream without a server: ValueError instead of an INVALID_ARGUMENT status."""
-        return self.Analyze(requests, LocalContext())  # type: ignore[arg-type]
+        return self._analyze(requests, LocalContext(), sampling_free)  # type: ignore[arg-type]
 
-    async def Analyze(self, request_iterator: AsyncIterator[video_pb2.AnalyzeRequest],
-                      context: grpc.aio.ServicerContext) -> AsyncIterator[video_pb2.AnalyzeResponse]:
+    def Analyze(self, request_iterator: AsyncIterator[video_pb2.AnalyzeRequest],
+                context: grpc.aio.ServicerContext) -> AsyncIterator[video_pb2.AnalyzeResponse]:
+        return self._analyze(request_iterator, context, False)
+
+    async def _analyze(self, request_iterator: AsyncIterator[video_pb2.AnalyzeRequest],
+                       context: grpc.aio.ServicerContext, sampling_free: bool) -> AsyncIterator[video_pb2.AnalyzeResponse]:
         try:
             first = await anext(aiter(request_iterator))
         except StopAsyncIteration:
@@ -55,7 +60,7 @@ class VideoServicer(video_pb2_grpc.VideoServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "the first message must be a VideoConfig (consent, sampling, role)")
         try:
-            session = self.open(first.config)
+            session = self.open(first.config, sampling_free)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         with logs.bind(stream_id=session.stream_id):

@@ -43,12 +43,13 @@ class Limits:
 
 class StreamSession:
     def __init__(self, config: video_pb2.VideoConfig, chain: ProviderChain[Provider], first: str,
-                 executor: Executor, limits: Limits, stream_id: str):
+                 executor: Executor, limits: Limits, stream_id: str, *, sampling_free: bool = False):
         self.config = config
         self.chain = chain
         self.executor = executor
         self.limits = limits
         self.stream_id = stream_id
+        self.sampling_free = sampling_free  # the CLI: every frame analysed, no rate or change skipping
         self.consent = {SCREEN: config.consent.screen, CAMERA: config.consent.camera}
         self.mode = config.sampling or video_pb2.SAMPLING_NORMAL
         self.sampler = RateSampler(self.mode)
@@ -156,7 +157,7 @@ class StreamSession:
                                 f"{self.limits.max_frame_bytes}; send smaller JPEGs (e.g. 1280 px, quality 80)",
                                 "frame.jpeg")
             return
-        if not self.sampler.admit(f.source, f.time_ms):
+        if not self.sampling_free and not self.sampler.admit(f.source, f.time_ms):
             self.stats.frames_skipped_rate += 1
             return
         self.stats.frames_sampled += 1
@@ -205,7 +206,7 @@ class StreamSession:
 
     def _decode(self, f: common_pb2.VideoFrame) -> tuple[frames.Decoded, object]:
         decoded = frames.decode(f.jpeg, f.source, self.limits.max_frame_pixels)
-        change = self.detector.check(decoded.gray) if f.source == SCREEN else None
+        change = self.detector.check(decoded.gray) if f.source == SCREEN and not self.sampling_free else None
         return decoded, change
 
     # ---- provider with fallback ------------------------------------------------------------
