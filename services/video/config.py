@@ -29,6 +29,8 @@ class VideoConfig:
     gemini_low_resolution: bool = env(True, help="send frames at media_resolution LOW (66 instead of 258 tokens)")
     gemini_tick_s: float = env(10.0, min=1.0, help="seconds between analysis turns in SCREEN_FOCUS "
                                "(NORMAL x2, LOW x4); a significant screen change starts one sooner")
+    gemini_frame_interval_s: float = env(2.0, min=0.0, help="newest changed frame sent to Gemini at most this often "
+                                         "per source (a significant change goes at once)")
     gemini_min_turn_gap_s: float = env(3.0, min=0.0, help="shortest gap between two analysis turns")
     gemini_turn_timeout_s: float = env(15.0, min=1.0, help="a turn without turnComplete this long fails the provider")
     gemini_window_tokens: int = env(16000, min=1000, help="context window compression: sliding window target")

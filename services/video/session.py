@@ -64,6 +64,7 @@ class StreamSession:
         self._queued = asyncio.Event()
         self._last_problem: dict[tuple[int, str], float] = {}
         self._last_screen: Frame | None = None
+        self._received_ms: collections.OrderedDict[int, int] = collections.OrderedDict()  # capture -> wall
         self.provider_name = first
         self.analyser: StreamAnalyser | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,6 +162,9 @@ class StreamSession:
             self.stats.frames_skipped_rate += 1
             return
         self.stats.frames_sampled += 1
+        self._received_ms[f.time_ms] = int(time.time() * 1000)
+        if len(self._received_ms) > 64:
+            self._received_ms.popitem(last=False)
         if len(self._queue) >= self.limits.queue_frames:  # decoding fell behind: the oldest goes
             self._queue.popleft()
             self.stats.frames_sampled -= 1  # counted as skipped by rate after all
@@ -263,7 +267,10 @@ class StreamSession:
         ok = self.guardrail.check(c)
         if ok is None:
             return
-        msg = video_pb2.AnalyzeResponse(observation=to_proto(ok, self.ids.next(), int(time.time() * 1000)))
+        # Observation.time: when the frame it describes reached the service (wall clock), so a
+        # consumer can place it on the interview's timeline and measure the analysis latency.
+        wall = self._received_ms.get(ok.time_ms) or int(time.time() * 1000)
+        msg = video_pb2.AnalyzeResponse(observation=to_proto(ok, self.ids.next(), wall))
         try:
             self.out.put_nowait(msg)
         except asyncio.QueueFull:

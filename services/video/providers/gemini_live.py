@@ -51,7 +51,7 @@ class GeminiLiveProvider(Provider):
     name = "gemini"
 
     def __init__(self, api_key: str, *, model: str, base_url: str = "", ssl_context: ssl.SSLContext | None = None,
-                 tick_s: float = 10.0, min_turn_gap_s: float = 3.0, turn_timeout_s: float = 15.0,
+                 tick_s: float = 10.0, min_turn_gap_s: float = 3.0, frame_interval_s: float = 2.0, turn_timeout_s: float = 15.0,
                  window_tokens: int = 16000, trigger_tokens: int = 24000, low_resolution: bool = True,
                  backoff: Backoff = Backoff(initial_s=0.5, cap_s=8.0, attempts=5)):
         options: dict[str, Any] = {}
@@ -63,6 +63,7 @@ class GeminiLiveProvider(Provider):
         self.model = model
         self.tick_s = tick_s
         self.min_turn_gap_s = min_turn_gap_s
+        self.frame_interval_s = frame_interval_s
         self.turn_timeout_s = turn_timeout_s
         self.window_tokens = window_tokens
         self.trigger_tokens = trigger_tokens
@@ -74,6 +75,7 @@ class GeminiLiveProvider(Provider):
     def from_config(cls, cfg: Any) -> "GeminiLiveProvider":
         return cls(cfg.gemini_api_key, model=cfg.gemini_model, base_url=cfg.gemini_base_url,
                    tick_s=cfg.gemini_tick_s, min_turn_gap_s=cfg.gemini_min_turn_gap_s,
+                   frame_interval_s=cfg.gemini_frame_interval_s,
                    turn_timeout_s=cfg.gemini_turn_timeout_s, window_tokens=cfg.gemini_window_tokens,
                    trigger_tokens=cfg.gemini_trigger_tokens, low_resolution=cfg.gemini_low_resolution)
 
@@ -116,6 +118,7 @@ class GeminiLiveAnalyser(StreamAnalyser):
         self._urgent = False  # a significant screen change: analyse soon
         self._unanalysed = 0  # frames sent since the last turn
         self._last_turn = -1e9
+        self._last_sent: dict[int, float] = {}  # source -> when its last frame went to the model
         self._turn_open: float | None = None  # when the turn in flight started
         self._text: list[str] = []
         self._last_frame_ms = 0
@@ -208,11 +211,22 @@ class GeminiLiveAnalyser(StreamAnalyser):
         return since >= self.p.tick_s * TICK_FACTOR.get(self.mode, 2.0)
 
     async def _send_frames(self, session: Any) -> None:
+        """The newest frame per source, at most one per `frame_interval_s` (a significant screen
+        change, or a frame an analysis is waiting for, goes at once): typing changes almost every
+        sampled frame, and each frame sent is billed again on every later turn."""
         loop = asyncio.get_running_loop()
+        now = time.monotonic()
         for source in list(self._pending):
-            frame = self._pending.pop(source, None)
+            frame = self._pending.get(source)
             if frame is None:
                 continue
+            significant = frame.change is not None and frame.change.significant
+            tick = now - self._last_turn >= self.p.tick_s * TICK_FACTOR.get(self.mode, 2.0)
+            if not (significant or self._urgent or tick) and \
+                    now - self._last_sent.get(source, -1e9) < self.p.frame_interval_s:
+                continue  # kept: it goes later unless a newer one replaces it
+            del self._pending[source]
+            self._last_sent[source] = now
             data = frame.jpeg
             if frame.decoded.scaled or not data:
                 data = await loop.run_in_executor(None, frames.encode, frame.decoded.image)
