@@ -220,6 +220,7 @@ class StreamSession:
             name, provider, breaker = next(self.chain.candidates(start))
             self.provider_name = name
             self.cost.tokens_per_frame = getattr(provider, "tokens_per_frame", self.cost.tokens_per_frame)
+            self.cost.window_tokens = getattr(provider, "context_cap_tokens", self.cost.window_tokens)
             self.analyser = provider.open(self._context())
             if self._last_screen is not None:
                 self.analyser.submit(self._last_screen)

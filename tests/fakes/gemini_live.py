@@ -25,6 +25,7 @@ from typing import Any
 
 from google.genai import types
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from tests.fakes import validated
 
@@ -57,6 +58,7 @@ class FakeGeminiLive:
     frames: list[bytes] = field(default_factory=list)
     turns: list[str] = field(default_factory=list)
     connections: int = 0
+    closed_abruptly: int = 0  # the client went away without a close frame or with an error code
     headers: list[dict[str, str]] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     port: int = 0
@@ -90,6 +92,14 @@ class FakeGeminiLive:
         return data
 
     async def _handle(self, ws: ServerConnection) -> None:
+        try:
+            await self._session(ws)
+        except ConnectionClosedOK:
+            pass
+        except ConnectionClosed:
+            self.closed_abruptly += 1
+
+    async def _session(self, ws: ServerConnection) -> None:
         self.connections += 1
         self.headers.append({k.lower(): v for k, v in ws.request.headers.items()})
         if not PATH.fullmatch(ws.request.path.split("?")[0]):

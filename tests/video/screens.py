@@ -200,3 +200,60 @@ def jpeg(img: Image.Image, quality: int = 80) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=quality)
     return buf.getvalue()
+
+
+SESSION_CODE = TWO_SUM + "\n\n" + MERGE + "\n\n" + LRU
+
+
+def coding_session(seconds: float, fps: float, seed: int = 7, theme: Theme = DARK,
+                   idle_max: float = 0.4) -> list[tuple[int, bytes]]:
+    """A screen share of someone typing SESSION_CODE: bursts of 3-5 characters a second for
+    3-12 s, pauses of 2-8 s (idle <= `idle_max` of the time), a blinking cursor (500 ms) while idle.
+    Returns (capture time ms, JPEG) at `fps`; identical screens share one encoding."""
+    events = [(t, k + 1) for k, t in enumerate(coding_session_events(seconds, seed, idle_max))]
+    out: list[tuple[int, bytes]] = []
+    cache: dict[tuple[int, bool], bytes] = {}
+    i = 0
+    for n in range(int(seconds * fps)):
+        now = n / fps
+        while i < len(events) and events[i][0] <= now:
+            i += 1
+        chars = events[i - 1][1] if i else 0
+        last_key = events[i - 1][0] if i else 0.0
+        text = SESSION_CODE[: chars % len(SESSION_CODE)]
+        cursor_on = (now - last_key) < 0.5 or int((now - last_key) * 2) % 2 == 0
+        key = (chars, cursor_on)
+        if key not in cache:
+            lines = text.split("\n")
+            row, col = len(lines) - 1, len(lines[-1])
+            scroll = max(0, row - 40)
+            cache[key] = jpeg(editor(text, theme, cursor=(row, col), cursor_on=cursor_on, scroll=scroll))
+        out.append((int(now * 1000), cache[key]))
+    return out
+
+
+def idle_fraction(seconds: float, seed: int = 7) -> float:
+    """Share of the session without a keystroke for >= 1 s (for the benchmark's record)."""
+    frames = coding_session_events(seconds, seed)
+    gaps = [b - a for a, b in zip(frames, frames[1:]) if b - a >= 1.0]
+    return sum(gaps) / seconds
+
+
+def coding_session_events(seconds: float, seed: int = 7, idle_max: float = 0.4) -> list[float]:
+    """Keystroke times: bursts of 3-12 s at 3-5 characters a second, pauses of 2-8 s."""
+    import random
+
+    rng = random.Random(seed)
+    times: list[float] = []
+    t, idle = 0.0, 0.0
+    while t < seconds:
+        end = min(seconds, t + rng.uniform(3, 12))
+        cps = rng.uniform(3, 5)
+        while t < end:
+            t += 1 / cps
+            times.append(t)
+        pause = rng.uniform(2, 8)
+        if (idle + pause) / max(1.0, t + pause) <= idle_max:
+            idle += pause
+            t += pause
+    return times

@@ -92,6 +92,8 @@ async def test_frames_turns_guardrail_and_malformed(fake, executor) -> None:
     assert len(fake.turns) >= 2 and stats.observations_dropped["malformed"] == 1
     assert stats.provider == "gemini" and not stats.fell_back
     assert stats.by_mode[0].mode == video_pb2.SAMPLING_SCREEN_FOCUS
+    await asyncio.sleep(0.2)
+    assert fake.closed_abruptly == 0  # the stream's end closed the live session cleanly
 
 
 async def test_go_away_and_dropped_socket_resume_with_handle(fake, executor) -> None:

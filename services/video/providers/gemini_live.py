@@ -69,6 +69,7 @@ class GeminiLiveProvider(Provider):
         self.trigger_tokens = trigger_tokens
         self.low_resolution = low_resolution
         self.tokens_per_frame = TOKENS_PER_FRAME_LOW if low_resolution else TOKENS_PER_FRAME
+        self.context_cap_tokens = trigger_tokens  # compression keeps the billed context below this
         self.backoff = backoff
 
     @classmethod
@@ -149,7 +150,12 @@ class GeminiLiveAnalyser(StreamAnalyser):
                     if self.handle:
                         self.resumes += 1
                     delays = self.p.backoff.delays()  # connected: a later drop starts the backoff afresh
-                    await self._session(session)
+                    try:
+                        await self._session(session)
+                    except asyncio.CancelledError:  # the stream ended: close the socket cleanly (1000)
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(session.close())
+                        raise
                     log.info("gemini live: go away, resuming", extra={"resumable": bool(self.handle)})
                     continue
             except asyncio.CancelledError:
