@@ -1,7 +1,7 @@
 # The two commands that matter: `make run` and `make test`. See README.md.
 PYTHON ?= python3
 PROTOS := $(wildcard protos/interview/v1/*.proto)
-APT_PACKAGES := redis-server flite espeak-ng sox tesseract-ocr chromium chromium-driver
+APT_PACKAGES := redis-server flite espeak-ng sox tesseract-ocr fonts-dejavu-core openssl chromium chromium-driver
 
 .PHONY: install install-apt proto check-proto run test bench loadtest clean
 
