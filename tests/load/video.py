@@ -95,14 +95,14 @@ def make_stream(stub: video_pb2_grpc.VideoStub, session: list[tuple[int, bytes]]
     return one_stream
 
 
-async def main() -> None:
+async def main(argv: list[str] | None = None) -> None:
     p = arg_parser("python -m tests.load.video", __doc__.splitlines()[0])
     p.add_argument("--provider", choices=("offline", "gemini-fake"), default="offline")
     p.add_argument("--fps", type=float, default=5.0, help="frames per second each stream sends")
     p.add_argument("--ocr-workers", type=int, default=1)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     t = time.perf_counter()
-    session = coding_session(max(60.0, min(args.seconds, 300.0)), args.fps)
+    session = coding_session(max(10.0, min(args.seconds, 300.0)), args.fps)
     render_s = time.perf_counter() - t
     env = {"VIDEO_PROVIDERS": "offline", "VIDEO_OCR_WORKERS": str(args.ocr_workers), "LOG_LEVEL": "WARNING"}
     fake = None

@@ -228,6 +228,8 @@ class GeminiLiveAnalyser(StreamAnalyser):
                 continue
             significant = frame.change is not None and frame.change.significant
             tick = now - self._last_turn >= self.p.tick_s * TICK_FACTOR.get(self.mode, 2.0)
+            if source != SCREEN and not (tick or self._urgent):
+                continue  # the camera (no change detection) goes in once per analysis, its newest frame
             if not (significant or self._urgent or tick) and \
                     now - self._last_sent.get(source, -1e9) < self.p.frame_interval_s:
                 continue  # kept: it goes later unless a newer one replaces it

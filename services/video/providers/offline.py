@@ -6,6 +6,7 @@ grayscale image the decoder already made. Only text leaves; frames are dropped a
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ from services.video.providers.base import Frame, Provider, StreamAnalyser, Strea
 from services.video.providers.describe import describe
 from services.video.providers.ocr import Tesseract, strip_gutter
 
+log = logging.getLogger("video.offline")
 SCREEN, CAMERA = common_pb2.VIDEO_SOURCE_SCREEN, common_pb2.VIDEO_SOURCE_CAMERA
 
 
@@ -49,10 +51,13 @@ class OfflineAnalyser(StreamAnalyser):
         self._camera_prev: np.ndarray | None = None
         self._camera_changed_ms: int | None = None
         self._camera_state = ""  # "", "dark", "frozen"
+        self.ocr_failures = 0
+        self._edits: list[int] = []  # capture times of small screen changes (typing-sized)
 
     def submit(self, frame: Frame) -> None:
         if frame.source == SCREEN:
             self._pending = frame  # the newest replaces any older one: never a backlog
+            self._activity(frame)
             self._wake.set()
         elif frame.source == CAMERA:
             self._camera(frame)
@@ -86,6 +91,10 @@ class OfflineAnalyser(StreamAnalyser):
         self._last_ocr = time.monotonic()
         try:
             text = await self.p.ocr.read(frame.decoded.image)
+        except (asyncio.TimeoutError, OSError, RuntimeError) as exc:  # one failed OCR is not the stream's end
+            self.ocr_failures += 1
+            log.warning("ocr failed; the next changed frame is tried", extra={"error": f"{type(exc).__name__}: {exc}"[:200]})
+            return
         finally:
             self._busy = False
             del frame.decoded  # pixels are not kept past their analysis
@@ -101,6 +110,21 @@ class OfflineAnalyser(StreamAnalyser):
             return  # the same thing again is not news
         self._last_detail[kind.value] = detail
         self.ctx.emit(Candidate(kind.value, detail, confidence, source, time_ms))
+
+    def _activity(self, frame: Frame) -> None:
+        """Typing vs a scroll or window switch, from where the screen changed (not why)."""
+        change = frame.change
+        if change is None or change.blocks < 0:
+            return
+        if change.significant:
+            self._edits.clear()
+            self._emit(ObsType.SCREEN_ACTIVITY, "large screen change (scroll or window switch)", 0.7, SCREEN,
+                       frame.time_ms)
+            return
+        self._edits = [t for t in self._edits if frame.time_ms - t <= 10_000] + [frame.time_ms]
+        if len(self._edits) >= 4:
+            self._emit(ObsType.SCREEN_ACTIVITY, "typing: small edits on screen for several seconds", 0.7, SCREEN,
+                       frame.time_ms)
 
     def _camera(self, frame: Frame) -> None:
         gray = frame.decoded.gray
