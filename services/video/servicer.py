@@ -76,13 +76,16 @@ class VideoServicer(video_pb2_grpc.VideoServicer):
             reader = asyncio.create_task(read(), name=f"video-reader-{session.stream_id}")
             try:
                 while True:
-                    getter = asyncio.ensure_future(session.out.get())
-                    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter not in done:
-                        getter.cancel()
+                    if reader.done():
                         reader.result()  # a failed reader ends the call with its error
-                        continue  # the reader finished cleanly: drain the queue
-                    msg = getter.result()
+                        msg = await session.out.get()  # it finished cleanly: the rest, then None
+                    else:
+                        getter = asyncio.ensure_future(session.out.get())
+                        done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                        if getter not in done:
+                            getter.cancel()
+                            continue
+                        msg = getter.result()
                     if msg is None:
                         break
                     yield msg
