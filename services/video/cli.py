@@ -20,6 +20,7 @@ from services.video.config import VideoConfig
 from services.video.service import make_servicer
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+MAX_SIDE = 2560  # larger images are scaled down first (the service scales to 1280 anyway)
 SOURCES = {"screen": common_pb2.VIDEO_SOURCE_SCREEN, "camera": common_pb2.VIDEO_SOURCE_CAMERA}
 
 
@@ -38,11 +39,13 @@ def as_jpeg(path: Path) -> bytes:
     try:
         data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as img:
-            if img.format == "JPEG":
+            if img.format == "JPEG" and max(img.size) <= MAX_SIDE:
                 img.verify()
                 return data
+            img = img.convert("RGB")
+            img.thumbnail((MAX_SIDE, MAX_SIDE))  # a 5K screenshot arrives as a browser would send it
             buf = io.BytesIO()
-            img.convert("RGB").save(buf, "JPEG", quality=90)
+            img.save(buf, "JPEG", quality=90)
             return buf.getvalue()
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         reason = "unknown or damaged image format" if isinstance(exc, UnidentifiedImageError) else str(exc)

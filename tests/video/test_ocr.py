@@ -49,10 +49,10 @@ async def test_identifier_recall_dark_light_gutter() -> None:
 
 async def test_gutter_stripped_and_lines_counted() -> None:
     text = await _read(editor(TWO_SUM, DARK, gutter=True))
-    body, top = strip_gutter(text)
-    assert top == 14
+    body, span = strip_gutter(text)
+    assert span == (1, 14)
     assert not re.search(r"^\s*\d+\s+def two_sum", body, re.M)
-    (d,) = describe(body, top)
+    (d,) = describe(body, span)
     assert d.type.value == "code_observation"
     assert "two_sum" in d.detail and "dict lookup" in d.detail and "14 lines" in d.detail, d.detail
 
@@ -62,6 +62,6 @@ async def test_gutter_stripped_and_lines_counted() -> None:
     (browser("two sum python", ["Two Sum - LeetCode", "Two Sum in Python - GeeksforGeeks"]), "search results"),
 ])
 async def test_terminal_and_browser(img, expect: str) -> None:
-    body, top = strip_gutter(await _read(img))
-    (d,) = describe(body, top)
+    body, span = strip_gutter(await _read(img))
+    (d,) = describe(body, span)
     assert d.type.value == "screen_content" and expect in d.detail, d.detail

@@ -17,15 +17,17 @@ class Description:
 
 
 _LANGS: list[tuple[str, re.Pattern[str]]] = [
-    ("Python", re.compile(r"\b(?:def|class)\s+\w+.*:\s*$|^\s*(?:import|from)\s+\w+|\bself\.\w+|\belif\b", re.M)),
+    ("Rust", re.compile(r"\bfn\s+\w+\s*[(<]|\blet\s+mut\b|\bimpl\b|\b(?:Some|Ok|Err)\(|&mut\s|\bpub\s+fn\b")),
+    ("Python", re.compile(r"\b(?:def|class)\s+\w+.*:\s*$|^\s*(?:import|from)\s+\w+|\belif\b|\bself\.\w+\s*=", re.M)),
     ("Go", re.compile(r"^\s*func\s+\w+|^\s*package\s+\w+|:=", re.M)),
     ("Java", re.compile(r"\bpublic\s+(?:static\s+)?(?:class|void|int|String)\b|System\.out")),
     ("C++", re.compile(r"#include\s*<|std::|\bint\s+main\s*\(")),
     ("JavaScript", re.compile(r"\bfunction\s+\w+\s*\(|\b(?:const|let)\s+\w+\s*=|=>|console\.log")),
     ("SQL", re.compile(r"\bSELECT\b.+\bFROM\b|\bCREATE\s+TABLE\b", re.I)),
 ]
+_ASM = re.compile(r"^\s*(?:mov[a-z]*|push|pop|lea|call|sub|add|cmp|jmp|j[a-z]{1,3}|retn?|xor|and|or)\s", re.M)
 _DEFS = [
-    re.compile(r"\b(?:def|func|function)\s+([A-Za-z_]\w*)\s*\("),
+    re.compile(r"\b(?:def|func|function|fn)\s+([A-Za-z_]\w*)\s*[(<]"),
     re.compile(r"\bclass\s+([A-Za-z_]\w*)"),
     re.compile(r"\b(?:const|let)\s+([A-Za-z_]\w*)\s*=\s*(?:async\s*)?\("),
     re.compile(r"\b(?:public|private|static)\s+[\w<>\[\]]+\s+([a-z]\w*)\s*\("),
@@ -61,20 +63,23 @@ def _defined(text: str) -> list[str]:
 
 
 def _recursive(text: str, name: str) -> bool:
-    body = re.split(rf"\b(?:def|func|function)\s+{re.escape(name)}\s*\(", text, maxsplit=1)
+    body = re.split(rf"\b(?:def|func|function|fn)\s+{re.escape(name)}\s*[(<]", text, maxsplit=1)
     if len(body) < 2:
         return False
-    own = re.split(r"\n\s*(?:def|func|function|class)\s", body[1], maxsplit=1)[0]
+    own = re.split(r"\n\s*(?:def|func|function|fn|class)\s", body[1], maxsplit=1)[0]
     return re.search(rf"\b{re.escape(name)}\s*\(", own) is not None
 
 
-def describe_code(text: str, lines_hint: int = 0) -> Description | None:
+def describe_code(text: str, span: tuple[int, int] = (0, 0)) -> Description | None:
     names = _defined(text)
-    lang = next((name for name, p in _LANGS if p.search(text)), "")
-    code_lines = [ln for ln in text.splitlines() if _CODE_LINE.search(ln)]
+    if len(_ASM.findall(text)) >= 5:
+        lang = "Assembly"
+    else:
+        lang = next((name for name, p in _LANGS if p.search(text)), "")
+    code_lines = [ln for ln in text.splitlines() if _CODE_LINE.search(ln) or (lang == "Assembly" and _ASM.match(ln))]
     if not names and (not lang or len(code_lines) < 3):
         return None
-    lines = lines_hint or len(code_lines)
+    first, last = span
     main = [n for n in names if not n.startswith("test")][:3] or names[:2]
     constructs = [label for label, p in _CONSTRUCTS if p.search(text)]
     if any(_recursive(text, n) for n in main):
@@ -88,7 +93,10 @@ def describe_code(text: str, lines_hint: int = 0) -> Description | None:
         detail += " using " + (", ".join(constructs[:3]) if len(constructs) > 1 else constructs[0])
     if tests:
         detail += f", with {len(tests)} test function{'s' if len(tests) > 1 else ''}"
-    detail += f", {lines} lines"
+    if last and first > 1:
+        detail += f", lines {first}-{last} visible"
+    else:
+        detail += f", {last or len(code_lines)} lines"
     return Description(ObsType.CODE, detail, 0.8 if names else 0.6)
 
 
@@ -130,7 +138,7 @@ def describe_browser(text: str) -> Description | None:
     return None
 
 
-def describe(text: str, lines_hint: int = 0) -> list[Description]:
+def describe(text: str, span: tuple[int, int] = (0, 0)) -> list[Description]:
     """The screen's description: a terminal or browser first (they also contain code-like text),
     else code, else a generic note that text is visible."""
     if not text.strip():
@@ -139,7 +147,7 @@ def describe(text: str, lines_hint: int = 0) -> list[Description]:
         d = fn(text)
         if d:
             return [d]
-    code = describe_code(text, lines_hint)
+    code = describe_code(text, span)
     if code:
         return [code]
     words = re.findall(r"[A-Za-z]{3,}", text)

@@ -75,24 +75,24 @@ def preprocess(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def strip_gutter(text: str) -> tuple[str, int]:
-    """Drop line numbers (a column of digits) from OCR text; returns the text and the highest line
-    number seen (0 without a gutter)."""
+def strip_gutter(text: str) -> tuple[str, tuple[int, int]]:
+    """Drop line numbers (a column of digits) from OCR text; returns the text and the first and
+    last line numbers seen ((0, 0) without a gutter)."""
     lines = text.splitlines()
     numbered = [ln for ln in lines if _GUTTER.match(ln)]
     content = [ln for ln in lines if ln.strip()]
     if not content or len(numbered) < max(3, 0.4 * len(content)):
-        return text, 0
-    top = 0
+        return text, (0, 0)
+    numbers: list[int] = []
     out = []
     for ln in lines:
         m = _GUTTER.match(ln)
         if m:
-            top = max(top, int(m.group(0)))
+            numbers.append(int(m.group(0)))
             ln = ln[m.end():]
         if ln.strip() or not m:
             out.append(ln)
-    return "\n".join(out), top
+    return "\n".join(out), (min(numbers), max(numbers))
 
 
 class Tesseract:

@@ -101,8 +101,8 @@ class OfflineAnalyser(StreamAnalyser):
         self.analyse_text(text, frame.time_ms)
 
     def analyse_text(self, text: str, time_ms: int) -> None:
-        body, top_line = strip_gutter(text)
-        for d in describe(body, top_line):
+        body, span = strip_gutter(text)
+        for d in describe(body, span):
             self._emit(d.type, d.detail, d.confidence, SCREEN, time_ms)
 
     def _emit(self, kind: ObsType, detail: str, confidence: float, source: int, time_ms: int) -> None:
