@@ -1,7 +1,7 @@
-"""JPEG frames: cheap checks on the event loop, decoding and scaling in an executor.
+"""JPEG frames: decoding and scaling, run in an executor.
 
 The header is read first (a few hundred bytes, no pixel data) so an oversized or garbage frame is
-refused before any decoding. libjpeg's DCT scaling (`draft`) decodes a 1920x1080 screen straight at
+refused before any pixel is decoded. libjpeg's DCT scaling (`draft`) decodes a 1920x1080 screen straight at
 half size, so scaling costs less than decoding at full size. Pixels live only in memory."""
 from __future__ import annotations
 
@@ -54,15 +54,6 @@ def _open(jpeg: bytes) -> Image.Image:
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise FrameError(INVALID_ARGUMENT, f"not a JPEG image ({len(jpeg)} bytes): {exc}") from None
     return img
-
-
-def check_header(jpeg: bytes, max_pixels: int) -> tuple[int, int]:
-    """Size from the JPEG header only; refuses garbage and frames over the pixel cap."""
-    w, h = _open(jpeg).size
-    if w * h > max_pixels:
-        raise FrameError(RESOURCE_EXHAUSTED, f"frame is {w}x{h} = {w * h} pixels, over the cap of {max_pixels}; "
-                                             "send at most 1920x1080 (the service scales down anyway)")
-    return w, h
 
 
 def decode(jpeg: bytes, source: int, max_pixels: int) -> Decoded:

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from grpc_health.v1 import health_pb2
 
 from interview.v1 import video_pb2, video_pb2_grpc
-from services.common.fallback import ProviderChain
+from services.common.fallback import BreakerState, ProviderChain
 from services.common.server import ServiceRuntime
 from services.video.config import VideoConfig
 from services.video.providers.base import Provider
@@ -50,10 +50,14 @@ def make_servicer(cfg: VideoConfig, only: str = "") -> tuple[VideoServicer, list
     return VideoServicer(chain, executor, limits), [p for _, p in providers], executor
 
 
-async def any_provider_works(providers: list[Provider]) -> bool:
-    for p in providers:
+async def any_provider_works(chain: ProviderChain[Provider]) -> bool:
+    """A provider works when its breaker is not open and its own check passes (tesseract runs;
+    Gemini has a key)."""
+    for name in chain.names:
+        if chain.breakers[name].state is BreakerState.OPEN:
+            continue
         with contextlib.suppress(Exception):
-            if await p.healthy():
+            if await chain.get(name).healthy():
                 return True
     return False
 
@@ -63,7 +67,7 @@ async def build(cfg: VideoConfig, runtime: ServiceRuntime) -> None:
     runtime.add(SERVICE, video_pb2_grpc.add_VideoServicer_to_server, servicer)
 
     async def check_health() -> None:
-        ok = await any_provider_works(providers)
+        ok = await any_provider_works(servicer.chain)
         status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE):
             await runtime.health.set(name, status)

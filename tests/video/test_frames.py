@@ -63,10 +63,10 @@ def test_detection_image_is_at_least_256_px_and_scaling_caps() -> None:
 
 def test_garbage_and_pixel_cap() -> None:
     with pytest.raises(frames.FrameError) as err:
-        frames.check_header(b"GIF89a....", 10**8)
+        frames.decode(b"GIF89a....", SCREEN, 10**8)
     assert err.value.code == frames.INVALID_ARGUMENT
     with pytest.raises(frames.FrameError) as err:
-        frames.check_header(jpeg(Image.new("RGB", (3000, 3000)), 30), 4_000_000)
+        frames.decode(jpeg(Image.new("RGB", (3000, 3000)), 30), SCREEN, 4_000_000)
     assert err.value.code == frames.RESOURCE_EXHAUSTED
     truncated = jpeg(editor(TWO_SUM, DARK))[:5000]
     with pytest.raises(frames.FrameError):

@@ -93,7 +93,7 @@ def describe_code(text: str, span: tuple[int, int] = (0, 0)) -> Description | No
         detail += " using " + (", ".join(constructs[:3]) if len(constructs) > 1 else constructs[0])
     if tests:
         detail += f", with {len(tests)} test function{'s' if len(tests) > 1 else ''}"
-    if last and first > 1:
+    if last and first > 3:  # a misread first number or two still means the top of the file
         detail += f", lines {first}-{last} visible"
     else:
         detail += f", {last or len(code_lines)} lines"

@@ -97,7 +97,6 @@ class OfflineAnalyser(StreamAnalyser):
             return
         finally:
             self._busy = False
-            del frame.decoded  # pixels are not kept past their analysis
         self.analyse_text(text, frame.time_ms)
 
     def analyse_text(self, text: str, time_ms: int) -> None:
