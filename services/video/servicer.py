@@ -46,9 +46,12 @@ class VideoServicer(video_pb2_grpc.VideoServicer):
         """The same stream without a server: ValueError instead of an INVALID_ARGUMENT status."""
         return self._analyze(requests, LocalContext(), sampling_free)  # type: ignore[arg-type]
 
-    def Analyze(self, request_iterator: AsyncIterator[video_pb2.AnalyzeRequest],
-                context: grpc.aio.ServicerContext) -> AsyncIterator[video_pb2.AnalyzeResponse]:
-        return self._analyze(request_iterator, context, False)
+    async def Analyze(self, request_iterator: AsyncIterator[video_pb2.AnalyzeRequest],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[video_pb2.AnalyzeResponse]:
+        # An async generator function itself (not a function returning one): what grpc.aio and the
+        # OTel interceptor expect of a bidi handler.
+        async for response in self._analyze(request_iterator, context, False):
+            yield response
 
     async def _analyze(self, request_iterator: AsyncIterator[video_pb2.AnalyzeRequest],
                        context: grpc.aio.ServicerContext, sampling_free: bool) -> AsyncIterator[video_pb2.AnalyzeResponse]:
