@@ -201,7 +201,7 @@ class GeminiLiveAnalyser(StreamAnalyser):
                     raise TimeoutError(f"no turnComplete within {self.p.turn_timeout_s} s")
                 self._frame_ready.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._frame_ready.wait()), 0.25)
+                    await asyncio.wait_for(self._frame_ready.wait(), 0.25)  # a frame, or re-check the tick
             receiver.result()  # GoAway returns normally; errors raise here
         finally:
             receiver.cancel()
