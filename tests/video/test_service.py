@@ -92,3 +92,26 @@ async def test_health_serving_with_a_working_provider_only(video_server, monkeyp
     stub2 = await video_server()
     reply = await health_pb2_grpc.HealthStub(stub2.channel).Check(health_pb2.HealthCheckRequest(service=""))
     assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_streams_leave_no_tasks_behind(video_server) -> None:
+    import asyncio
+
+    stub = await video_server()
+    for i in range(10):
+        reqs = [cfg(camera=True)] + [frame(CODE, t) for t in (0, 600)]
+        if i % 2 == 0:
+            await run(stub, reqs)
+            continue
+
+        async def endless():  # the client cancels mid-stream instead of half-closing
+            for r in reqs:
+                yield r
+            await asyncio.Event().wait()
+
+        call = stub.Analyze(endless())
+        await asyncio.sleep(0.3)
+        call.cancel()
+    await asyncio.sleep(0.3)
+    left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("video-") and t.get_name() != "video-health"]
+    assert left == []
