@@ -32,7 +32,8 @@ class VideoConfig:
     gemini_frame_interval_s: float = env(2.0, min=0.0, help="newest changed frame sent to Gemini at most this often "
                                          "per source (a significant change goes at once)")
     gemini_min_turn_gap_s: float = env(3.0, min=0.0, help="shortest gap between two analysis turns")
-    gemini_turn_timeout_s: float = env(15.0, min=1.0, help="a turn without turnComplete this long fails the provider")
+    gemini_turn_timeout_s: float = env(15.0, min=1.0, help="a turn without turnComplete this long reconnects the session "
+                                   "(with backoff; exhausted reconnects fall back to offline)")
     gemini_window_tokens: int = env(16000, min=1000, help="context window compression: sliding window target")
     gemini_trigger_tokens: int = env(24000, min=2000, help="context window compression: trigger")
     breaker_failures: int = env(2, min=1, help="consecutive provider failures that open its breaker")

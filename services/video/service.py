@@ -46,7 +46,10 @@ def make_servicer(cfg: VideoConfig, only: str = "") -> tuple[VideoServicer, list
     providers.append(("offline", offline))
     chain: ProviderChain[Provider] = ProviderChain(providers, failure_threshold=cfg.breaker_failures,
                                                    cooldown_s=cfg.breaker_cooldown_s)
-    limits = Limits(cfg.max_frame_bytes, cfg.max_frame_pixels)
+    # The frame cap stays below the transport's limit, so an oversized frame gets an in-band
+    # Problem instead of the transport ending the whole stream.
+    max_frame = min(cfg.max_frame_bytes, cfg.server.max_message_bytes - 64 * 1024)
+    limits = Limits(max_frame, cfg.max_frame_pixels)
     return VideoServicer(chain, executor, limits), [p for _, p in providers], executor
 
 
