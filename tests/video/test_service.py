@@ -115,3 +115,21 @@ async def test_streams_leave_no_tasks_behind(video_server) -> None:
     await asyncio.sleep(0.3)
     left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("video-") and t.get_name() != "video-health"]
     assert left == []
+
+
+async def test_frozen_camera_is_reported_and_clears(video_server) -> None:
+    from PIL import Image, ImageDraw
+
+    def cam(shift: int) -> bytes:
+        img = Image.new("RGB", (640, 480), (120, 110, 100))
+        ImageDraw.Draw(img).ellipse([200 + shift, 120, 440 + shift, 400], fill=(200, 170, 150))
+        return jpeg(img)
+
+    still, moved = cam(0), cam(60)
+    stub = await video_server()
+    reqs = [cfg(screen=False, camera=True, mode=video_pb2.SAMPLING_NORMAL)]
+    reqs += [frame(still, t, CAMERA) for t in range(0, 62_000, 1000)] + [frame(moved, 62_000, CAMERA)]
+    obs, _, stats, _ = await run(stub, reqs)
+    assert [o.detail for o in obs] == ["camera image has not changed for 60 s",
+                                       "camera picture visible and changing again"]
+    assert all(o.type == "camera_state" and o.source == CAMERA for o in obs)
