@@ -1,6 +1,7 @@
 """An in-process video server (real servicer, real tesseract, real gRPC on loopback) per test."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import grpc
@@ -54,12 +55,14 @@ def frame(jpeg: bytes, time_ms: int, source: int = SCREEN) -> video_pb2.AnalyzeR
     return video_pb2.AnalyzeRequest(frame=common_pb2.VideoFrame(jpeg=jpeg, source=source, time_ms=time_ms))
 
 
-async def run(stub: video_pb2_grpc.VideoStub, requests: Iterable[video_pb2.AnalyzeRequest],
+async def run(stub: video_pb2_grpc.VideoStub, requests: Iterable[video_pb2.AnalyzeRequest], gap_s: float = 0.0,
               ) -> tuple[list[common_pb2.Observation], list[common_pb2.Problem], video_pb2.VideoStats,
                          list[common_pb2.ProviderEvent]]:
     async def gen() -> AsyncIterator[video_pb2.AnalyzeRequest]:
         for r in requests:
             yield r
+            if gap_s:
+                await asyncio.sleep(gap_s)
 
     obs, problems, events = [], [], []
     stats = video_pb2.VideoStats()
