@@ -49,12 +49,18 @@ def servicer_for(fake: FakeGeminiLive, executor) -> tuple[VideoServicer, GeminiL
     return VideoServicer(chain, executor, Limits(2 * 1024 * 1024, 10**7)), gemini
 
 
-async def drive(servicer: VideoServicer, reqs: list[video_pb2.AnalyzeRequest], gap_s: float = 0.4):
+async def drive(servicer: VideoServicer, reqs: list[video_pb2.AnalyzeRequest], gap_s: float = 0.4,
+                fake: FakeGeminiLive | None = None):
     async def gen() -> AsyncIterator[video_pb2.AnalyzeRequest]:
         for r in reqs:
             yield r
             if r.WhichOneof("msg") == "frame":
                 await asyncio.sleep(gap_s)
+            elif fake is not None:  # frames only once the live session is up (a slow TLS handshake
+                for _ in range(100):  # would otherwise leave only the newest frame to send)
+                    if fake.setups:
+                        break
+                    await asyncio.sleep(0.05)
 
     out: dict[str, list] = {"observation": [], "problem": [], "provider_event": [], "stats": []}
     async for r in servicer.analyze_local(gen()):
@@ -73,7 +79,7 @@ async def test_frames_turns_guardrail_and_malformed(fake, executor) -> None:
     fake.replies = [[GOOD[:40], GOOD[40:]], ["Sure! Here is what I see: a code editor."]]
     servicer, _ = servicer_for(fake, executor)
     reqs = [cfg(camera=True)] + [frame(s, i * 600) for i, s in enumerate(SCREENS)]
-    out = await drive(servicer, reqs)
+    out = await drive(servicer, reqs, fake=fake)
     (stats,) = out["stats"]
     assert not fake.invalid, fake.invalid
     assert not stats.fell_back, stats.fallback_reason
@@ -102,7 +108,7 @@ async def test_go_away_and_dropped_socket_resume_with_handle(fake, executor) -> 
     fake.replies = [[GOOD], [GOOD], [GOOD]]
     servicer, gemini = servicer_for(fake, executor)
     reqs = [cfg()] + [frame(SCREENS[i % 3], i * 600) for i in range(6)]
-    out = await drive(servicer, reqs, gap_s=0.7)
+    out = await drive(servicer, reqs, gap_s=0.7, fake=fake)
     (stats,) = out["stats"]
     assert fake.connections >= 3, fake.connections
     handles = [s.get("sessionResumption", {}).get("handle") for s in fake.setups]
