@@ -51,7 +51,9 @@ def encode(img: Image.Image, quality: int = 80) -> bytes:
 def _open(jpeg: bytes) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(jpeg), formats=("JPEG",))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:  # a header claiming an enormous image
+        raise FrameError(RESOURCE_EXHAUSTED, f"frame refused: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise FrameError(INVALID_ARGUMENT, f"not a JPEG image ({len(jpeg)} bytes): {exc}") from None
     return img
 

@@ -193,6 +193,12 @@ class StreamSession:
                             self.stats.frames_invalid += 1
                         await self._problem(exc.code, exc.message, "frame.jpeg")
                         continue
+                    except Exception as exc:  # whatever a hostile JPEG does, the stream lives on
+                        self.stats.frames_invalid += 1
+                        log.warning("frame could not be decoded", extra={"error": type(exc).__name__})
+                        await self._problem(INVALID_ARGUMENT, f"JPEG could not be decoded ({type(exc).__name__})",
+                                            "frame.jpeg")
+                        continue
                 finally:
                     self._decoding = False
                 if not self.consent.get(f.source):  # withdrawn while it was decoding

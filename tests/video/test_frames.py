@@ -68,6 +68,13 @@ def test_garbage_and_pixel_cap() -> None:
     with pytest.raises(frames.FrameError) as err:
         frames.decode(jpeg(Image.new("RGB", (3000, 3000)), 30), SCREEN, 4_000_000)
     assert err.value.code == frames.RESOURCE_EXHAUSTED
+    # a header claiming 60000x60000 (a decompression bomb) is refused from the header alone
+    small = bytearray(jpeg(Image.new("RGB", (16, 16)), 50))
+    sof = small.index(b"\xff\xc0")
+    small[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    with pytest.raises(frames.FrameError) as err:
+        frames.decode(bytes(small), SCREEN, 4_000_000)
+    assert err.value.code == frames.RESOURCE_EXHAUSTED
     truncated = jpeg(editor(TWO_SUM, DARK))[:5000]
     with pytest.raises(frames.FrameError):
         frames.decode(truncated, SCREEN, 10**8)
