@@ -67,6 +67,8 @@ async def test_no_image_bytes_reach_logs_or_disk_and_secrets_are_redacted(video_
     tmpdir.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmpdir))  # tesseract (and anything else) would write here
     buf = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
     logs.setup("video", "DEBUG", stream=buf)
     try:
         start = time.time() - 1
@@ -78,7 +80,8 @@ async def test_no_image_bytes_reach_logs_or_disk_and_secrets_are_redacted(video_
         for h in logging.getLogger().handlers:
             h.flush()
     finally:
-        logs.setup("video", "INFO")
+        root.handlers[:], level = saved
+        root.setLevel(level)
     assert stats.frames_analyzed == 3 and obs
     text = " ".join(o.detail for o in obs)
     assert "sk-proj" not in text and "jane.doe" not in text and "example.com" not in text
