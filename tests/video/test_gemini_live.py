@@ -14,7 +14,7 @@ from PIL import Image
 from interview.v1 import common_pb2, video_pb2
 from services.common.fallback import ProviderChain
 from services.common.retry import Backoff
-from services.video.providers.gemini_live import GeminiLiveProvider
+from services.video.providers.gemini_live import TURN_PROMPT, GeminiLiveProvider
 from services.video.providers.ocr import Tesseract
 from services.video.providers.offline import OfflineProvider
 from services.video.servicer import VideoServicer
@@ -92,6 +92,7 @@ async def test_frames_turns_guardrail_and_malformed(fake, executor) -> None:
     for data in fake.frames:
         assert Image.open(io.BytesIO(data)).size == (1280, 720)  # scaled before it left
     assert 1 <= len(fake.turns) == stats.model_turns and stats.est_usd > 0 and stats.est_input_tokens > 0
+    assert set(fake.turns) == {TURN_PROMPT}  # only analysis ticks start turns, never a frame
     details = [o.detail for o in out["observation"]]
     assert details == ["Python code defining two_sum using a dict lookup"], details
     assert stats.observations_dropped["nervousness"] == 1 and stats.observations_dropped["emotion"] == 1
