@@ -34,7 +34,9 @@ class VideoConfig:
     gemini_min_turn_gap_s: float = env(3.0, min=0.0, help="shortest gap between two analysis turns")
     gemini_turn_timeout_s: float = env(15.0, min=1.0, help="a turn without turnComplete this long reconnects the session "
                                    "(with backoff; exhausted reconnects fall back to offline)")
-    gemini_window_tokens: int = env(16000, min=1000, help="context window compression: sliding window target")
-    gemini_trigger_tokens: int = env(24000, min=2000, help="context window compression: trigger")
+    # Every turn bills the whole context, so a small window is the main cost lever; screen analysis
+    # needs the last minutes of frames, not the interview (66 tokens a frame at LOW resolution).
+    gemini_window_tokens: int = env(2000, min=500, help="context window compression: sliding window target")
+    gemini_trigger_tokens: int = env(4000, min=1000, help="context window compression: trigger (the most a turn bills)")
     breaker_failures: int = env(2, min=1, help="consecutive provider failures that open its breaker")
     breaker_cooldown_s: float = env(60.0, min=0, help="how long an open breaker skips its provider")

@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 
 from interview.v1 import common_pb2, video_pb2, video_pb2_grpc
-from services.video.cost import TOKENS_PER_FRAME, CostMeter
+from services.video.cost import TOKENS_PER_FRAME, TOKENS_PER_FRAME_LOW, CostMeter
 from tests.load.harness import LoadRun, arg_parser, emit, run_load
 from tests.support.procs import ServiceProcess
 from tests.video.screens import coding_session, idle_fraction
@@ -45,15 +45,29 @@ def _cpu_s(pid: int) -> float:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def naive_usd(seconds: float, tick_s: float) -> float:
-    """Every frame at 2 fps and default resolution into the context, a turn every tick."""
-    meter = CostMeter(tokens_per_frame=TOKENS_PER_FRAME)
-    per_tick = int(NAIVE_FPS * tick_s)
-    for _ in range(int(seconds / tick_s)):
-        for _ in range(per_tick):
+def project_usd(seconds: float, frames_per_s: float, turns_per_s: float, tokens_per_frame: int,
+                context_cap: int) -> float:
+    """USD of one stream over `seconds` at steady rates, billed like the service estimates it
+    (every turn bills the context, up to `context_cap`). A linear extrapolation of a short run
+    would miss that the context keeps growing until compression caps it."""
+    meter = CostMeter(tokens_per_frame=tokens_per_frame, window_tokens=context_cap)
+    frames = turns = 0.0
+    for _ in range(int(seconds)):
+        frames += frames_per_s
+        turns += turns_per_s
+        while frames >= 1:
             meter.frame_sent(video_pb2.SAMPLING_SCREEN_FOCUS)
-        meter.turn(video_pb2.SAMPLING_SCREEN_FOCUS, 20, 40)
+            frames -= 1
+        while turns >= 1:
+            meter.turn(video_pb2.SAMPLING_SCREEN_FOCUS, 20, 40)
+            turns -= 1
     return sum(m.usd for m in meter.by_mode.values())
+
+
+def naive_usd(seconds: float, tick_s: float) -> float:
+    """Every frame at 2 fps and default resolution, a turn every tick, the Live API's default
+    32 k context window and no compression settings."""
+    return project_usd(seconds, NAIVE_FPS, 1 / tick_s, TOKENS_PER_FRAME, 32_000)
 
 
 def make_stream(stub: video_pb2_grpc.VideoStub, session: list[tuple[int, bytes]], fps: float):
@@ -145,7 +159,10 @@ async def main(argv: list[str] | None = None) -> None:
     if args.provider == "gemini-fake":
         usd = summary.pop("est_usd_micro", 0) / 1e6 / args.streams
         summary["est_usd_per_stream"] = round(usd, 5)
-        summary["est_usd_per_45min"] = round(usd * 2700 / args.seconds, 4)
+        per_stream_s = args.streams * args.seconds
+        summary["est_usd_per_45min"] = round(project_usd(
+            2700, summary.get("frames_sent_to_model", 0) / per_stream_s, summary.get("model_turns", 0) / per_stream_s,
+            TOKENS_PER_FRAME_LOW, 4000), 4)
         summary["naive_2fps_usd_per_45min"] = round(naive_usd(2700, tick_s), 4)
         if fake:
             summary["fake_frames"] = len(fake.frames)

@@ -52,7 +52,7 @@ class GeminiLiveProvider(Provider):
 
     def __init__(self, api_key: str, *, model: str, base_url: str = "", ssl_context: ssl.SSLContext | None = None,
                  tick_s: float = 10.0, min_turn_gap_s: float = 3.0, frame_interval_s: float = 2.0, turn_timeout_s: float = 15.0,
-                 window_tokens: int = 16000, trigger_tokens: int = 24000, low_resolution: bool = True,
+                 window_tokens: int = 2000, trigger_tokens: int = 4000, low_resolution: bool = True,
                  backoff: Backoff = Backoff(initial_s=0.5, cap_s=8.0, attempts=5)):
         options: dict[str, Any] = {}
         if base_url:
