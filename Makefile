@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTOS := $(wildcard protos/interview/v1/*.proto)
 # deploy/system_deps.py installs (or lists) these: keep the two lists the same.
-APT_PACKAGES := python3-venv redis-server flite espeak-ng sox tesseract-ocr chromium chromium-driver
+APT_PACKAGES := python3-venv redis-server flite espeak-ng sox tesseract-ocr fonts-dejavu-core openssl chromium chromium-driver
 
 .PHONY: install install-apt system-deps proto check-proto check-images run test bench loadtest clean distclean
 

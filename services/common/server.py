@@ -137,6 +137,7 @@ class ServiceRuntime:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._services: list[str] = []
         self._cleanups: list[Callable[[], Awaitable[None]]] = []
+        self._on_started: list[Callable[[], Awaitable[None]]] = []
         self._stopping: asyncio.Event | None = None
 
     def add(self, service_full_name: str, add_fn: Callable[[Any, grpc.aio.Server], None], servicer: Any) -> None:
@@ -147,6 +148,10 @@ class ServiceRuntime:
     def on_shutdown(self, cleanup: Callable[[], Awaitable[None]]) -> None:
         """Run after the server has drained (close provider clients, executors, ...)."""
         self._cleanups.append(cleanup)
+
+    def on_started(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run once serving (e.g. a service whose health depends on its providers sets it here)."""
+        self._on_started.append(hook)
 
     async def start(self) -> int:
         reflection.enable_server_reflection(
@@ -159,6 +164,8 @@ class ServiceRuntime:
         await self.server.start()
         for svc in ["", *self._services]:
             await self.health.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        for hook in self._on_started:
+            await hook()
         log.info("serving", extra={"port": bound, "services": ",".join(self._services)})
         return bound
 
