@@ -193,6 +193,7 @@ def run_service(name: str, config_cls: type[C], build: Callable[[C, ServiceRunti
 
     async def main() -> None:
         metrics.serve(name, settings.host, settings.metrics_port)
+        metrics.watch_event_loop(name, asyncio.get_running_loop())
         runtime = ServiceRuntime(name, settings)
         await build(cfg, runtime)
         await runtime.start()

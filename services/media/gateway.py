@@ -90,6 +90,27 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
+_ROUTER_ERRORS = {
+    404: "There is no such page. Check the link you were sent.",
+    405: "This address does not accept that request method.",
+    413: "The request is too large.",
+}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The router's own refusals (unknown path, wrong method, body too large) as the same JSON
+    `{"error": sentence}` the handlers answer, instead of aiohttp's bare "404: Not Found"."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = _ROUTER_ERRORS.get(exc.status, exc.reason)
+        return web.json_response({"error": message}, status=exc.status, headers={
+            k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
+
+
 class Gateway:
     def __init__(self, cfg: MediaConfig):
         self.cfg = cfg
@@ -108,7 +129,7 @@ class Gateway:
             restrict_ice_to_loopback()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
         app.add_routes([
             web.get("/", self.home),
             web.get("/healthz", self.health),
