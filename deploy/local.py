@@ -39,8 +39,8 @@ def redis_setup(run_dir: Path, port: int) -> tuple[str, str]:
 
     The password is generated once and kept in run_dir/redis-password (0600); it reaches
     redis-server through a 0600 config file, never its command line (which `ps` shows to every
-    local user), and the services through REDIS_URL. AOF with appendfsync everysec (README,
-    "Durability")."""
+    local user), and the services through REDIS_URL. AOF with appendfsync always (README,
+    "Durability": an acknowledged transcript entry is on disk)."""
     (run_dir / "redis").mkdir(parents=True, exist_ok=True)
     pw_file = run_dir / "redis-password"
     if not pw_file.exists():
@@ -49,7 +49,7 @@ def redis_setup(run_dir: Path, port: int) -> tuple[str, str]:
     conf = run_dir / "redis.conf"
     _private_file(conf, f"requirepass {password}\n")
     command = (f"redis-server {conf} --port {port} --bind 127.0.0.1 --dir {run_dir / 'redis'} "
-               "--appendonly yes --appendfsync everysec --save ''")
+               "--appendonly yes --appendfsync always --save ''")
     return command, f"redis://:{password}@127.0.0.1:{port}/0"
 
 

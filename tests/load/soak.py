@@ -6,10 +6,12 @@ against the real VAD process and the fixed-latency fakes for STT/LLM/TTS, a real
 the real orchestrator process. Each candidate speaks a recording, waits for the reply, pauses and
 speaks again; when its interview ends (the plan runs out) it starts a new one, so sessions churn.
 
-Every `--sample-s` the driver reads from /proc the RSS, threads and open file descriptors of
+A warm-up phase at the same concurrency runs first; its end (every session closed) is the idle
+baseline. Every `--sample-s` the driver reads from /proc the RSS, threads and open file descriptors of
 every process, and each service's asyncio task count from its /metrics. At the end, with every
 session closed, it checks:
-- RSS growth of every service < 5 % between the first and the last minute after warm-up;
+- RSS growth of every service < 5 % between the first and the last minute of the soak (after
+  its ramp-up);
 - tasks, threads and file descriptors back to their pre-run idle values (small slack);
 - no reply lost: every utterance got a reply, and the transcripts (GetTranscript) hold every
   candidate utterance the orchestrator acknowledged with a reply.
@@ -130,7 +132,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             fakes_process(FIXED) as (fakes, fakes_pid):
         env = {"REDIS_URL": redis_server.url, "ORCHESTRATOR_API_KEYS": f"soak:{key}", "LOG_LEVEL": "WARNING",
                "ORCHESTRATOR_JOIN_TOKEN_SECRET": secrets.token_hex(32), "VAD_ADDR": vad.address,
-               **{f"{n}_ADDR": fakes for n in ("STT", "LLM", "TTS")}}
+               **{f"{n}_ADDR": fakes for n in ("STT", "LLM", "TTS")}, **json.loads(os.environ.get("SOAK_ORCH_ENV", "{}"))}
         with ServiceProcess("orchestrator", env=env) as orch:
             procs = {"orchestrator": (orch.pid, orch.metrics_port), "vad": (vad.pid, vad.metrics_port),
                      "redis": (redis_server.proc.pid, None), "ai-fakes": (fakes_pid, None)}
@@ -146,41 +148,55 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 return row
 
             t0 = time.monotonic()
-            await asyncio.sleep(2)
-            idle_before = sample("idle-before")
+            tally = Tally()
             ticker = Ticker(CHUNK)
             ticking = asyncio.create_task(ticker.run())
-            tally = Tally()
-            deadline = time.monotonic() + args.seconds
             async with InterviewsClient(orch.address, key) as api:
-                async def sampler() -> None:
-                    while True:
-                        await asyncio.sleep(args.sample_s)
-                        row = sample("run")
-                        if args.progress:
-                            print(json.dumps({"t": row["t"], "utterances": tally.utterances, "replies": tally.replies,
-                                              "no_reply": tally.no_reply, "sessions": tally.sessions,
-                                              **{f"{n}_rss_mb": round(row[n]["rss_mb"], 1) for n in procs}}),
-                                  file=sys.stderr, flush=True)
+                async def phase(label: str, seconds: float, counted: Tally) -> None:
+                    """N candidates for `seconds`, sampled every sample_s; then all close and settle."""
+                    deadline = time.monotonic() + seconds
 
-                sampling = asyncio.create_task(sampler())
-                # candidates join spread over the first seconds (out of step with each other)
-                tasks = []
-                for i in range(args.candidates):
-                    tasks.append(asyncio.create_task(candidate(i, orch.address, api, ticker, clips, deadline, tally,
-                                                               1.2)))
-                    await asyncio.sleep(0.5)
-                await asyncio.gather(*tasks, return_exceptions=True)
-                sampling.cancel()
-                ticking.cancel()
-                await asyncio.gather(sampling, ticking, return_exceptions=True)
-                await asyncio.sleep(args.settle_s)  # sessions closed: owner leases and timers released
+                    async def sampler() -> None:
+                        while True:
+                            await asyncio.sleep(args.sample_s)
+                            row = sample(label)
+                            if args.progress:
+                                print(json.dumps({"phase": label, "t": row["t"], "utterances": counted.utterances,
+                                                  "replies": counted.replies, "no_reply": counted.no_reply,
+                                                  "sessions": counted.sessions,
+                                                  **{f"{n}_rss_mb": round(row[n]["rss_mb"], 1) for n in procs},
+                                                  "orchestrator_tasks": row["orchestrator"].get("tasks")}),
+                                      file=sys.stderr, flush=True)
+
+                    sampling = asyncio.create_task(sampler())
+                    tasks = []
+                    for i in range(args.candidates):  # joins spread out: candidates out of step
+                        tasks.append(asyncio.create_task(
+                            candidate(i, orch.address, api, ticker, clips, deadline, counted, 1.2)))
+                        await asyncio.sleep(0.5)
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    sampling.cancel()
+                    await asyncio.gather(sampling, return_exceptions=True)
+                    await asyncio.sleep(args.settle_s)  # sessions closed: leases, timers, streams released
+
+                # Warm-up at the same concurrency: pools, channels and caches reach their size, so
+                # the idle sample after it is the baseline the end of the soak must return to.
+                warm = Tally()
+                await phase("warm-up", args.warmup_s, warm)
+                idle_before = sample("idle-before")
+                started = time.monotonic() - t0
+                await phase("run", args.seconds, tally)
                 idle_after = sample("idle-after")
                 roles, gapped = await transcript_counts(api, tally.interviews)
+                tally.errors.extend(warm.errors)
+                tally.no_reply += warm.no_reply
+            ticking.cancel()
+            await asyncio.gather(ticking, return_exceptions=True)
             pacing_late = ticker.late
 
     # ---- verdicts ----
-    run_rows = [r for r in samples if r["label"] == "run" and r["t"] >= args.warmup_s]
+    ramp = args.candidates * 0.5 + 20  # joins spread 0.5 s apart, then greetings
+    run_rows = [r for r in samples if r["label"] == "run" and r["t"] >= started + ramp]
     window = max(1, int(60 / args.sample_s))
     checks: dict[str, Any] = {}
     for name in procs:
@@ -224,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.load.soak", description=__doc__.split("\n")[0])
     p.add_argument("--candidates", type=int, default=20)
     p.add_argument("--seconds", type=float, default=600)
-    p.add_argument("--warmup-s", type=float, default=120, help="RSS growth is measured after this")
+    p.add_argument("--warmup-s", type=float, default=90,
+                   help="a warm-up phase at the same concurrency before the soak (its idle end is the baseline)")
     p.add_argument("--sample-s", type=float, default=10)
     p.add_argument("--settle-s", type=float, default=15, help="after the last session closes, before the idle sample")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)

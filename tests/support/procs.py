@@ -106,7 +106,7 @@ class MediaProcess(ServiceProcess):
 
 
 class RedisServer:
-    """A private redis-server with AOF (appendfsync everysec), like every config we ship."""
+    """A private redis-server with AOF (appendfsync always), like every config we ship."""
 
     def __init__(self, port: int | None = None, data_dir: str | None = None):
         if shutil.which("redis-server") is None:
@@ -122,7 +122,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> "RedisServer":
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes"],
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
