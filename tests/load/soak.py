@@ -67,6 +67,7 @@ class Tally:
     utterances: int = 0
     replies: int = 0
     no_reply: int = 0
+    late_replies: int = 0  # after more than min silence + 10 s, within 30 s more
     sessions: int = 0
     sessions_ended_by_plan: int = 0
     interviews: list[str] = field(default_factory=list)
@@ -98,8 +99,12 @@ async def candidate(i: int, address: str, api: InterviewsClient, ticker: Ticker,
                     if c.reader.done():  # the interview ended (the plan ran out): not a lost reply
                         tally.utterances -= 1
                         break
-                    tally.no_reply += 1
-                    continue
+                    try:  # late (a stalled machine) or lost? wait longer before calling it lost
+                        gid, _ = await asyncio.wait_for(c.generations.get(), 30)
+                        tally.late_replies += 1
+                    except asyncio.TimeoutError:
+                        tally.no_reply += 1
+                        continue
                 tally.replies += 1
                 await c.finished(gid, 60)
             if c.reader.done():
@@ -230,6 +235,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         failures.append(f"run too short for the RSS check ({len(run_rows)} samples after warm-up, need {2 * window})")
     return {"candidates": args.candidates, "seconds": args.seconds, "warmup_s": args.warmup_s,
             "utterances": tally.utterances, "replies": tally.replies, "no_reply": tally.no_reply,
+            "late_replies": tally.late_replies,
             "sessions": tally.sessions, "sessions_ended_by_plan": tally.sessions_ended_by_plan,
             "transcript_entries_by_role": roles, "transcripts_with_gaps": gapped, "pacing_late": pacing_late, "checks": checks,
             "rss_mb": {n: [round(r[n]["rss_mb"], 1) for r in samples] for n in procs},
