@@ -245,8 +245,7 @@ def test_fuzz_video_analyze(video: ServiceProcess) -> None:
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
     config = video_pb2.VideoConfig(consent=common_pb2.VideoConsent(camera=True, screen=True))
-    garbage_jpeg = common_pb2.VideoFrame(jpeg=b"\xff\xd8\xff\xe0garbage", source=common_pb2.VIDEO_SOURCE_SCREEN) \
-        if hasattr(common_pb2, "VIDEO_SOURCE_SCREEN") else common_pb2.VideoFrame(jpeg=b"\xff\xd8\xff\xe0garbage")
+    garbage_jpeg = common_pb2.VideoFrame(jpeg=b"\xff\xd8\xff\xe0garbage", source=common_pb2.VIDEO_SOURCE_SCREEN)
     with Canary("video", exchange) as canary:
         _fuzz_stream(video, "video.Analyze", "/interview.v1.Video/Analyze", video_pb2.AnalyzeResponse,
                      _streams(video_pb2.AnalyzeRequest, "config", config),
