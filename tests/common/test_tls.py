@@ -122,3 +122,25 @@ def test_half_a_tls_config_is_refused_at_start_with_a_clear_message(pki, tmp_pat
                          text=True, timeout=60)
     assert out.returncode == 2
     assert "VIDEO_TLS_CERT and VIDEO_TLS_KEY go together" in out.stderr
+
+
+def test_a_client_process_reaches_a_service_over_mutual_tls(pki, monkeypatch):
+    """Client side end to end: the llm chat CLI (create_channel) talks to a real llm process that
+    requires mutual TLS, with nothing but the GRPC_TLS_* variables set."""
+    import os
+
+    _client_env(monkeypatch, ca=pki["ca"].ca_path, client=pki["client"])
+    cert, key = pki["server"]
+    env = {"LLM_PROVIDERS": "scripted", "LLM_TLS_CERT": str(cert), "LLM_TLS_KEY": str(key),
+           "LLM_TLS_CLIENT_CA": str(pki["ca"].ca_path)}
+    with ServiceProcess("llm", env=env) as proc:
+        client_env = {**os.environ, "PYTHONPATH": str(ROOT), "OTEL_SDK_DISABLED": "true"}
+        out = subprocess.run([sys.executable, "-m", "services.llm", "chat", "--target", proc.address, "--name", "Ada"],
+                             input="/quit\n", text=True, capture_output=True, cwd=ROOT, env=client_env, timeout=60)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "interviewer> Hi Ada" in out.stdout
+        for var in ("GRPC_TLS_CLIENT_CERT", "GRPC_TLS_CLIENT_KEY"):
+            client_env.pop(var)
+        out = subprocess.run([sys.executable, "-m", "services.llm", "chat", "--target", proc.address, "--name", "Ada"],
+                             input="/quit\n", text=True, capture_output=True, cwd=ROOT, env=client_env, timeout=60)
+        assert "interviewer> Hi Ada" not in out.stdout  # no client certificate: refused
