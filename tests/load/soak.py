@@ -16,6 +16,7 @@ session closed, it checks:
 - no reply lost: every utterance got a reply, and the transcripts (GetTranscript) hold every
   candidate utterance the orchestrator acknowledged with a reply.
 One JSON line is printed last (docs/reliability.md records the numbers); exit 1 if a check fails.
+SOAK_ORCH_ENV='{"VAR": "value"}' adds environment variables to the orchestrator (e.g. a probe).
 """
 from __future__ import annotations
 
