@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from interview.v1 import common_pb2
-from services.orchestrator.client import InterviewsClient
+from services.orchestrator.api.client import InterviewsClient
 from tests.fakes.ai_services import speech_end
 from tests.load.harness import load_recordings
 from tests.load.orchestrator_sessions import CLIPS, FIXED, Candidate, Clip, Ticker, fakes_process
