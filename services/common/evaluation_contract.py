@@ -14,3 +14,14 @@ NOT_ASSESSED_KEY = "not_assessed"
 MAX_DOCUMENT_CHARS = 600_000
 DEFAULT_TIMEOUT_MS = 180_000
 MAX_TIMEOUT_MS = 600_000
+
+
+def standard_schema(schema: dict) -> dict:
+    """A response schema written for Gemini (OpenAPI-style `nullable`) as standard JSON Schema, for
+    validating answers on receipt (both the LLM service and the orchestrator do)."""
+    out = {k: (standard_schema(v) if isinstance(v, dict) else v) for k, v in schema.items() if k != "nullable"}
+    if schema.get("nullable") and "type" in schema:
+        out["type"] = [schema["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out

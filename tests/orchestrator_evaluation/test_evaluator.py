@@ -196,5 +196,5 @@ def test_the_document_carries_everything_the_evaluator_needs():
     schema = response_schema(m.plan)
     assert schema["properties"]["criteria"]["items"]["properties"]["rubric_item_id"]["enum"] == [
         "fundamentals", "design", "coding"]
-    assert evaluator._standard(schema)["properties"]["criteria"]["items"]["properties"]["score"]["type"] == [
+    assert contract.standard_schema(schema)["properties"]["criteria"]["items"]["properties"]["score"]["type"] == [
         "integer", "null"]

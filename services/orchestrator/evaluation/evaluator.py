@@ -56,20 +56,6 @@ def _timestamp_now() -> object:
     return ts
 
 
-def _standard(schema: dict) -> dict:
-    """Gemini's `nullable` as standard JSON Schema, for validating on receipt."""
-    out = {}
-    for k, v in schema.items():
-        if k == "nullable":
-            continue
-        out[k] = _standard(v) if isinstance(v, dict) else v
-    if schema.get("nullable"):
-        out["type"] = [schema["type"], "null"]
-        if "enum" in out:
-            out["enum"] = [*out["enum"], None]
-    return out
-
-
 def criteria_orders(plan: common_pb2.Plan) -> list[list[str]]:
     """Run 1 reads the criteria in plan order, run 2 in reverse (with one criterion: the same)."""
     ids = [i.id for i in plan.rubric]
@@ -100,7 +86,7 @@ def parse_run(text: str, plan: common_pb2.Plan) -> dict:
     if isinstance(data, dict) and contract.NOT_ASSESSED_KEY in data:
         raise NotAssessed(str(data[contract.NOT_ASSESSED_KEY])[:500])
     try:
-        jsonschema.validate(data, _standard(response_schema(plan)))
+        jsonschema.validate(data, contract.standard_schema(response_schema(plan)))
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top)"
         raise EvaluationFailed(f"the evaluator's answer does not follow the schema at {where}: {exc.message[:200]}") from None
