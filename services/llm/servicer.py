@@ -14,6 +14,7 @@ import grpc
 
 from interview.v1 import common_pb2, llm_pb2, llm_pb2_grpc
 from services.common import logs
+from services.llm import document_tasks
 from services.llm import plan as planning
 from services.llm.generation import Generation, NoProviderAnswered
 
@@ -91,12 +92,17 @@ class LlmServicer(llm_pb2_grpc.LlmServicer):
         with logs.bind(request_id=request.request_id, interview_id=request.interview_id):
             try:
                 validate(request, self.limits, self.generation.chain.names)
-            except RequestError as exc:
+                if document_tasks.is_document_task(request):
+                    document_tasks.validate(request)
+            except (RequestError, document_tasks.DocumentTaskError) as exc:
                 await context.abort(exc.code, str(exc))
-            stream = self.generation.run(request)
+            stream = (document_tasks.run(self.generation, request) if document_tasks.is_document_task(request)
+                      else self.generation.run(request))
             try:
                 async for response in stream:
                     yield response
+            except document_tasks.DocumentTaskError as exc:
+                await context.abort(exc.code, str(exc))
             except NoProviderAnswered as exc:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"no language model provider could answer: {exc}")
             finally:
