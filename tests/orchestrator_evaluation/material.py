@@ -17,7 +17,7 @@ IID = "iv_0123456789abcdef0123"
 
 def plan() -> common_pb2.Plan:
     p = common_pb2.Plan(name="backend-engineer", title="Backend engineer", role="Backend engineer", version="7")
-    p.phases.add(id="intro", title="Introduction", time_budget_s=180)
+    p.phases.add(id="intro", title="Introduction", time_budget_s=180, kind=common_pb2.PHASE_INTRODUCTION)
     p.phases.add(id="coding", title="Live coding", time_budget_s=600, kind=common_pb2.PHASE_LIVE_CODING)
     p.rubric.add(id="fundamentals", description="Sound understanding of caching, consistency and idempotency",
                  weight=2)
