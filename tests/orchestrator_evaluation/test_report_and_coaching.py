@@ -73,3 +73,12 @@ def test_a_quiet_clean_practice_gets_no_invented_improvements():
     empty = im.compute([], common_pb2.Plan(), [])
     assert coaching.summary(empty) == []
     assert "Nothing in the measurements stands out" in coaching.summary_markdown(empty)
+
+
+def test_the_coach_request_carries_the_computed_lines_as_data():
+    _, m = metrics()
+    lines = coaching.after_answer(m.answers[1], m.fillers)
+    req = coaching.feedback_request(lines, m, "iv_x")
+    doc = json.loads(req.document)
+    assert doc["feedback"] == lines and lines[0].startswith("That answer ran 2:30")
+    assert doc["metrics"]["not_a_judgement"] and req.task == 8 and req.persona == common_pb2.PERSONA_COACH

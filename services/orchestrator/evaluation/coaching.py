@@ -7,10 +7,12 @@ practice summary: the three most useful improvements, each pointing at sequence 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
+from interview.v1 import common_pb2, llm_pb2
 from services.orchestrator.evaluation import interview_metrics as im
-from services.orchestrator.evaluation.report import clock
+from services.orchestrator.evaluation.report import clock, to_dict
 
 TARGET_ANSWER_S = 120
 FILLERS_PER_100_WORDS = 3.0  # above this, fillers are worth mentioning
@@ -107,3 +109,12 @@ def summary_markdown(m: im.InterviewMetrics) -> str:
     lines += [f"{n}. **{i.title}**: {i.detail}" + (" — see " + ", ".join(f"#{s}" for s in i.sequences[:6])
                                                     if i.sequences else "") for n, i in enumerate(top, 1)]
     return "\n".join(lines) + "\n"
+
+
+def feedback_request(lines: list[str], m: im.InterviewMetrics, interview_id: str = "") -> llm_pb2.GenerateRequest:
+    """TASK_COACH for the COACH persona: the lines computed here, for the model to phrase (the
+    offline provider returns them as they are). The measurements ride along as data."""
+    return llm_pb2.GenerateRequest(
+        persona=common_pb2.PERSONA_COACH, task=llm_pb2.TASK_COACH, interview_id=interview_id,
+        document=json.dumps({"feedback": lines, "metrics": to_dict(m)}),
+        options=llm_pb2.GenerationOptions(max_output_tokens=300, timeout_ms=20_000))
