@@ -32,6 +32,7 @@ from services.orchestrator.evaluation.material import Material
 from tests.fakes.gemini import API_KEY, FakeGemini, Reply
 from tests.llm.conftest import LlmServer
 
+BENCH = [["--rounds", "3", "--first-ms", "3000", "--tokens-per-s", "200"]]  # docs/benchmarks.md "evaluation"
 WORDS = ("we sharded the orders table by customer id and kept a write ahead log so that replays were idempotent "
          "then the cache sat in front with a short ttl and we invalidated on write which kept reads fast um and "
          "the hard part was the backfill because like the old rows had no tenant column so we ran it in batches").split()
