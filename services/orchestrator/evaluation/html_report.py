@@ -49,7 +49,6 @@ td,li,p,blockquote{overflow-wrap:anywhere}
 .evidence{margin:.3rem 0 0;padding-left:1.1rem}
 blockquote{margin:.2rem 0;padding-left:.6rem;border-left:3px solid #999;color:#333}
 svg{width:100%;height:auto;display:block;max-width:100%}
-svg text{font:12px system-ui,sans-serif;fill:#1a1a1a}
 .legend{display:flex;flex-wrap:wrap;gap:.3rem 1rem;padding:0;list-style:none;margin:.3rem 0}
 .legend span{display:inline-block;width:.9rem;height:.9rem;margin-right:.3rem;vertical-align:middle}
 ol.transcript{list-style:none;padding:0}ol.transcript li{padding:.4rem .5rem;border-bottom:1px solid #e3e3e3}
@@ -205,18 +204,18 @@ def _phase_svg(material: Material, m: im.InterviewMetrics) -> str:
 
 
 def _talk_svg(m: im.InterviewMetrics) -> str:
+    """Bars in SVG, numbers in HTML (SVG text would shrink to nothing on a phone)."""
     total = m.candidate_speech_s + m.interviewer_speech_s
     if not total:
         return "<p>No speech recorded.</p>"
     rows = [("Candidate", m.candidate_speech_s, PALETTE[0]), ("Interviewer", m.interviewer_speech_s, PALETTE[1])]
-    parts = []
-    for i, (who, s, color) in enumerate(rows):
-        y = i * 34
-        parts.append(f'<text x="0" y="{y + 20}">{who}</text><rect x="110" y="{y + 6}" width="{700 * s / total:.1f}" '
-                     f'height="20" fill="{color}"/><text x="{118 + 700 * s / total:.1f}" y="{y + 20}">'
-                     f"{clock(s)} ({s / total:.0%})</text>")
+    bars = "".join(f'<rect x="0" y="{i * 26}" width="{max(1.0, 1000 * s / total):.1f}" height="20" fill="{c}">'
+                   f"<title>{who}: {clock(s)}</title></rect>" for i, (who, s, c) in enumerate(rows))
     label = f"Talk time: candidate {clock(m.candidate_speech_s)}, interviewer {clock(m.interviewer_speech_s)}"
-    return f'<svg viewBox="0 0 1000 70" role="img" aria-label="{E(label)}">' + "".join(parts) + "</svg>"
+    legend = "".join(f'<li><span style="background:{c}"></span>{who} {clock(s)} ({s / total:.0%})</li>'
+                     for who, s, c in rows)
+    return (f'<svg viewBox="0 0 1000 46" role="img" aria-label="{E(label)}" preserveAspectRatio="none">{bars}</svg>'
+            f'<ul class="legend">{legend}</ul>')
 
 
 def _latency_svg(m: im.InterviewMetrics) -> str:
@@ -227,12 +226,11 @@ def _latency_svg(m: im.InterviewMetrics) -> str:
     top = max([*m.candidate_latencies_s, *m.interviewer_latencies_s, 1.0])
     h, slot = 140.0, 960.0 / n
     bar = max(1.0, slot / 2 - 2)
-    parts = [f'<line x1="30" y1="{h}" x2="1000" y2="{h}" stroke="#555"/>',
-             f'<text x="0" y="12">{top:.1f} s</text><text x="0" y="{h}">0</text>']
+    parts = [f'<line x1="0" y1="{h}" x2="1000" y2="{h}" stroke="#555"/>']
     for k, (who, values, color) in enumerate(series):
         for i, v in enumerate(values):
             height = h * v / top
-            parts.append(f'<rect x="{40 + i * slot + k * (bar + 1):.1f}" y="{h - height:.1f}" width="{bar:.1f}" '
+            parts.append(f'<rect x="{20 + i * slot + k * (bar + 1):.1f}" y="{h - height:.1f}" width="{bar:.1f}" '
                          f'height="{max(height, 0.5):.1f}" fill="{color}"><title>turn {i + 1}: {who} '
                          f"{v:.1f} s</title></rect>")
     label = (f"Response latency per turn over {n} turns: candidate mean "
@@ -242,7 +240,7 @@ def _latency_svg(m: im.InterviewMetrics) -> str:
                      if w == "candidate" else f'<li><span style="background:{c}"></span>{w} (answer end → reply start)</li>'
                      for w, _, c in series)
     return (f'<svg viewBox="0 0 1000 {h + 4:.0f}" role="img" aria-label="{E(label)}">' + "".join(parts)
-            + f'</svg><ul class="legend">{legend}</ul>')
+            + f'</svg><ul class="legend">{legend}<li>bar height: 0 to {top:.1f} s, one pair per turn</li></ul>')
 
 
 def _charts(material: Material, m: im.InterviewMetrics) -> str:
