@@ -8,7 +8,6 @@ import pytest
 
 from interview.v1 import common_pb2, interviews_pb2, llm_pb2
 from services.common import evaluation_contract as contract
-from services.orchestrator.evaluation import evaluator
 from services.orchestrator.evaluation.document import build, response_schema
 from services.orchestrator.evaluation.evaluator import EvaluationFailed, Settings, evaluate
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from interview.v1 import common_pb2
 from services.orchestrator.evaluation.evaluator import evaluate
 from services.orchestrator.evaluation.html_report import render_html
 

@@ -5,7 +5,6 @@ with the interview."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 
@@ -15,7 +14,7 @@ import redis.asyncio as aioredis
 from interview.v1 import common_pb2, interviews_pb2
 from services.orchestrator.evaluation.jobs import DONE, EvaluationJobs, NotEnded
 from services.orchestrator.interviews import InterviewsApi
-from services.orchestrator.store import InterviewStore, timestamp
+from services.orchestrator.store import InterviewStore
 from services.orchestrator.tokens import JoinTokens
 
 from tests.orchestrator_evaluation.material import (GOOD_CONSISTENCY, GOOD_FUNDAMENTALS, ScriptedGenerate, criterion,
