@@ -138,6 +138,7 @@ class EvaluationJobs:
         self.concurrency = concurrency
         self._running: set[asyncio.Task[None]] = set()
         self._loop = OwnedTask(self._work, "evaluation-jobs")
+        self._stopping = asyncio.Event()
 
     def job_key(self, iid: str) -> str:
         return self.store.keys.evaluation(iid)
@@ -269,26 +270,38 @@ class EvaluationJobs:
     # ---- the trigger and the worker ----
 
     def start(self) -> None:
+        self._stopping.clear()
         self._loop.start()
 
     async def stop(self) -> None:
+        """Let the worker loop finish its current short read (cancelling redis-py inside a
+        blocking XREADGROUP can leave the read hanging), then cancel what is left."""
+        self._stopping.set()
+        task = self._loop.task
+        if task is not None:
+            await asyncio.wait({task}, timeout=self.poll_s * 3 + 1)
         await self._loop.stop()
-        for task in list(self._running):
-            await cancel_and_wait(task)
+        for job in list(self._running):
+            await cancel_and_wait(job)
 
     async def _work(self) -> None:
         await self._ensure_group()
-        while True:
+        me = asyncio.current_task()
+        while not self._stopping.is_set():
             try:
                 await self._take_ended()
                 await self._run_due()
             except asyncio.CancelledError:
                 raise
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                log.warning("evaluation worker: store unreachable", extra={"error": str(exc)})
-                await asyncio.sleep(self.poll_s)
-            except Exception:  # noqa: BLE001 - the worker must outlive one bad job
-                log.exception("evaluation worker error")
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive one bad job
+                if me is not None and me.cancelling():
+                    # redis-py may turn a cancelled blocking read into a connection error: the
+                    # stop request still stands
+                    raise asyncio.CancelledError from exc
+                if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+                    log.warning("evaluation worker: store unreachable", extra={"error": str(exc)})
+                else:
+                    log.exception("evaluation worker error")
                 await asyncio.sleep(self.poll_s)
 
     async def _ensure_group(self) -> None:
