@@ -735,6 +735,7 @@ class TranscriptEntry(_message.Message):
     INTERRUPTED_FIELD_NUMBER: _builtins.int
     INCOMPLETE_FIELD_NUMBER: _builtins.int
     ENTRY_ID_FIELD_NUMBER: _builtins.int
+    STT_CONFIDENCE_FIELD_NUMBER: _builtins.int
     interview_id: _builtins.str
     session_id: _builtins.str
     role: _common_pb2.Role.ValueType
@@ -749,6 +750,8 @@ class TranscriptEntry(_message.Message):
     """cut off by a crash or disconnect"""
     entry_id: _builtins.str
     """idempotency key of the write"""
+    stt_confidence: _builtins.float
+    """candidate entries: the STT final's confidence (0 = unknown); evaluation marks low ones"""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -768,10 +771,11 @@ class TranscriptEntry(_message.Message):
         interrupted: _builtins.bool = ...,
         incomplete: _builtins.bool = ...,
         entry_id: _builtins.str = ...,
+        stt_confidence: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "entry_id", b"entry_id", "incomplete", b"incomplete", "interrupted", b"interrupted", "interview_id", b"interview_id", "mode", b"mode", "phase_id", b"phase_id", "role", b"role", "sequence", b"sequence", "session_id", b"session_id", "start_time", b"start_time", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "entry_id", b"entry_id", "incomplete", b"incomplete", "interrupted", b"interrupted", "interview_id", b"interview_id", "mode", b"mode", "phase_id", b"phase_id", "role", b"role", "sequence", b"sequence", "session_id", b"session_id", "start_time", b"start_time", "stt_confidence", b"stt_confidence", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

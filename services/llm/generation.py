@@ -49,7 +49,7 @@ def settings_for(req: llm_pb2.GenerateRequest, d: Defaults) -> Settings:
     return Settings(model=o.model or d.model,
                     temperature=o.temperature if o.HasField("temperature") else d.temperature,
                     max_output_tokens=o.max_output_tokens or d.max_output_tokens,
-                    timeout_s=d.request_timeout_s)
+                    timeout_s=(o.timeout_ms / 1000) if o.timeout_ms else d.request_timeout_s)
 
 
 class Generation:

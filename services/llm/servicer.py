@@ -14,8 +14,9 @@ import grpc
 
 from interview.v1 import common_pb2, llm_pb2, llm_pb2_grpc
 from services.common import logs
-from services.llm import plan as planning
 from services.common.errors import InvalidArgument, NoProviderAnswered, ResourceExhausted, ServiceError
+from services.llm import document_tasks
+from services.llm import plan as planning
 from services.llm.generation import Generation
 
 log = logging.getLogger("llm.servicer")
@@ -83,12 +84,17 @@ class LlmServicer(llm_pb2_grpc.LlmServicer):
         with logs.bind(request_id=request.request_id, interview_id=request.interview_id):
             try:
                 validate(request, self.limits, self.generation.chain.names)
+                if document_tasks.is_document_task(request):
+                    document_tasks.validate(request)
             except ServiceError as exc:
                 await exc.abort(context)
-            stream = self.generation.run(request)
+            stream = (document_tasks.run(self.generation, request) if document_tasks.is_document_task(request)
+                      else self.generation.run(request))
             try:
                 async for response in stream:
                     yield response
+            except document_tasks.DocumentTaskError as exc:
+                await exc.abort(context)
             except NoProviderAnswered as exc:
                 await exc.abort(context)
             finally:

@@ -61,3 +61,14 @@ class OrchestratorConfig:
     playback_margin_ms: int = env(300, min=0, max=5000,
                                   help="without playback marks, a generation counts as played this long "
                                        "after its audio's duration")
+    # ---- evaluation (evaluation/) ----
+    evaluation_workers: int = env(2, min=0, max=32,
+                                  help="evaluation jobs this instance runs at once; 0 = none (Evaluate still "
+                                       "runs one when called)")
+    evaluation_review_margin: int = env(1, min=0, max=10,
+                                        help="a criterion whose two runs differ by more than this needs review")
+    evaluation_timeout_ms: int = env(180_000, min=5_000, max=600_000, help="one evaluation run's LLM request")
+    evaluation_lease_ms: int = env(60_000, min=2_000, max=600_000,
+                                   help="a running job not renewed for this long is taken over by another instance")
+    evaluate_wait_s: float = env(240.0, min=0.0, max=600.0,
+                                 help="how long Evaluate waits for a running evaluation before answering RUNNING")

@@ -95,6 +95,13 @@ SCHEMA: dict[str, Any] = {
                     "id": _ID,
                     "description": _TEXT,
                     "weight": {"type": "integer", "minimum": 0, "maximum": 100},
+                    "levels": {  # the scale, lowest first; absent = 1..4 with default anchors
+                        "type": "array", "minItems": 2, "maxItems": 10,
+                        "items": {"type": "object", "additionalProperties": False, "required": ["score", "anchor"],
+                                  "properties": {"score": {"type": "integer", "minimum": 0, "maximum": 100},
+                                                 "anchor": _TEXT}}},
+                    "keywords": {"type": "array", "maxItems": 30,
+                                 "items": {"type": "string", "minLength": 1, "maxLength": 60}},
                 },
             },
         },
@@ -133,6 +140,9 @@ def _check_unique(data: Mapping[str, Any], source: str) -> None:
     for k, rid in enumerate(rubric_ids):
         if rid in rubric_ids[:k]:
             raise PlanError(source, f"rubric[{k}].id", f"duplicate rubric id {rid!r}")
+        scores = [lv["score"] for lv in data["rubric"][k].get("levels", [])]
+        if any(b <= a for a, b in zip(scores, scores[1:])):
+            raise PlanError(source, f"rubric[{k}].levels", "level scores must increase, lowest first")
 
 
 def validate(data: Any, source: str) -> None:
@@ -159,7 +169,10 @@ def from_dict(data: Mapping[str, Any], source: str) -> common_pb2.Plan:
     if "coding_problem" in data:
         plan.coding_problem.CopyFrom(json_format.ParseDict(data["coding_problem"], common_pb2.CodingProblem()))
     for r in data.get("rubric", []):
-        plan.rubric.add(id=r["id"], description=r["description"], weight=r.get("weight", 1))
+        item = plan.rubric.add(id=r["id"], description=r["description"], weight=r.get("weight", 1),
+                               keywords=r.get("keywords", []))
+        for lv in r.get("levels", []):
+            item.levels.add(score=lv["score"], anchor=lv["anchor"])
     return plan
 
 

@@ -29,6 +29,9 @@ from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.conversation.connect import SessionServicer
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.store.store import InterviewStore
+from services.orchestrator.evaluation.evaluator import Settings as EvaluationSettings
+from services.orchestrator.evaluation.jobs import EvaluationJobs
+from services.orchestrator.evaluation.llm_client import grpc_generate
 
 log = logging.getLogger("orchestrator")
 
@@ -127,19 +130,27 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     client = redis_client(cfg.redis_url)
     store = InterviewStore(client, prefix=cfg.key_prefix, retention_s=cfg.retention_s)
     api = InterviewsApi(store, tokens, templates, cfg.public_base_url, cfg.join_token_ttl_s)
-    servicer = InterviewsServicer(api, auth.Authenticator(keys, tokens), cfg.watch_block_ms)
-    runtime.add(interviews_pb2.DESCRIPTOR.services_by_name["Interviews"].full_name,
-                interviews_pb2_grpc.add_InterviewsServicer_to_server, servicer)
     instance = cfg.instance_id or f"{socket.gethostname()}-{os.getpid()}"
     channels = [create_channel(t) for t in (cfg.vad_addr, cfg.stt_addr, cfg.llm_addr, cfg.tts_addr)]
     stubs = Stubs(vad_pb2_grpc.VadStub(channels[0]), stt_pb2_grpc.SttStub(channels[1]),
                   llm_pb2_grpc.LlmStub(channels[2]), tts_pb2_grpc.TtsStub(channels[3]))
+    evaluations = EvaluationJobs(
+        store, grpc_generate(stubs.llm), instance, lease_ms=cfg.evaluation_lease_ms,
+        concurrency=cfg.evaluation_workers,
+        settings=EvaluationSettings(review_margin=cfg.evaluation_review_margin, timeout_ms=cfg.evaluation_timeout_ms))
+    servicer = InterviewsServicer(api, auth.Authenticator(keys, tokens), cfg.watch_block_ms, evaluations,
+                                  cfg.evaluate_wait_s)
+    runtime.add(interviews_pb2.DESCRIPTOR.services_by_name["Interviews"].full_name,
+                interviews_pb2_grpc.add_InterviewsServicer_to_server, servicer)
     sessions = SessionServicer(store, api, tokens, stubs, loop_settings(cfg), instance, cfg.session_credential_ttl_s)
     await serve_sessions(cfg, runtime, sessions)
     if cfg.commands:
         consumer = CommandConsumer(api, instance)
         consumer.start()
         runtime.on_shutdown(consumer.stop)
+    if cfg.evaluation_workers:
+        evaluations.start()
+        runtime.on_shutdown(evaluations.stop)
     runtime.on_shutdown(client.aclose)
     for channel in channels:
         runtime.on_shutdown(channel.close)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DRIVERS = ["vad", "turns", "stt", "llm", "tts", "video", "orchestrator", "media"]
+DRIVERS = ["vad", "turns", "stt", "llm", "tts", "video", "orchestrator", "media", "evaluation"]
 
 
 def main(argv: list[str]) -> int:

@@ -195,8 +195,10 @@ async def test_malformed_input_is_invalid_argument(client: InterviewsClient, orc
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "after_event_id" in msg
     code, msg = await code_of(client.list(page_token="garbage"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in msg
-    code, _ = await code_of(stub.Evaluate(interviews_pb2.EvaluateRequest(interview_id=iid), metadata=md))
-    assert code == grpc.StatusCode.UNIMPLEMENTED
+    code, msg = await code_of(stub.Evaluate(interviews_pb2.EvaluateRequest(interview_id=iid), metadata=md))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "has not ended" in msg
+    code, msg = await code_of(stub.Evaluate(interviews_pb2.EvaluateRequest(interview_id="nope"), metadata=md))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "interview_id" in msg
     assert (await client.get(iid)).id == iid  # still serving after all of that
 
 

@@ -12,6 +12,7 @@ aiohttp response with its payload unread, which closes the HTTP connection at on
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +23,7 @@ from google.genai import errors, types
 
 from interview.v1 import llm_pb2
 from services.common.clock import Clock
+from services.llm import document_tasks
 from services.llm.config import GeminiSettings
 from services.llm.prompting import PromptSet
 from services.llm.providers.base import Delta, Done, Event, LlmProvider, ProviderError, Settings
@@ -58,6 +60,8 @@ def _tools(names: tuple[str, ...]) -> list[types.Tool]:
 def build_config(prompts: PromptSet, req: llm_pb2.GenerateRequest,
                  settings: Settings) -> tuple[types.GenerateContentConfig, list[types.Content]]:
     """The SDK request for one GenerateRequest (also used by tests and the benchmark)."""
+    if document_tasks.is_document_task(req):
+        return _document_config(prompts, req, settings)
     rendered = prompts.render(req)
     tools = _tools(rendered.tools) if rendered.tools else None
     config = types.GenerateContentConfig(
@@ -69,6 +73,28 @@ def build_config(prompts: PromptSet, req: llm_pb2.GenerateRequest,
     )
     contents = [types.Content(role=role, parts=[types.Part(text=text)]) for role, text in rendered.contents]
     return config, contents
+
+
+@functools.lru_cache(maxsize=4)
+def _document_prompts(version: str) -> document_tasks.Prompts:
+    return document_tasks.Prompts(version)
+
+
+def _document_config(prompts: PromptSet, req: llm_pb2.GenerateRequest,
+                     settings: Settings) -> tuple[types.GenerateContentConfig, list[types.Content]]:
+    """TASK_EVALUATE / TASK_COACH: fixed instructions, the document as data, structured output
+    (the response schema) when one is given, the request's seed and its own timeout."""
+    p = _document_prompts(prompts.version)
+    config = types.GenerateContentConfig(
+        system_instruction=p.system_instruction(req), temperature=settings.temperature,
+        max_output_tokens=settings.max_output_tokens,
+        seed=req.options.seed if req.options.HasField("seed") else None,
+        response_mime_type="application/json" if req.response_schema_json else None,
+        response_schema=json.loads(req.response_schema_json) if req.response_schema_json else None,
+        http_options=types.HttpOptions(timeout=int(document_tasks.timeout_s(req) * 1000),
+                                       retry_options=types.HttpRetryOptions(attempts=1)),
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
+    return config, [types.Content(role="user", parts=[types.Part(text=p.contents(req))])]
 
 
 class GeminiProvider(LlmProvider):

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from interview.v1 import llm_pb2
 from services.common.clock import Clock, RealClock
-from services.llm import script
+from services.llm import document_tasks, script
 from services.llm.config import ScriptedSettings
 from services.llm.prompting import PromptSet
 from services.llm.providers.base import Delta, Done, Event, LlmProvider, Settings
@@ -39,7 +39,10 @@ class ScriptedProvider(LlmProvider):
         self.clock = clock or RealClock()
 
     async def generate(self, request: llm_pb2.GenerateRequest, settings: Settings) -> AsyncIterator[Event]:
-        turn = script.decide(request)
+        if document_tasks.is_document_task(request):  # no judgement offline: an honest decline
+            turn = script.Turn(document_tasks.scripted_answer(request), [])
+        else:
+            turn = script.decide(request)
         text = turn.text
         out = pieces(text, self.delta_words)
         budget = settings.max_output_tokens * 4  # the same cap a model would honour, in characters
@@ -60,5 +63,5 @@ class ScriptedProvider(LlmProvider):
             yield action
         if not out and turn.actions:
             finish = llm_pb2.FINISH_ACTION_ONLY
-        prompt = sum(len(m.text) for m in request.history) + len(request.context.SerializeToString())
+        prompt = sum(len(m.text) for m in request.history) + len(request.context.SerializeToString()) + len(request.document)
         yield Done(finish, input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(sent))

@@ -5,6 +5,8 @@
     python -m services.orchestrator.cli mode IV_ID coding
     python -m services.orchestrator.cli watch IV_ID
     python -m services.orchestrator.cli transcript IV_ID
+    python -m services.orchestrator.cli report IV_ID -o report.html
+    python -m services.orchestrator.cli evaluate IV_ID --format markdown
 
 The API key comes from --api-key, else ORCHESTRATOR_API_KEY, else the development key file that
 an orchestrator started without ORCHESTRATOR_API_KEYS writes (.run/orchestrator-api-key).
@@ -30,6 +32,7 @@ from services.common.channels import service_target
 from services.common.cli import Command
 from services.orchestrator import plans
 from services.orchestrator.api.client import CodeKind, InterviewsClient, Mode
+from services.orchestrator.evaluation.cli_report import evaluate_command, report_command
 
 DEV_KEY_FILE = Path(os.environ.get("ORCHESTRATOR_DEV_KEY_FILE", ".run/orchestrator-api-key"))
 STATUSES = {"created": session_pb2.INTERVIEW_CREATED, "active": session_pb2.INTERVIEW_ACTIVE,
@@ -178,6 +181,14 @@ COMMANDS = [
         (("id",), {"nargs": "?", "default": ""}),
         (("--after",), {"default": "", "help": "resume after this event id ('$' = only new)"})), _runner(_watch)),
     Command("delete", "erase an interview (GDPR)", _args(ID), _runner(_delete)),
+    Command("report", "write the recruiter report (one self-contained HTML file)", _args(
+        ID, (("-o", "--output"), {"default": "report.html"}),
+        (("--force",), {"action": "store_true", "help": "evaluate again (the new one supersedes the stored one)"})),
+        _runner(report_command)),
+    Command("evaluate", "print the interview's evaluation (advisory)", _args(
+        ID, (("--format",), {"choices": ["json", "markdown"], "default": "json"}),
+        (("--force",), {"action": "store_true", "help": "evaluate again (the new one supersedes the stored one)"})),
+        _runner(evaluate_command)),
     Command("plans", "list bundled plan templates, or validate plan files",
             lambda p: p.add_argument("files", nargs="*"), _plans),
 ]

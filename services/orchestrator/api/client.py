@@ -138,6 +138,12 @@ class InterviewsClient:
                                                  **self._opts())
         return reply.keys_deleted
 
+    async def evaluate(self, interview_id: str, *, force: bool = False,
+                       timeout_s: float = 300.0) -> interviews_pb2.Evaluation:
+        """The stored evaluation (or a new one: force, or none yet); evaluation can take minutes."""
+        return await self._stub.Evaluate(interviews_pb2.EvaluateRequest(interview_id=interview_id, force=force),
+                                         metadata=self._metadata, timeout=timeout_s)
+
     async def watch(self, interview_id: str = "", after_event_id: str = "", *,
                     reconnect: Backoff = Backoff(initial_s=0.2, cap_s=5.0, attempts=10)) -> AsyncIterator[interviews_pb2.Event]:
         """Events of one interview ("" = the global lifecycle stream) after `after_event_id`

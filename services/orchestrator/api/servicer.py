@@ -14,8 +14,10 @@ import redis.exceptions
 from interview.v1 import interviews_pb2, interviews_pb2_grpc
 from services.common import logs
 from services.common.errors import ServiceError
+from services.orchestrator.api import validation
 from services.orchestrator.api.auth import Authenticator
 from services.orchestrator.api.interviews import InterviewsApi
+from services.orchestrator.evaluation.jobs import EvaluationJobs, NotEnded
 
 log = logging.getLogger("api")
 
@@ -73,10 +75,13 @@ def api_call(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class InterviewsServicer(interviews_pb2_grpc.InterviewsServicer):
-    def __init__(self, api: InterviewsApi, auth: Authenticator, watch_block_ms: int = 5000):
+    def __init__(self, api: InterviewsApi, auth: Authenticator, watch_block_ms: int = 5000,
+                 evaluations: EvaluationJobs | None = None, evaluate_wait_s: float = 240.0):
         self.api = api
         self.auth = auth
         self.watch_block_ms = watch_block_ms
+        self.evaluations = evaluations
+        self.evaluate_wait_s = evaluate_wait_s
 
     @api_call
     async def CreateInterview(self, request: interviews_pb2.CreateInterviewRequest, context: Any, caller: str
@@ -130,7 +135,13 @@ class InterviewsServicer(interviews_pb2_grpc.InterviewsServicer):
     @api_call
     async def Evaluate(self, request: interviews_pb2.EvaluateRequest, context: Any, caller: str
                        ) -> interviews_pb2.Evaluation:
-        raise ServiceError("Evaluate arrives with the evaluation issue", code=grpc.StatusCode.UNIMPLEMENTED)
+        if self.evaluations is None:
+            raise ServiceError("evaluation is not configured on this instance", code=grpc.StatusCode.UNIMPLEMENTED)
+        iid = validation.interview_id(request.interview_id)
+        try:
+            return await self.evaluations.evaluate_now(iid, force=request.force, wait_s=self.evaluate_wait_s)
+        except NotEnded as exc:
+            raise ServiceError(str(exc), code=grpc.StatusCode.FAILED_PRECONDITION) from None
 
     @api_call
     async def WatchEvents(self, request: interviews_pb2.WatchEventsRequest, context: Any, caller: str

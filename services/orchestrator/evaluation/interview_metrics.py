@@ -53,6 +53,7 @@ class Answer:
     end_s: float
     words: int
     phase_id: str
+    latency_s: float | None = None  # interviewer stopped -> this answer started (None: no question before it)
 
     @property
     def duration_s(self) -> float:
@@ -119,7 +120,10 @@ class InterviewMetrics:
 
 
 def rubric_keywords(item: common_pb2.RubricItem, limit: int = 8) -> list[str]:
-    """Content words of a rubric criterion's description, in order, without repeats."""
+    """The criterion's own keywords when the plan gives them, else the content words of its
+    description, in order, without repeats."""
+    if item.keywords:
+        return [k.lower().strip() for k in item.keywords if k.strip()][:limit]
     out: list[str] = []
     for w in words(item.description):
         if len(w) >= 4 and w not in _STOPWORDS and w not in out:
@@ -154,10 +158,12 @@ def compute(entries: Sequence[interviews_pb2.TranscriptEntry], plan: common_pb2.
                 m.fillers[k] = m.fillers.get(k, 0) + v
             if found:
                 m.filler_sequences.append(entry.sequence)
+            latency = None
             if previous is not None and previous.role == common_pb2.ROLE_AGENT and duration:
-                m.candidate_latencies_s.append(max(0.0, _seconds(entry.start_time) - _seconds(previous.end_time)))
+                latency = max(0.0, _seconds(entry.start_time) - _seconds(previous.end_time))
+                m.candidate_latencies_s.append(latency)
             if answer is None:
-                answer = Answer([], _seconds(entry.start_time), _seconds(entry.end_time), 0, entry.phase_id)
+                answer = Answer([], _seconds(entry.start_time), _seconds(entry.end_time), 0, entry.phase_id, latency)
                 m.answers.append(answer)
             answer.sequences.append(entry.sequence)
             answer.end_s = max(answer.end_s, _seconds(entry.end_time))
@@ -180,11 +186,13 @@ def compute(entries: Sequence[interviews_pb2.TranscriptEntry], plan: common_pb2.
 
 
 def _coverage(entries: Sequence[interviews_pb2.TranscriptEntry], plan: common_pb2.Plan) -> list[Coverage]:
-    candidate = [(e.sequence, set(words(e.text))) for e in entries if e.role == common_pb2.ROLE_USER]
+    candidate = [(e.sequence, set(words(e.text)), " " + " ".join(words(e.text)) + " ")
+                 for e in entries if e.role == common_pb2.ROLE_USER]
     out = []
     for item in plan.rubric:
         keywords = rubric_keywords(item)
-        found = {k: [seq for seq, ws in candidate if k in ws] for k in keywords}
+        found = {k: [seq for seq, ws, text in candidate if (k in ws if " " not in k else f" {k} " in text)]
+                 for k in keywords}
         out.append(Coverage(item.id, keywords, {k: v for k, v in found.items() if v}))
     return out
 

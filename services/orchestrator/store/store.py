@@ -8,6 +8,7 @@ Layout (prefix P, default "iv:"; ID = an interview id):
   P i:ID:control     stream  UPDATE_CONFIG / SET_PHASE / END / code events for the session owner
   P i:ID:lease       string  "owner|epoch" with a TTL: who runs the live session
   P i:ID:inflight    string  the owner's in-flight turns (GetTranscriptResponse of incomplete entries)
+  P i:ID:evaluation  hash    the evaluation job (evaluation/jobs.py); the evaluations are events
   P index:all, P index:s:N   sorted sets (score 0, lexicographic = creation order) for ListInterviews
   P lifecycle        stream  created / started / ended / deleted of every interview
   P req:HASH         string  "ID|fingerprint" for CreateInterview request ids
@@ -114,10 +115,13 @@ class Keys:
     def inflight(self, iid: str) -> str:
         return f"{self.prefix}i:{iid}:inflight"
 
+    def evaluation(self, iid: str) -> str:
+        return f"{self.prefix}i:{iid}:evaluation"
+
     def interview_keys(self, iid: str) -> list[str]:
         """Every key holding this interview's data, state first (what Delete erases)."""
         return [self.state(iid), self.events(iid), self.transcript(iid), self.entries(iid),
-                self.control(iid), self.lease(iid), self.inflight(iid)]
+                self.control(iid), self.lease(iid), self.inflight(iid), self.evaluation(iid)]
 
     def index(self, status: int = 0) -> str:
         return f"{self.prefix}index:s:{status}" if status else f"{self.prefix}index:all"
