@@ -8,7 +8,9 @@ picks a status by reading exception text.
 """
 from __future__ import annotations
 
-from typing import NoReturn
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
 
 import grpc
 
@@ -72,6 +74,25 @@ class ProviderError(Unavailable):
 
 class NoProviderAnswered(Unavailable):
     """Every provider of a chain failed."""
+
+
+SETTLE_S = 0.25  # how long a refused stream's pending messages are read before its status goes out
+
+
+async def settle(requests: AsyncIterator[Any], reading: "asyncio.Future[Any] | None" = None,
+                 grace_s: float = SETTLE_S) -> None:
+    """Before aborting a bidi stream on bad input, read (and drop) what the caller already sent,
+    until it half-closes or `grace_s` passes. grpc's Python client reports a write that fails
+    because the server already closed as INTERNAL ("Failed execute_batch"), hiding the real
+    status; letting its in-flight writes land first makes the caller see ours."""
+    try:
+        async with asyncio.timeout(grace_s):
+            if reading is not None:
+                await reading
+            async for _ in requests:
+                pass
+    except (TimeoutError, Exception):  # anything from a stream we are refusing anyway
+        return
 
 
 def invalid(field: str, what: str) -> InvalidArgument:

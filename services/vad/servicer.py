@@ -20,7 +20,7 @@ from interview.v1 import common_pb2, vad_pb2, vad_pb2_grpc
 from services.common import logs
 from services.common.audio import Rebuffer, Window, check_chunk
 from services.common.clock import Clock, RealClock
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, settle
 from services.vad.batcher import Batcher, InferenceUnavailable
 from services.vad.detector import Detector, Event, Kind, Params, ParamsError
 from services.vad.idle import IdleTimeout, guard_idle
@@ -217,6 +217,8 @@ class VadServicer(vad_pb2_grpc.VadServicer):
                         yield resp
         except (BadRequest, InvalidArgument) as exc:
             log.warning("stream rejected", extra={"reason": str(exc)})
+            await settle(requests, reading)  # the caller's in-flight writes land first: it then sees our status
+            reading = None
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except InferenceUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry on another instance")
