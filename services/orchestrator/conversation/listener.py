@@ -27,7 +27,6 @@ from services.common.clock import Clock
 from services.orchestrator.conversation.clients import ReopeningStream
 
 log = logging.getLogger("conversation.listener")
-tracer = trace.get_tracer("orchestrator.conversation")
 
 VOICED_RECENTLY_S = 0.25  # "still speaking" when a voiced window ended this recently
 
@@ -53,6 +52,7 @@ class EarlySpeech:
 class SpeechStopped:
     at: float  # monotonic time the SPEECH_STOPPED was received
     trace: common_pb2.TraceContext  # the turn's trace, started here
+    span: trace.Span | None = None  # the open 'turn' span: whoever answers ends it at first audio
 
 
 @dataclass(frozen=True)
@@ -206,15 +206,14 @@ class Listener:
         self.speaking = False
         self._gate_open = False
         stopped_at = self.clock.monotonic()
-        span = tracer.start_span("turn", attributes=self.trace_attributes)
-        with trace.use_span(span, end_on_exit=True):
-            context = common_pb2.TraceContext()
-            telemetry.inject(context)
+        span = telemetry.start_turn("turn", **self.trace_attributes)  # a trace of its own; ended by the floor
+        context = common_pb2.TraceContext()
+        telemetry.inject_span(span, context)
         self._finalize_seq += 1
         fid = f"{self.stream_id}-f{self._finalize_seq}"
         self.finalizing.append(fid)
         self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(finalize_id=fid, trace=context)))
-        self.hooks.heard(SpeechStopped(stopped_at, context))
+        self.hooks.heard(SpeechStopped(stopped_at, context, span))
 
     # ---- STT ----
 
