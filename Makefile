@@ -6,9 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTOS := $(wildcard protos/interview/v1/*.proto)
 # deploy/system_deps.py installs (or lists) these: keep the two lists the same.
-APT_PACKAGES := python3-venv redis-server flite espeak-ng sox tesseract-ocr chromium chromium-driver
+APT_PACKAGES := python3-venv redis-server flite espeak-ng sox tesseract-ocr fonts-dejavu-core openssl chromium chromium-driver
 
-.PHONY: install install-apt system-deps proto check-proto check-images run test bench loadtest clean distclean
+.PHONY: install install-apt system-deps proto check-proto check-images run test fuzz soak bench loadtest clean distclean
 
 install: system-deps $(VENV)/.installed ## everything `make run` and `make test` need (idempotent)
 
@@ -38,6 +38,12 @@ check-images: install ## each service from a clean venv holding only its extra (
 
 test: install ## the whole test suite (pytest's exit 5, "no tests collected", is not an error)
 	$(PY) -m pytest -q tests || [ $$? -eq 5 ]
+
+fuzz: install ## long random fuzzing of every endpoint (make test runs the same fuzzers derandomized, fewer cases)
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q -p no:cacheprovider tests/fuzz
+
+soak: install ## N scripted candidates for 10 minutes: RSS, tasks, threads, fds, lost replies (docs/reliability.md)
+	$(PY) -m tests.load.soak --candidates $${SOAK_CANDIDATES:-20} --seconds $${SOAK_SECONDS:-600}
 
 bench: install ## benchmarks recorded in docs/benchmarks.md (long; not part of make test)
 	$(PY) -m tests.load.bench

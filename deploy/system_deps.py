@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 
-# Debian package -> how to tell it is there (a command on PATH, or a Python module for venv).
+# Debian package -> how to tell it is there (a command on PATH, a file, or a Python module for venv).
 PACKAGES = {
     "python3-venv": "python:ensurepip",
     "redis-server": "redis-server",
@@ -19,12 +19,16 @@ PACKAGES = {
     "espeak-ng": "espeak-ng",
     "sox": "sox",
     "tesseract-ocr": "tesseract",
+    "fonts-dejavu-core": "file:/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+    "openssl": "openssl",
     "chromium": "chromium",
     "chromium-driver": "chromedriver",
 }
 
 
 def present(probe: str) -> bool:
+    if probe.startswith("file:"):
+        return os.path.exists(probe.split(":", 1)[1])
     if probe.startswith("python:"):
         try:
             __import__(probe.split(":", 1)[1])

@@ -15,6 +15,19 @@ from tests.support.procs import RedisServer
 
 os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 
+# Property-based tests (tests/fuzz): `make test` runs the derandomized "ci" profile (the same
+# cases every run, so CI is deterministic); `make fuzz` runs "fuzz" (random, many more cases).
+# HYPOTHESIS_PROFILE picks one; FUZZ_EXAMPLES overrides the number of cases per endpoint.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+            HealthCheck.function_scoped_fixture, HealthCheck.large_base_example]
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True,
+                          max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), suppress_health_check=_SLOW_OK)
+settings.register_profile("fuzz", derandomize=False, deadline=None, print_blob=True,
+                          max_examples=int(os.environ.get("FUZZ_EXAMPLES", "1000")), suppress_health_check=_SLOW_OK)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for marker in item.iter_markers("live"):

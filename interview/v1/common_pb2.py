@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19interview/v1/common.proto\x12\x0cinterview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\"7\n\x0b\x41udioFormat\x12\x16\n\x0esample_rate_hz\x18\x01 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x02 \x01(\x05\"\\\n\nAudioChunk\x12\x0b\n\x03pcm\x18\x01 \x01(\x0c\x12\x16\n\x0eoffset_samples\x18\x02 \x01(\x03\x12)\n\x05trace\x18\x03 \x01(\x0b\x32\x1a.interview.v1.TraceContext\"\x9d\x03\n\tVadParams\x12!\n\x14\x61\x63tivation_threshold\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12#\n\x16\x64\x65\x61\x63tivation_threshold\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x1b\n\x0emin_silence_ms\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x1a\n\rspeech_pad_ms\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12\x19\n\x0cturn_scoring\x18\x06 \x01(\x08H\x05\x88\x01\x01\x12\x1a\n\rturn_pause_ms\x18\x07 \x01(\x05H\x06\x88\x01\x01\x12\x1b\n\x0eturn_threshold\x18\x08 \x01(\x02H\x07\x88\x01\x01\x42\x17\n\x15_activation_thresholdB\x19\n\x17_deactivation_thresholdB\x10\n\x0e_min_speech_msB\x11\n\x0f_min_silence_msB\x10\n\x0e_speech_pad_msB\x0f\n\r_turn_scoringB\x10\n\x0e_turn_pause_msB\x11\n\x0f_turn_threshold\"r\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1c\n\x14start_offset_samples\x18\x03 \x01(\x03\x12\x1a\n\x12\x65nd_offset_samples\x18\x04 \x01(\x03\x12\x0e\n\x06\x66iller\x18\x05 \x01(\x08\"u\n\nVideoFrame\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12)\n\x06source\x18\x02 \x01(\x0e\x32\x19.interview.v1.VideoSource\x12\x0f\n\x07time_ms\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\".\n\x0cVideoConsent\x12\x0e\n\x06\x63\x61mera\x18\x01 \x01(\x08\x12\x0e\n\x06screen\x18\x02 \x01(\x08\"\xa8\x01\n\x0bObservation\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12)\n\x06source\x18\x04 \x01(\x0e\x32\x19.interview.v1.VideoSource\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nactionable\x18\x06 \x01(\x08\"\xa4\x01\n\x0c\x43odeSnapshot\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.interview.v1.CodeEventKind\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06output\x18\x06 \x01(\t\"\xd9\x01\n\rProviderEvent\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .interview.v1.ProviderEvent.Kind\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x15\n\rfrom_provider\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"_\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46\x41LLBACK\x10\x01\x12\x10\n\x0cRECONNECTING\x10\x02\x12\x0f\n\x0bRECONNECTED\x10\x03\x12\x10\n\x0c\x42REAKER_OPEN\x10\x04\"7\n\x07Problem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"8\n\x08Question\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nfollow_ups\x18\x03 \x03(\t\"\xbc\x01\n\x05Phase\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.interview.v1.PhaseKind\x12\x15\n\rtime_budget_s\x18\x04 \x01(\x05\x12)\n\tquestions\x18\x05 \x03(\x0b\x32\x16.interview.v1.Question\x12\r\n\x05goals\x18\x06 \x03(\t\x12 \n\x04mode\x18\x07 \x01(\x0e\x32\x12.interview.v1.Mode\"U\n\rCodingProblem\x12\r\n\x05title\x18\x01 \x01(\t\x12\x11\n\tstatement\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x10\n\x08\x65xamples\x18\x04 \x03(\t\",\n\x0bRubricLevel\x12\r\n\x05score\x18\x01 \x01(\x05\x12\x0e\n\x06\x61nchor\x18\x02 \x01(\t\"z\n\nRubricItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x05\x12)\n\x06levels\x18\x04 \x03(\x0b\x32\x19.interview.v1.RubricLevel\x12\x10\n\x08keywords\x18\x05 \x03(\t\"\xd8\x01\n\x04Plan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12#\n\x06phases\x18\x04 \x03(\x0b\x32\x13.interview.v1.Phase\x12\x33\n\x0e\x63oding_problem\x18\x05 \x01(\x0b\x32\x1b.interview.v1.CodingProblem\x12(\n\x06rubric\x18\x06 \x03(\x0b\x32\x18.interview.v1.RubricItem\x12\x10\n\x08greeting\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\t*F\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODE_CONVERSATIONAL\x10\x01\x12\x0f\n\x0bMODE_CODING\x10\x02*e\n\x07Persona\x12\x17\n\x13PERSONA_UNSPECIFIED\x10\x00\x12\x17\n\x13PERSONA_INTERVIEWER\x10\x01\x12\x11\n\rPERSONA_COACH\x10\x02\x12\x15\n\x11PERSONA_EVALUATOR\x10\x03*L\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_AGENT\x10\x02\x12\x0f\n\x0bROLE_SYSTEM\x10\x03*]\n\x0bVideoSource\x12\x1c\n\x18VIDEO_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13VIDEO_SOURCE_CAMERA\x10\x01\x12\x17\n\x13VIDEO_SOURCE_SCREEN\x10\x02*p\n\rCodeEventKind\x12\x1f\n\x1b\x43ODE_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43ODE_EVENT_EDIT\x10\x01\x12\x12\n\x0e\x43ODE_EVENT_RUN\x10\x02\x12\x15\n\x11\x43ODE_EVENT_SUBMIT\x10\x03*\xd6\x01\n\tPhaseKind\x12\x1a\n\x16PHASE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12PHASE_INTRODUCTION\x10\x01\x12\x1d\n\x19PHASE_TECHNICAL_SCREENING\x10\x02\x12\x15\n\x11PHASE_LIVE_CODING\x10\x03\x12\x17\n\x13PHASE_SYSTEM_DESIGN\x10\x04\x12\x14\n\x10PHASE_BEHAVIORAL\x10\x05\x12\x1d\n\x19PHASE_CANDIDATE_QUESTIONS\x10\x06\x12\x11\n\rPHASE_WRAP_UP\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19interview/v1/common.proto\x12\x0cinterview.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\"7\n\x0b\x41udioFormat\x12\x16\n\x0esample_rate_hz\x18\x01 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x02 \x01(\x05\"\\\n\nAudioChunk\x12\x0b\n\x03pcm\x18\x01 \x01(\x0c\x12\x16\n\x0eoffset_samples\x18\x02 \x01(\x03\x12)\n\x05trace\x18\x03 \x01(\x0b\x32\x1a.interview.v1.TraceContext\"\x9d\x03\n\tVadParams\x12!\n\x14\x61\x63tivation_threshold\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12#\n\x16\x64\x65\x61\x63tivation_threshold\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x1b\n\x0emin_silence_ms\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x1a\n\rspeech_pad_ms\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12\x19\n\x0cturn_scoring\x18\x06 \x01(\x08H\x05\x88\x01\x01\x12\x1a\n\rturn_pause_ms\x18\x07 \x01(\x05H\x06\x88\x01\x01\x12\x1b\n\x0eturn_threshold\x18\x08 \x01(\x02H\x07\x88\x01\x01\x42\x17\n\x15_activation_thresholdB\x19\n\x17_deactivation_thresholdB\x10\n\x0e_min_speech_msB\x11\n\x0f_min_silence_msB\x10\n\x0e_speech_pad_msB\x0f\n\r_turn_scoringB\x10\n\x0e_turn_pause_msB\x11\n\x0f_turn_threshold\"r\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1c\n\x14start_offset_samples\x18\x03 \x01(\x03\x12\x1a\n\x12\x65nd_offset_samples\x18\x04 \x01(\x03\x12\x0e\n\x06\x66iller\x18\x05 \x01(\x08\"u\n\nVideoFrame\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12)\n\x06source\x18\x02 \x01(\x0e\x32\x19.interview.v1.VideoSource\x12\x0f\n\x07time_ms\x18\x03 \x01(\x03\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\".\n\x0cVideoConsent\x12\x0e\n\x06\x63\x61mera\x18\x01 \x01(\x08\x12\x0e\n\x06screen\x18\x02 \x01(\x08\"\xb4\x01\n\x0bObservation\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12)\n\x06source\x18\x04 \x01(\x0e\x32\x19.interview.v1.VideoSource\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nactionable\x18\x06 \x01(\x08\x12\n\n\x02id\x18\x07 \x01(\t\"\xa4\x01\n\x0c\x43odeSnapshot\x12)\n\x04kind\x18\x01 \x01(\x0e\x32\x1b.interview.v1.CodeEventKind\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06output\x18\x06 \x01(\t\"\xd9\x01\n\rProviderEvent\x12.\n\x04kind\x18\x01 \x01(\x0e\x32 .interview.v1.ProviderEvent.Kind\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x15\n\rfrom_provider\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"_\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x46\x41LLBACK\x10\x01\x12\x10\n\x0cRECONNECTING\x10\x02\x12\x0f\n\x0bRECONNECTED\x10\x03\x12\x10\n\x0c\x42REAKER_OPEN\x10\x04\"7\n\x07Problem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"8\n\x08Question\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nfollow_ups\x18\x03 \x03(\t\"\xbc\x01\n\x05Phase\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.interview.v1.PhaseKind\x12\x15\n\rtime_budget_s\x18\x04 \x01(\x05\x12)\n\tquestions\x18\x05 \x03(\x0b\x32\x16.interview.v1.Question\x12\r\n\x05goals\x18\x06 \x03(\t\x12 \n\x04mode\x18\x07 \x01(\x0e\x32\x12.interview.v1.Mode\"U\n\rCodingProblem\x12\r\n\x05title\x18\x01 \x01(\t\x12\x11\n\tstatement\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x10\n\x08\x65xamples\x18\x04 \x03(\t\",\n\x0bRubricLevel\x12\r\n\x05score\x18\x01 \x01(\x05\x12\x0e\n\x06\x61nchor\x18\x02 \x01(\t\"z\n\nRubricItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x05\x12)\n\x06levels\x18\x04 \x03(\x0b\x32\x19.interview.v1.RubricLevel\x12\x10\n\x08keywords\x18\x05 \x03(\t\"\xd8\x01\n\x04Plan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12#\n\x06phases\x18\x04 \x03(\x0b\x32\x13.interview.v1.Phase\x12\x33\n\x0e\x63oding_problem\x18\x05 \x01(\x0b\x32\x1b.interview.v1.CodingProblem\x12(\n\x06rubric\x18\x06 \x03(\x0b\x32\x18.interview.v1.RubricItem\x12\x10\n\x08greeting\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\t*F\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODE_CONVERSATIONAL\x10\x01\x12\x0f\n\x0bMODE_CODING\x10\x02*e\n\x07Persona\x12\x17\n\x13PERSONA_UNSPECIFIED\x10\x00\x12\x17\n\x13PERSONA_INTERVIEWER\x10\x01\x12\x11\n\rPERSONA_COACH\x10\x02\x12\x15\n\x11PERSONA_EVALUATOR\x10\x03*L\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x0e\n\nROLE_AGENT\x10\x02\x12\x0f\n\x0bROLE_SYSTEM\x10\x03*]\n\x0bVideoSource\x12\x1c\n\x18VIDEO_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13VIDEO_SOURCE_CAMERA\x10\x01\x12\x17\n\x13VIDEO_SOURCE_SCREEN\x10\x02*p\n\rCodeEventKind\x12\x1f\n\x1b\x43ODE_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43ODE_EVENT_EDIT\x10\x01\x12\x12\n\x0e\x43ODE_EVENT_RUN\x10\x02\x12\x15\n\x11\x43ODE_EVENT_SUBMIT\x10\x03*\xd6\x01\n\tPhaseKind\x12\x1a\n\x16PHASE_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12PHASE_INTRODUCTION\x10\x01\x12\x1d\n\x19PHASE_TECHNICAL_SCREENING\x10\x02\x12\x15\n\x11PHASE_LIVE_CODING\x10\x03\x12\x17\n\x13PHASE_SYSTEM_DESIGN\x10\x04\x12\x14\n\x10PHASE_BEHAVIORAL\x10\x05\x12\x1d\n\x19PHASE_CANDIDATE_QUESTIONS\x10\x06\x12\x11\n\rPHASE_WRAP_UP\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'interview.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODE']._serialized_start=2323
-  _globals['_MODE']._serialized_end=2393
-  _globals['_PERSONA']._serialized_start=2395
-  _globals['_PERSONA']._serialized_end=2496
-  _globals['_ROLE']._serialized_start=2498
-  _globals['_ROLE']._serialized_end=2574
-  _globals['_VIDEOSOURCE']._serialized_start=2576
-  _globals['_VIDEOSOURCE']._serialized_end=2669
-  _globals['_CODEEVENTKIND']._serialized_start=2671
-  _globals['_CODEEVENTKIND']._serialized_end=2783
-  _globals['_PHASEKIND']._serialized_start=2786
-  _globals['_PHASEKIND']._serialized_end=3000
+  _globals['_MODE']._serialized_start=2335
+  _globals['_MODE']._serialized_end=2405
+  _globals['_PERSONA']._serialized_start=2407
+  _globals['_PERSONA']._serialized_end=2508
+  _globals['_ROLE']._serialized_start=2510
+  _globals['_ROLE']._serialized_end=2586
+  _globals['_VIDEOSOURCE']._serialized_start=2588
+  _globals['_VIDEOSOURCE']._serialized_end=2681
+  _globals['_CODEEVENTKIND']._serialized_start=2683
+  _globals['_CODEEVENTKIND']._serialized_end=2795
+  _globals['_PHASEKIND']._serialized_start=2798
+  _globals['_PHASEKIND']._serialized_end=3012
   _globals['_TRACECONTEXT']._serialized_start=76
   _globals['_TRACECONTEXT']._serialized_end=131
   _globals['_AUDIOFORMAT']._serialized_start=133
@@ -59,25 +59,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VIDEOCONSENT']._serialized_start=935
   _globals['_VIDEOCONSENT']._serialized_end=981
   _globals['_OBSERVATION']._serialized_start=984
-  _globals['_OBSERVATION']._serialized_end=1152
-  _globals['_CODESNAPSHOT']._serialized_start=1155
-  _globals['_CODESNAPSHOT']._serialized_end=1319
-  _globals['_PROVIDEREVENT']._serialized_start=1322
-  _globals['_PROVIDEREVENT']._serialized_end=1539
-  _globals['_PROVIDEREVENT_KIND']._serialized_start=1444
-  _globals['_PROVIDEREVENT_KIND']._serialized_end=1539
-  _globals['_PROBLEM']._serialized_start=1541
-  _globals['_PROBLEM']._serialized_end=1596
-  _globals['_QUESTION']._serialized_start=1598
-  _globals['_QUESTION']._serialized_end=1654
-  _globals['_PHASE']._serialized_start=1657
-  _globals['_PHASE']._serialized_end=1845
-  _globals['_CODINGPROBLEM']._serialized_start=1847
-  _globals['_CODINGPROBLEM']._serialized_end=1932
-  _globals['_RUBRICLEVEL']._serialized_start=1934
-  _globals['_RUBRICLEVEL']._serialized_end=1978
-  _globals['_RUBRICITEM']._serialized_start=1980
-  _globals['_RUBRICITEM']._serialized_end=2102
-  _globals['_PLAN']._serialized_start=2105
-  _globals['_PLAN']._serialized_end=2321
+  _globals['_OBSERVATION']._serialized_end=1164
+  _globals['_CODESNAPSHOT']._serialized_start=1167
+  _globals['_CODESNAPSHOT']._serialized_end=1331
+  _globals['_PROVIDEREVENT']._serialized_start=1334
+  _globals['_PROVIDEREVENT']._serialized_end=1551
+  _globals['_PROVIDEREVENT_KIND']._serialized_start=1456
+  _globals['_PROVIDEREVENT_KIND']._serialized_end=1551
+  _globals['_PROBLEM']._serialized_start=1553
+  _globals['_PROBLEM']._serialized_end=1608
+  _globals['_QUESTION']._serialized_start=1610
+  _globals['_QUESTION']._serialized_end=1666
+  _globals['_PHASE']._serialized_start=1669
+  _globals['_PHASE']._serialized_end=1857
+  _globals['_CODINGPROBLEM']._serialized_start=1859
+  _globals['_CODINGPROBLEM']._serialized_end=1944
+  _globals['_RUBRICLEVEL']._serialized_start=1946
+  _globals['_RUBRICLEVEL']._serialized_end=1990
+  _globals['_RUBRICITEM']._serialized_start=1992
+  _globals['_RUBRICITEM']._serialized_end=2114
+  _globals['_PLAN']._serialized_start=2117
+  _globals['_PLAN']._serialized_end=2333
 # @@protoc_insertion_point(module_scope)

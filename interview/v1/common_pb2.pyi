@@ -429,14 +429,17 @@ class Observation(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
     ACTIONABLE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     type: _builtins.str
-    """e.g. "screen_text", "screen_change", "code_on_screen", "looking_away" """
+    """one of the closed list in services/video/observations.py, e.g. "code_observation" """
     detail: _builtins.str
     """short human-readable detail (untrusted data when given to the LLM)"""
     confidence: _builtins.float
     source: Global___VideoSource.ValueType
     actionable: _builtins.bool
     """worth offering to the LLM as context"""
+    id: _builtins.str
+    """unique per observation (e.g. "<stream>-<n>"), so evaluations can cite it"""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -448,10 +451,11 @@ class Observation(_message.Message):
         source: Global___VideoSource.ValueType = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
         actionable: _builtins.bool = ...,
+        id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actionable", b"actionable", "confidence", b"confidence", "detail", b"detail", "source", b"source", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actionable", b"actionable", "confidence", b"confidence", "detail", b"detail", "id", b"id", "source", b"source", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

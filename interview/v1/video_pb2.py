@@ -25,23 +25,31 @@ _sym_db = _symbol_database.Default()
 from interview.v1 import common_pb2 as interview_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18interview/v1/video.proto\x12\x0cinterview.v1\x1a\x19interview/v1/common.proto\"\x9b\x01\n\x0bVideoConfig\x12+\n\x07\x63onsent\x18\x01 \x01(\x0b\x32\x1a.interview.v1.VideoConsent\x12,\n\x08sampling\x18\x02 \x01(\x0e\x32\x1a.interview.v1.SamplingMode\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x11\n\tstream_id\x18\x05 \x01(\t\"\x98\x01\n\x0fVideoModeUpdate\x12,\n\x08sampling\x18\x01 \x01(\x0e\x32\x1a.interview.v1.SamplingMode\x12*\n\x0einterview_mode\x18\x02 \x01(\x0e\x32\x12.interview.v1.Mode\x12+\n\x07\x63onsent\x18\x03 \x01(\x0b\x32\x1a.interview.v1.VideoConsent\"\xa0\x01\n\x0e\x41nalyzeRequest\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.interview.v1.VideoConfigH\x00\x12)\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x18.interview.v1.VideoFrameH\x00\x12/\n\x06update\x18\x03 \x01(\x0b\x32\x1d.interview.v1.VideoModeUpdateH\x00\x42\x05\n\x03msg\"t\n\x0f\x41nalyzeResponse\x12\x30\n\x0bobservation\x18\x01 \x01(\x0b\x32\x19.interview.v1.ObservationH\x00\x12(\n\x07problem\x18\x02 \x01(\x0b\x32\x15.interview.v1.ProblemH\x00\x42\x05\n\x03msg*\x81\x01\n\x0cSamplingMode\x12\x1d\n\x19SAMPLING_MODE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSAMPLING_OFF\x10\x01\x12\x10\n\x0cSAMPLING_LOW\x10\x02\x12\x13\n\x0fSAMPLING_NORMAL\x10\x03\x12\x19\n\x15SAMPLING_SCREEN_FOCUS\x10\x04\x32S\n\x05Video\x12J\n\x07\x41nalyze\x12\x1c.interview.v1.AnalyzeRequest\x1a\x1d.interview.v1.AnalyzeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18interview/v1/video.proto\x12\x0cinterview.v1\x1a\x19interview/v1/common.proto\"\x9b\x01\n\x0bVideoConfig\x12+\n\x07\x63onsent\x18\x01 \x01(\x0b\x32\x1a.interview.v1.VideoConsent\x12,\n\x08sampling\x18\x02 \x01(\x0e\x32\x1a.interview.v1.SamplingMode\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x11\n\tstream_id\x18\x05 \x01(\t\"\x98\x01\n\x0fVideoModeUpdate\x12,\n\x08sampling\x18\x01 \x01(\x0e\x32\x1a.interview.v1.SamplingMode\x12*\n\x0einterview_mode\x18\x02 \x01(\x0e\x32\x12.interview.v1.Mode\x12+\n\x07\x63onsent\x18\x03 \x01(\x0b\x32\x1a.interview.v1.VideoConsent\"\xa0\x01\n\x0e\x41nalyzeRequest\x12+\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x19.interview.v1.VideoConfigH\x00\x12)\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x18.interview.v1.VideoFrameH\x00\x12/\n\x06update\x18\x03 \x01(\x0b\x32\x1d.interview.v1.VideoModeUpdateH\x00\x42\x05\n\x03msg\"\x82\x01\n\rVideoModeCost\x12(\n\x04mode\x18\x01 \x01(\x0e\x32\x1a.interview.v1.SamplingMode\x12\x1c\n\x14\x66rames_sent_to_model\x18\x02 \x01(\x03\x12\x18\n\x10\x65st_input_tokens\x18\x03 \x01(\x03\x12\x0f\n\x07\x65st_usd\x18\x04 \x01(\x01\"\xfb\x04\n\nVideoStats\x12\x17\n\x0f\x66rames_received\x18\x01 \x01(\x03\x12\x16\n\x0e\x66rames_sampled\x18\x02 \x01(\x03\x12\x1b\n\x13\x66rames_skipped_rate\x18\x03 \x01(\x03\x12 \n\x18\x66rames_skipped_unchanged\x18\x04 \x01(\x03\x12\x1e\n\x16\x66rames_refused_consent\x18\x05 \x01(\x03\x12 \n\x18\x66rames_dropped_withdrawn\x18\x06 \x01(\x03\x12\x16\n\x0e\x66rames_invalid\x18\x07 \x01(\x03\x12\x18\n\x10\x66rames_oversized\x18\x08 \x01(\x03\x12\x17\n\x0f\x66rames_analyzed\x18\t \x01(\x03\x12\x1c\n\x14\x66rames_sent_to_model\x18\n \x01(\x03\x12\x13\n\x0bmodel_turns\x18\x0b \x01(\x03\x12\x18\n\x10\x65st_input_tokens\x18\x0c \x01(\x03\x12\x0f\n\x07\x65st_usd\x18\r \x01(\x01\x12,\n\x07\x62y_mode\x18\x0e \x03(\x0b\x32\x1b.interview.v1.VideoModeCost\x12\x10\n\x08provider\x18\x0f \x01(\t\x12\x11\n\tfell_back\x18\x10 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x11 \x01(\t\x12\x19\n\x11observations_sent\x18\x12 \x01(\x03\x12O\n\x14observations_dropped\x18\x13 \x03(\x0b\x32\x31.interview.v1.VideoStats.ObservationsDroppedEntry\x1a:\n\x18ObservationsDroppedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xd6\x01\n\x0f\x41nalyzeResponse\x12\x30\n\x0bobservation\x18\x01 \x01(\x0b\x32\x19.interview.v1.ObservationH\x00\x12(\n\x07problem\x18\x02 \x01(\x0b\x32\x15.interview.v1.ProblemH\x00\x12)\n\x05stats\x18\x03 \x01(\x0b\x32\x18.interview.v1.VideoStatsH\x00\x12\x35\n\x0eprovider_event\x18\x04 \x01(\x0b\x32\x1b.interview.v1.ProviderEventH\x00\x42\x05\n\x03msg*\x81\x01\n\x0cSamplingMode\x12\x1d\n\x19SAMPLING_MODE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSAMPLING_OFF\x10\x01\x12\x10\n\x0cSAMPLING_LOW\x10\x02\x12\x13\n\x0fSAMPLING_NORMAL\x10\x03\x12\x19\n\x15SAMPLING_SCREEN_FOCUS\x10\x04\x32S\n\x05Video\x12J\n\x07\x41nalyze\x12\x1c.interview.v1.AnalyzeRequest\x1a\x1d.interview.v1.AnalyzeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'interview.v1.video_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SAMPLINGMODE']._serialized_start=664
-  _globals['_SAMPLINGMODE']._serialized_end=793
+  _globals['_VIDEOSTATS_OBSERVATIONSDROPPEDENTRY']._loaded_options = None
+  _globals['_VIDEOSTATS_OBSERVATIONSDROPPEDENTRY']._serialized_options = b'8\001'
+  _globals['_SAMPLINGMODE']._serialized_start=1534
+  _globals['_SAMPLINGMODE']._serialized_end=1663
   _globals['_VIDEOCONFIG']._serialized_start=70
   _globals['_VIDEOCONFIG']._serialized_end=225
   _globals['_VIDEOMODEUPDATE']._serialized_start=228
   _globals['_VIDEOMODEUPDATE']._serialized_end=380
   _globals['_ANALYZEREQUEST']._serialized_start=383
   _globals['_ANALYZEREQUEST']._serialized_end=543
-  _globals['_ANALYZERESPONSE']._serialized_start=545
-  _globals['_ANALYZERESPONSE']._serialized_end=661
-  _globals['_VIDEO']._serialized_start=795
-  _globals['_VIDEO']._serialized_end=878
+  _globals['_VIDEOMODECOST']._serialized_start=546
+  _globals['_VIDEOMODECOST']._serialized_end=676
+  _globals['_VIDEOSTATS']._serialized_start=679
+  _globals['_VIDEOSTATS']._serialized_end=1314
+  _globals['_VIDEOSTATS_OBSERVATIONSDROPPEDENTRY']._serialized_start=1256
+  _globals['_VIDEOSTATS_OBSERVATIONSDROPPEDENTRY']._serialized_end=1314
+  _globals['_ANALYZERESPONSE']._serialized_start=1317
+  _globals['_ANALYZERESPONSE']._serialized_end=1531
+  _globals['_VIDEO']._serialized_start=1665
+  _globals['_VIDEO']._serialized_end=1748
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,10 @@
 isort:skip_file
 Video analysis (services/video): Gemini Live or offline screen analysis."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from interview.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
@@ -33,7 +35,10 @@ class _SamplingModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sampling
     SAMPLING_SCREEN_FOCUS: _SamplingMode.ValueType  # 4
     """live coding: screen share analysed more often"""
 
-class SamplingMode(_SamplingMode, metaclass=_SamplingModeEnumTypeWrapper): ...
+class SamplingMode(_SamplingMode, metaclass=_SamplingModeEnumTypeWrapper):
+    """Per source rates (frames analysed per second): SCREEN_FOCUS screen 2, camera 0.5; NORMAL 1;
+    LOW 0.5; OFF none. Frames above the rate are dropped before any decoding.
+    """
 
 SAMPLING_MODE_UNSPECIFIED: SamplingMode.ValueType  # 0
 SAMPLING_OFF: SamplingMode.ValueType  # 1
@@ -81,16 +86,19 @@ Global___VideoConfig: _TypeAlias = VideoConfig  # noqa: Y015
 
 @_typing.final
 class VideoModeUpdate(_message.Message):
+    """Any field may be left unset to keep its current value."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SAMPLING_FIELD_NUMBER: _builtins.int
     INTERVIEW_MODE_FIELD_NUMBER: _builtins.int
     CONSENT_FIELD_NUMBER: _builtins.int
     sampling: Global___SamplingMode.ValueType
+    """UNSPECIFIED = unchanged"""
     interview_mode: _common_pb2.Mode.ValueType
     @_builtins.property
     def consent(self) -> _common_pb2.VideoConsent:
-        """consent may be withdrawn mid-stream"""
+        """consent may be withdrawn mid-stream: that source's buffered frames are dropped"""
 
     def __init__(
         self,
@@ -138,26 +146,174 @@ class AnalyzeRequest(_message.Message):
 Global___AnalyzeRequest: _TypeAlias = AnalyzeRequest  # noqa: Y015
 
 @_typing.final
+class VideoModeCost(_message.Message):
+    """Frames sent to a model and their estimated cost while one sampling mode was on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    FRAMES_SENT_TO_MODEL_FIELD_NUMBER: _builtins.int
+    EST_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    EST_USD_FIELD_NUMBER: _builtins.int
+    mode: Global___SamplingMode.ValueType
+    frames_sent_to_model: _builtins.int
+    est_input_tokens: _builtins.int
+    est_usd: _builtins.float
+    def __init__(
+        self,
+        *,
+        mode: Global___SamplingMode.ValueType = ...,
+        frames_sent_to_model: _builtins.int = ...,
+        est_input_tokens: _builtins.int = ...,
+        est_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["est_input_tokens", b"est_input_tokens", "est_usd", b"est_usd", "frames_sent_to_model", b"frames_sent_to_model", "mode", b"mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoModeCost: _TypeAlias = VideoModeCost  # noqa: Y015
+
+@_typing.final
+class VideoStats(_message.Message):
+    """Per stream accounting, sent once when the client half-closes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ObservationsDroppedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    FRAMES_RECEIVED_FIELD_NUMBER: _builtins.int
+    FRAMES_SAMPLED_FIELD_NUMBER: _builtins.int
+    FRAMES_SKIPPED_RATE_FIELD_NUMBER: _builtins.int
+    FRAMES_SKIPPED_UNCHANGED_FIELD_NUMBER: _builtins.int
+    FRAMES_REFUSED_CONSENT_FIELD_NUMBER: _builtins.int
+    FRAMES_DROPPED_WITHDRAWN_FIELD_NUMBER: _builtins.int
+    FRAMES_INVALID_FIELD_NUMBER: _builtins.int
+    FRAMES_OVERSIZED_FIELD_NUMBER: _builtins.int
+    FRAMES_ANALYZED_FIELD_NUMBER: _builtins.int
+    FRAMES_SENT_TO_MODEL_FIELD_NUMBER: _builtins.int
+    MODEL_TURNS_FIELD_NUMBER: _builtins.int
+    EST_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    EST_USD_FIELD_NUMBER: _builtins.int
+    BY_MODE_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    FELL_BACK_FIELD_NUMBER: _builtins.int
+    FALLBACK_REASON_FIELD_NUMBER: _builtins.int
+    OBSERVATIONS_SENT_FIELD_NUMBER: _builtins.int
+    OBSERVATIONS_DROPPED_FIELD_NUMBER: _builtins.int
+    frames_received: _builtins.int
+    frames_sampled: _builtins.int
+    """kept by rate sampling (before decoding)"""
+    frames_skipped_rate: _builtins.int
+    """dropped above the mode's rate (never decoded)"""
+    frames_skipped_unchanged: _builtins.int
+    """screen frames with no visible change"""
+    frames_refused_consent: _builtins.int
+    """from a source without consent (never decoded)"""
+    frames_dropped_withdrawn: _builtins.int
+    """buffered when consent was withdrawn"""
+    frames_invalid: _builtins.int
+    """not a decodable JPEG"""
+    frames_oversized: _builtins.int
+    """over the byte or pixel cap"""
+    frames_analyzed: _builtins.int
+    """handed to a provider"""
+    frames_sent_to_model: _builtins.int
+    """sent to a cloud model (0 offline)"""
+    model_turns: _builtins.int
+    est_input_tokens: _builtins.int
+    est_usd: _builtins.float
+    provider: _builtins.str
+    """provider at the end of the stream"""
+    fell_back: _builtins.bool
+    """the stream moved to the offline analyser"""
+    fallback_reason: _builtins.str
+    observations_sent: _builtins.int
+    @_builtins.property
+    def by_mode(self) -> _containers.RepeatedCompositeFieldContainer[Global___VideoModeCost]: ...
+    @_builtins.property
+    def observations_dropped(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """by guardrail reason, e.g. "emotion", "malformed" """
+
+    def __init__(
+        self,
+        *,
+        frames_received: _builtins.int = ...,
+        frames_sampled: _builtins.int = ...,
+        frames_skipped_rate: _builtins.int = ...,
+        frames_skipped_unchanged: _builtins.int = ...,
+        frames_refused_consent: _builtins.int = ...,
+        frames_dropped_withdrawn: _builtins.int = ...,
+        frames_invalid: _builtins.int = ...,
+        frames_oversized: _builtins.int = ...,
+        frames_analyzed: _builtins.int = ...,
+        frames_sent_to_model: _builtins.int = ...,
+        model_turns: _builtins.int = ...,
+        est_input_tokens: _builtins.int = ...,
+        est_usd: _builtins.float = ...,
+        by_mode: _abc.Iterable[Global___VideoModeCost] | None = ...,
+        provider: _builtins.str = ...,
+        fell_back: _builtins.bool = ...,
+        fallback_reason: _builtins.str = ...,
+        observations_sent: _builtins.int = ...,
+        observations_dropped: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_mode", b"by_mode", "est_input_tokens", b"est_input_tokens", "est_usd", b"est_usd", "fallback_reason", b"fallback_reason", "fell_back", b"fell_back", "frames_analyzed", b"frames_analyzed", "frames_dropped_withdrawn", b"frames_dropped_withdrawn", "frames_invalid", b"frames_invalid", "frames_oversized", b"frames_oversized", "frames_received", b"frames_received", "frames_refused_consent", b"frames_refused_consent", "frames_sampled", b"frames_sampled", "frames_sent_to_model", b"frames_sent_to_model", "frames_skipped_rate", b"frames_skipped_rate", "frames_skipped_unchanged", b"frames_skipped_unchanged", "model_turns", b"model_turns", "observations_dropped", b"observations_dropped", "observations_sent", b"observations_sent", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VideoStats: _TypeAlias = VideoStats  # noqa: Y015
+
+@_typing.final
 class AnalyzeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     OBSERVATION_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
+    PROVIDER_EVENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def observation(self) -> _common_pb2.Observation: ...
     @_builtins.property
     def problem(self) -> _common_pb2.Problem: ...
+    @_builtins.property
+    def stats(self) -> Global___VideoStats: ...
+    @_builtins.property
+    def provider_event(self) -> _common_pb2.ProviderEvent: ...
     def __init__(
         self,
         *,
         observation: _common_pb2.Observation | None = ...,
         problem: _common_pb2.Problem | None = ...,
+        stats: Global___VideoStats | None = ...,
+        provider_event: _common_pb2.ProviderEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["msg", b"msg", "observation", b"observation", "problem", b"problem"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["msg", b"msg", "observation", b"observation", "problem", b"problem", "provider_event", b"provider_event", "stats", b"stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["msg", b"msg", "observation", b"observation", "problem", b"problem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["msg", b"msg", "observation", b"observation", "problem", b"problem", "provider_event", b"provider_event", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["observation", "problem"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["observation", "problem", "stats", "provider_event"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 

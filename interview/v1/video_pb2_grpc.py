@@ -46,9 +46,13 @@ class VideoServicer:
 
     def Analyze(self, request_iterator, context):
         """Bidi stream. First message: config (with consent). Then JPEG frames and mode updates.
-        Frames from a source without consent are rejected in-band with a Problem, never analysed.
-        Errors: INVALID_ARGUMENT (frame before config), RESOURCE_EXHAUSTED (at capacity, oversized
-        frame). A garbage JPEG is answered in-band with a Problem; the stream goes on.
+        Frames from a source without consent are refused in-band with a Problem, never decoded.
+        Errors that end the stream (gRPC status): INVALID_ARGUMENT (first message not a config),
+        RESOURCE_EXHAUSTED (the service is at capacity).
+        In-band Problems (the stream goes on): a garbage JPEG (code INVALID_ARGUMENT); a frame over the
+        service's byte or pixel cap, set below the transport's message limit (code RESOURCE_EXHAUSTED);
+        a frame from a source without consent (code PERMISSION_DENIED).
+        When the client half-closes, the service answers with VideoStats and ends the stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -33,9 +33,13 @@ class VideoStub:
     def __new__(cls, channel: _aio.Channel) -> VideoAsyncStub: ...
     Analyze: _grpc.StreamStreamMultiCallable[_video_pb2.AnalyzeRequest, _video_pb2.AnalyzeResponse]
     """Bidi stream. First message: config (with consent). Then JPEG frames and mode updates.
-    Frames from a source without consent are rejected in-band with a Problem, never analysed.
-    Errors: INVALID_ARGUMENT (frame before config), RESOURCE_EXHAUSTED (at capacity, oversized
-    frame). A garbage JPEG is answered in-band with a Problem; the stream goes on.
+    Frames from a source without consent are refused in-band with a Problem, never decoded.
+    Errors that end the stream (gRPC status): INVALID_ARGUMENT (first message not a config),
+    RESOURCE_EXHAUSTED (the service is at capacity).
+    In-band Problems (the stream goes on): a garbage JPEG (code INVALID_ARGUMENT); a frame over the
+    service's byte or pixel cap, set below the transport's message limit (code RESOURCE_EXHAUSTED);
+    a frame from a source without consent (code PERMISSION_DENIED).
+    When the client half-closes, the service answers with VideoStats and ends the stream.
     """
 
 @_typing.type_check_only
@@ -43,9 +47,13 @@ class VideoAsyncStub(VideoStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Analyze: _aio.StreamStreamMultiCallable[_video_pb2.AnalyzeRequest, _video_pb2.AnalyzeResponse]  # type: ignore[assignment]
     """Bidi stream. First message: config (with consent). Then JPEG frames and mode updates.
-    Frames from a source without consent are rejected in-band with a Problem, never analysed.
-    Errors: INVALID_ARGUMENT (frame before config), RESOURCE_EXHAUSTED (at capacity, oversized
-    frame). A garbage JPEG is answered in-band with a Problem; the stream goes on.
+    Frames from a source without consent are refused in-band with a Problem, never decoded.
+    Errors that end the stream (gRPC status): INVALID_ARGUMENT (first message not a config),
+    RESOURCE_EXHAUSTED (the service is at capacity).
+    In-band Problems (the stream goes on): a garbage JPEG (code INVALID_ARGUMENT); a frame over the
+    service's byte or pixel cap, set below the transport's message limit (code RESOURCE_EXHAUSTED);
+    a frame from a source without consent (code PERMISSION_DENIED).
+    When the client half-closes, the service answers with VideoStats and ends the stream.
     """
 
 class VideoServicer(metaclass=_abc_1.ABCMeta):
@@ -56,9 +64,13 @@ class VideoServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_video_pb2.AnalyzeResponse], _abc.AsyncIterator[_video_pb2.AnalyzeResponse]]:
         """Bidi stream. First message: config (with consent). Then JPEG frames and mode updates.
-        Frames from a source without consent are rejected in-band with a Problem, never analysed.
-        Errors: INVALID_ARGUMENT (frame before config), RESOURCE_EXHAUSTED (at capacity, oversized
-        frame). A garbage JPEG is answered in-band with a Problem; the stream goes on.
+        Frames from a source without consent are refused in-band with a Problem, never decoded.
+        Errors that end the stream (gRPC status): INVALID_ARGUMENT (first message not a config),
+        RESOURCE_EXHAUSTED (the service is at capacity).
+        In-band Problems (the stream goes on): a garbage JPEG (code INVALID_ARGUMENT); a frame over the
+        service's byte or pixel cap, set below the transport's message limit (code RESOURCE_EXHAUSTED);
+        a frame from a source without consent (code PERMISSION_DENIED).
+        When the client half-closes, the service answers with VideoStats and ends the stream.
         """
 
 def add_VideoServicer_to_server(servicer: VideoServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import telemetry
+from services.common.tls import client_tls
 from services.common.server import DEFAULT_PORTS, MB, channel_options
 
 UNARY_TIMEOUT_S = 5.0
@@ -44,19 +45,34 @@ def service_target(service: str) -> str:
 
 
 def create_channel(target: str, *, max_message_bytes: int = 4 * MB, keepalive_s: float = 30.0) -> grpc.aio.Channel:
+    """TLS (and mutual TLS) when GRPC_TLS_CA is set (see services.common.tls), else plaintext."""
+    tls = client_tls()
     options = channel_options(max_message_bytes, keepalive_s) + [
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
         *RECONNECT_BACKOFF_OPTIONS,
+        *tls.options(),
     ]
+    creds = tls.credentials()
+    if creds is not None:
+        return grpc.aio.secure_channel(target, creds, options=options, interceptors=telemetry.client_interceptors())
     return grpc.aio.insecure_channel(target, options=options, interceptors=telemetry.client_interceptors())
+
+
+def create_sync_channel(target: str) -> grpc.Channel:
+    """A blocking channel with the same TLS settings (readiness checks, CLIs)."""
+    tls = client_tls()
+    creds = tls.credentials()
+    if creds is not None:
+        return grpc.secure_channel(target, creds, options=tls.options())
+    return grpc.insecure_channel(target)
 
 
 def wait_for_health(address: str, service: str = "", timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
     """Block until `address` reports SERVING (used by `make run`'s readiness check and the tests)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
-    with grpc.insecure_channel(address) as channel:
+    with create_sync_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:

@@ -36,7 +36,9 @@ def service_main(name: str, config_cls: type, build: Callable[[Any, ServiceRunti
     if args.command in (None, "serve"):
         run_service(name, config_cls, build)
     elif args.command == "env":
-        for var, default, help_text in config.describe(config_cls, name):
+        from services.common.tls import ClientTls  # every service is also a client (health checks, CLIs)
+
+        for var, default, help_text in [*config.describe(config_cls, name), *config.describe(ClientTls)]:
             print(f"{var:<36} {default:<20} {help_text}")
     else:
         raise SystemExit(args.run(args) or 0)

@@ -44,6 +44,24 @@ RPC_SECONDS = Histogram("interviewer_grpc_server_handling_seconds",
 ACTIVE_STREAMS = Gauge("interviewer_grpc_active_streams", "streaming gRPC calls open now", ["service"])
 REFUSED_AT_CAPACITY = Counter("interviewer_grpc_refused_at_capacity",
                               "streams refused with RESOURCE_EXHAUSTED by admission control", ["service"])
+# Leak signals (the soak test reads them): asyncio tasks alive on the service's event loop and
+# Python threads. prometheus-client's process collector adds RSS and open file descriptors.
+ASYNCIO_TASKS = Gauge("interviewer_asyncio_tasks", "asyncio tasks alive on the service's event loop", ["service"])
+THREADS = Gauge("interviewer_python_threads", "Python threads alive in the process", ["service"])
+
+
+def watch_event_loop(service: str, loop: asyncio.AbstractEventLoop) -> None:
+    """Export the task and thread counts of `loop`'s process (read at scrape time)."""
+    import threading
+
+    def tasks() -> int:
+        try:
+            return len(asyncio.all_tasks(loop))
+        except RuntimeError:  # the loop's task set changed during the copy (all_tasks already retried)
+            return -1
+
+    ASYNCIO_TASKS.labels(service).set_function(tasks)
+    THREADS.labels(service).set_function(threading.active_count)
 
 
 def metrics_port(service: str, configured: int) -> int | None:

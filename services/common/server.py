@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
@@ -23,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common import config, logs, metrics, telemetry
 from services.common.config import env
+from services.common.tls import ServerTls
 
 log = logging.getLogger("server")
 
@@ -54,6 +56,7 @@ class ServerSettings:
     max_connection_age_grace_s: float = env(0.0, min=0, help="streams open at GOAWAY may finish for this long "
                                                              "(>= the longest interview); 0 = no limit")
     log_level: str = env("INFO", name="LOG_LEVEL", parse=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    tls: ServerTls = field(default_factory=ServerTls)  # <NAME>_TLS_CERT/_KEY/_CLIENT_CA; none = plaintext
 
 
 def channel_options(max_message_bytes: int, keepalive_s: float) -> list[tuple[str, Any]]:
@@ -137,6 +140,7 @@ class ServiceRuntime:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._services: list[str] = []
         self._cleanups: list[Callable[[], Awaitable[None]]] = []
+        self._on_started: list[Callable[[], Awaitable[None]]] = []
         self._stopping: asyncio.Event | None = None
 
     def add(self, service_full_name: str, add_fn: Callable[[Any, grpc.aio.Server], None], servicer: Any) -> None:
@@ -148,18 +152,28 @@ class ServiceRuntime:
         """Run after the server has drained (close provider clients, executors, ...)."""
         self._cleanups.append(cleanup)
 
+    def on_started(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run once serving (e.g. a service whose health depends on its providers sets it here)."""
+        self._on_started.append(hook)
+
     async def start(self) -> int:
         reflection.enable_server_reflection(
             [*self._services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.server)
-        bound = self.server.add_insecure_port(f"{self.settings.host}:{self.port}")
+        address = f"{self.settings.host}:{self.port}"
+        creds = self.settings.tls.credentials()
+        bound = (self.server.add_secure_port(address, creds) if creds is not None
+                 else self.server.add_insecure_port(address))
         if bound == 0:
             raise RuntimeError(f"{self.name}: cannot bind {self.settings.host}:{self.port}")
         self.port = bound
         await self.server.start()
         for svc in ["", *self._services]:
             await self.health.set(svc, health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving", extra={"port": bound, "services": ",".join(self._services)})
+        for hook in self._on_started:
+            await hook()
+        log.info("serving", extra={"port": bound, "services": ",".join(self._services),
+                                   "tls": "mutual" if self.settings.tls.tls_client_ca else bool(creds)})
         return bound
 
     async def stop(self, grace: float | None = None) -> None:
@@ -191,13 +205,18 @@ def run_service(name: str, config_cls: type[C], build: Callable[[C, ServiceRunti
                 prefix: str | None = None) -> None:
     """Entry point of every service: config (exit 2 listing every problem), logs, tracing,
     build servicers, serve until SIGTERM, drain, exit 0."""
-    cfg = config.load_or_exit(config_cls, prefix if prefix is not None else name)
+    prefix = prefix if prefix is not None else name
+    cfg = config.load_or_exit(config_cls, prefix)
     settings: ServerSettings = getattr(cfg, "server")
+    if problems := settings.tls.problems(prefix):
+        print(f"{config_cls.__name__}: {config.ConfigError(problems)}", file=sys.stderr)
+        raise SystemExit(2)
     logs.setup(name, settings.log_level)
     telemetry.setup_tracing(name)
 
     async def main() -> None:
         metrics.serve(name, settings.host, settings.metrics_port)
+        metrics.watch_event_loop(name, asyncio.get_running_loop())
         runtime = ServiceRuntime(name, settings)
         await build(cfg, runtime)
         await runtime.start()

@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in (None, "serve"):
         serve()
     elif args.command == "env":
-        for var, default, help_text in config.describe(MediaConfig, "media"):
+        from services.common.tls import ClientTls  # its channel to the orchestrator
+
+        for var, default, help_text in [*config.describe(MediaConfig, "media"), *config.describe(ClientTls)]:
             print(f"{var:<36} {default:<20} {help_text}")
     else:
         return cli.run(args)

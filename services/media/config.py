@@ -4,6 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.config import env
+from services.media.ratelimit import parse_networks
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    items = tuple(p.strip() for p in raw.split(",") if p.strip())
+    parse_networks(items)  # ValueError names the bad one
+    return items
 
 DEFAULT_HTTP_PORT = 8080
 
@@ -28,8 +35,17 @@ class MediaConfig:
     tls_key: str = env("", help="PEM private key file for MEDIA_TLS_CERT")
     ice_servers: tuple[str, ...] = env((), help="comma-separated STUN/TURN URLs given to browsers and used by media, "
                                                 "e.g. turn:turn.example.com:3478?transport=udp")
-    turn_username: str = env("", help="username for the TURN URLs in MEDIA_ICE_SERVERS")
-    turn_credential: str = env("", secret=True, help="credential for the TURN URLs in MEDIA_ICE_SERVERS")
+    turn_secret: str = env("", secret=True, help="coturn static-auth-secret: every session gets its own short-lived "
+                                                "TURN credential (preferred over a static username/credential)")
+    turn_ttl_s: float = env(3600.0, min=60, max=86400, help="lifetime of the TURN credentials made with MEDIA_TURN_SECRET")
+    turn_username: str = env("", help="static username for the TURN URLs (without MEDIA_TURN_SECRET)")
+    turn_credential: str = env("", secret=True, help="static credential for the TURN URLs (without MEDIA_TURN_SECRET)")
+    offer_rate_per_min: float = env(20.0, min=0, help="offers (and ICE configs) per minute per client address; "
+                                                     "beyond it HTTP 429 with Retry-After (0 = no limit)")
+    offer_burst: int = env(10, min=1, help="offers a client address may make at once before the rate applies")
+    trusted_proxies: tuple[str, ...] = env((), parse=_networks,
+                                           help="comma-separated addresses/CIDRs of reverse proxies whose "
+                                                "X-Forwarded-For is believed (no one else's is)")
     ice_loopback_only: bool = env(False, help="test mode: offer only 127.0.0.1 host candidates (loopback-only hosts)")
     ice_timeout_s: float = env(10.0, min=1, max=120, help="a peer whose ICE has not connected after this long is closed")
     peer_idle_s: float = env(3.0, min=0.5, max=60, help="no inbound audio for this long = the browser is gone; close")

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from services.common import logs
 from services.common.channels import create_channel, service_target
 from services.media.config import MediaConfig
 from services.media.peer import Peer, leave_reason
+from services.media.ratelimit import RateLimiter, client_address, parse_networks
 from services.media.session_link import JoinRefused, SessionLink
+from services.media.turn import turn_credentials
 from services.media.uplink import UP_RATE
 
 log = logging.getLogger("media.gateway")
@@ -43,13 +46,18 @@ def restrict_ice_to_loopback() -> None:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 
-def ice_servers(cfg: MediaConfig) -> list[dict[str, Any]]:
-    """What the page passes to RTCPeerConnection (STUN/TURN, e.g. coturn)."""
+def ice_servers(cfg: MediaConfig, session: str) -> list[dict[str, Any]]:
+    """What the page passes to RTCPeerConnection (STUN/TURN, e.g. coturn). With MEDIA_TURN_SECRET
+    each call issues `session` its own TURN credential, valid MEDIA_TURN_TTL_S."""
+    if cfg.turn_secret:
+        username, credential = turn_credentials(cfg.turn_secret, session, cfg.turn_ttl_s)
+    else:
+        username, credential = cfg.turn_username, cfg.turn_credential
     out: list[dict[str, Any]] = []
     for url in cfg.ice_servers:
         entry: dict[str, Any] = {"urls": url}
-        if url.startswith(("turn:", "turns:")) and cfg.turn_username:
-            entry.update(username=cfg.turn_username, credential=cfg.turn_credential)
+        if url.startswith(("turn:", "turns:")) and username:
+            entry.update(username=username, credential=credential)
         out.append(entry)
     return out
 
@@ -78,8 +86,29 @@ def parse_offer(body: Any) -> tuple[RTCSessionDescription, session_pb2.Join]:
     return RTCSessionDescription(sdp=sdp, type="offer"), join
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+_ROUTER_ERRORS = {
+    404: "There is no such page. Check the link you were sent.",
+    405: "This address does not accept that request method.",
+    413: "The request is too large.",
+}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The router's own refusals (unknown path, wrong method, body too large) as the same JSON
+    `{"error": sentence}` the handlers answer, instead of aiohttp's bare "404: Not Found"."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = _ROUTER_ERRORS.get(exc.status, exc.reason)
+        return web.json_response({"error": message}, status=exc.status, headers={
+            k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
 
 
 class Gateway:
@@ -88,6 +117,10 @@ class Gateway:
         self.peers: dict[str, Peer] = {}
         self.by_interview: dict[str, Peer] = {}
         self.closing: set[Peer] = set()  # forgotten at the start of close(), until their pc is closed
+        self.admitting = 0  # offers past the capacity check, not yet peers: they hold a slot
+        self._joining: dict[str, tuple[asyncio.Lock, int]] = {}  # one offer at a time per interview (lock, users)
+        self.limiter = RateLimiter(cfg.offer_rate_per_min, cfg.offer_burst)
+        self.trusted_proxies = parse_networks(cfg.trusted_proxies)
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-jpeg")
         self.channel = create_channel(service_target("orchestrator"))
         self.stub = session_pb2_grpc.SessionStub(self.channel)
@@ -96,7 +129,7 @@ class Gateway:
             restrict_ice_to_loopback()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
         app.add_routes([
             web.get("/", self.home),
             web.get("/healthz", self.health),
@@ -125,8 +158,24 @@ class Gateway:
         return web.json_response({"status": "draining" if self.draining else "serving", "peers": len(self.peers)},
                                  status=status)
 
-    async def page_config(self, _req: web.Request) -> web.Response:
-        return web.json_response({"iceServers": ice_servers(self.cfg), "videoFps": self.cfg.video_fps})
+    def _limited(self, req: web.Request, what: str) -> web.Response | None:
+        """429 with Retry-After when this client address is over its rate, else None."""
+        addr = client_address(req.remote, req.headers.get("X-Forwarded-For"), self.trusted_proxies)
+        wait = self.limiter.take(f"{what}:{addr}")
+        if not wait:
+            return None
+        log.info("rate limited", extra={"endpoint": what, "client": addr})
+        return _error(429, "Too many attempts from this network. Please wait a moment and try again.",
+                      {"Retry-After": RateLimiter.retry_after(wait)})
+
+    async def page_config(self, req: web.Request) -> web.Response:
+        if (limited := self._limited(req, "config")) is not None:
+            return limited
+        iid = req.query.get("interview", "")
+        session = f"{iid if _IID.match(iid) else 'page'}-{secrets.token_hex(4)}"
+        resp = web.json_response({"iceServers": ice_servers(self.cfg, session), "videoFps": self.cfg.video_fps})
+        resp.headers["Cache-Control"] = "no-store"  # the TURN credential is per session
+        return resp
 
     async def offer(self, req: web.Request) -> web.Response:
         iid = req.match_info["iid"]
@@ -134,8 +183,29 @@ class Gateway:
             return _error(404, "There is no such interview. Check the link you were sent.")
         if self.draining:
             return _error(503, "This server is restarting. Please try again in a few seconds.")
-        if len(self.peers) >= self.cfg.max_peers:
+        if (limited := self._limited(req, "offer")) is not None:
+            return limited
+        # The cap counts offers already admitted but still joining: checked and reserved in one
+        # step (no await between), so concurrent offers cannot all slip past it.
+        if len(self.peers) + self.admitting >= self.cfg.max_peers:
             return _error(503, "The interview service is busy. Please try again in a minute.")
+        self.admitting += 1
+        slot = [True]  # handed to the peer once it is registered (then it counts in self.peers)
+        lock, users = self._joining.get(iid, (asyncio.Lock(), 0))
+        self._joining[iid] = (lock, users + 1)
+        try:
+            async with lock:  # a second offer for the same interview replaces the first, in order
+                return await self._offer(req, iid, slot)
+        finally:
+            if slot[0]:
+                self.admitting -= 1
+            lock, users = self._joining[iid]
+            if users <= 1:
+                del self._joining[iid]
+            else:
+                self._joining[iid] = (lock, users - 1)
+
+    async def _offer(self, req: web.Request, iid: str, slot: list[bool]) -> web.Response:
         with logs.bind(interview_id=iid):
             try:
                 body = json.loads(await req.text())
@@ -158,6 +228,8 @@ class Gateway:
             peer = Peer(self.cfg, iid, link, self._new_pc(), self.executor, self._forget)
             peer.consent = join.consent
             self.peers[peer.id] = self.by_interview[iid] = peer
+            slot[0] = False
+            self.admitting -= 1
             try:
                 answer = await peer.answer(offer)
             except Exception as exc:  # aiortc raises ValueError and friends for SDP it cannot use
@@ -186,7 +258,7 @@ class Gateway:
 
     def _new_pc(self) -> RTCPeerConnection:
         servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-                   for s in ice_servers(self.cfg)]
+                   for s in ice_servers(self.cfg, f"media-{secrets.token_hex(4)}")]
         # max-bundle: with aiortc's default (balanced) a second video track never delivers a frame
         return RTCPeerConnection(RTCConfiguration(iceServers=servers or None, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 

@@ -25,6 +25,7 @@ def ssl_context(cfg: MediaConfig) -> ssl.SSLContext | None:
 
 
 async def serve(cfg: MediaConfig, ready: asyncio.Event | None = None) -> None:
+    metrics.watch_event_loop("media", asyncio.get_running_loop())
     gateway = Gateway(cfg)
     runner = web.AppRunner(gateway.app(), handle_signals=False)
     await runner.setup()

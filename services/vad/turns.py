@@ -20,13 +20,12 @@ import asyncio
 import logging
 import os
 import threading
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from services.common.audio import resample
+from services.vad.batching import MicroBatcher
 from services.vad.detector import Params
 from services.vad.turn_model import RATE as MODEL_RATE
 from services.vad.turn_model import SECONDS, SmartTurnModel, TurnModelMissing
@@ -119,13 +118,6 @@ def _lower_priority(nice: int) -> None:
         log.info("turn scoring thread runs at normal priority")
 
 
-@dataclass
-class _Pending:
-    job: TurnJob
-    future: asyncio.Future[float]
-    arrived: float
-
-
 class TurnScorer:
     """Process-wide batcher of turn jobs (see the module docstring). `available` is False when the
     model file is missing: the service still starts, with turn scoring off (`reason` says why)."""
@@ -135,16 +127,22 @@ class TurnScorer:
         self.model = model
         self.nice = nice
         self.reason = reason
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
         self.max_pending = max_pending
-        self._pending: deque[_Pending] = deque()
-        self._wakeup = asyncio.Event()
-        self._executor: ThreadPoolExecutor | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.calls = 0
-        self.scored = 0
-        self.dropped = 0
+        self._batches: MicroBatcher[TurnJob, float] = MicroBatcher(
+            "vad-turn", self._score, unavailable=TurnScoringUnavailable, max_batch=max_batch, max_wait_s=max_wait_s,
+            max_pending=max_pending, thread_initializer=_lower_priority, initargs=(nice,))
+
+    @property
+    def calls(self) -> int:
+        return self._batches.calls
+
+    @property
+    def scored(self) -> int:
+        return self._batches.jobs
+
+    @property
+    def dropped(self) -> int:
+        return self._batches.dropped
 
     @classmethod
     def load(cls, path: str = "", **kwargs: float) -> "TurnScorer":
@@ -167,72 +165,21 @@ class TurnScorer:
         """Warm the session up (the first call is slow) and start the collector."""
         if self.model is None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad-turn", initializer=_lower_priority,
-                                            initargs=(self.nice,))
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, score_jobs, self.model,
-                                   [TurnJob(np.zeros(MODEL_RATE, dtype=np.int16), MODEL_RATE, 0, MODEL_RATE)])
-        self._task = asyncio.create_task(self._collect(), name="vad-turn-scorer")
+        await self._batches.start(warm_up=[TurnJob(np.zeros(MODEL_RATE, dtype=np.int16), MODEL_RATE, 0, MODEL_RATE)])
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        while self._pending:
-            p = self._pending.popleft()
-            if not p.future.done():
-                p.future.set_exception(TurnScoringUnavailable("the VAD is shutting down"))
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        await self._batches.close("the VAD is shutting down")
         log.info("turn scorer stopped", extra={"scored": self.scored, "calls": self.calls, "dropped": self.dropped})
 
     def submit(self, job: TurnJob) -> asyncio.Future[float]:
         """A future for the job's probability; never blocks (a full queue fails the future)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[float] = loop.create_future()
-        if self._task is None:
+        if not self._batches.running:
+            future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             future.set_exception(TurnScoringUnavailable(self.reason or "turn scoring is not running"))
-        elif len(self._pending) >= self.max_pending:
-            self.dropped += 1
-            future.set_exception(TurnScoringUnavailable(
-                f"turn scoring is overloaded ({self.max_pending} pauses waiting); this pause was not scored"))
-        else:
-            self._pending.append(_Pending(job, future, loop.time()))
-            self._wakeup.set()
-        return future
+            return future
+        return self._batches.submit_nowait(
+            job, f"turn scoring is overloaded ({self.max_pending} pauses waiting); this pause was not scored")
 
-    async def _collect(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wakeup.wait()
-            if not self._pending:
-                self._wakeup.clear()
-                continue
-            deadline = self._pending[0].arrived + self.max_wait_s
-            while len(self._pending) < self.max_batch and (remaining := deadline - loop.time()) > 0:
-                self._wakeup.clear()
-                try:
-                    async with asyncio.timeout(remaining):
-                        await self._wakeup.wait()
-                except TimeoutError:
-                    break
-            batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
-            if not self._pending:
-                self._wakeup.clear()
-            batch = [p for p in batch if not p.future.done()]  # the stream may have gone meanwhile
-            if not batch:
-                continue
-            try:
-                probs = await loop.run_in_executor(self._executor, score_jobs, self.model, [p.job for p in batch])
-            except Exception as exc:  # a failed call fails these pauses, not the service
-                log.exception("turn scoring failed", extra={"batch": len(batch)})
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(TurnScoringUnavailable(f"turn scoring failed: {exc}"))
-                continue
-            self.calls += 1
-            self.scored += len(batch)
-            for p, prob in zip(batch, probs):
-                if not p.future.done():
-                    p.future.set_result(prob)
+    def _score(self, jobs: list[TurnJob]) -> list[float]:
+        assert self.model is not None  # started only with a model
+        return score_jobs(self.model, jobs)

@@ -222,7 +222,7 @@ def test_secrets_and_config_references_resolve(rendered):
     if overlay == "prod":
         assert not secrets, "prod must not carry Secrets: they are created out of band"
     assert {"ORCHESTRATOR_API_KEYS", "ORCHESTRATOR_JOIN_TOKEN_SECRET", "REDIS_ORCHESTRATOR_PASSWORD",
-            "DEEPGRAM_API_KEY", "GEMINI_API_KEY", "CARTESIA_API_KEY", "TURN_PASSWORD"} <= used_keys
+            "DEEPGRAM_API_KEY", "GEMINI_API_KEY", "CARTESIA_API_KEY", "TURN_SECRET"} <= used_keys
 
 
 def test_redis_is_durable_with_an_acl_user_per_client(rendered):

@@ -149,6 +149,7 @@ async def running(name: str, argvs: list[list[str]], port: int, env: dict[str, s
 def media_target(session_addr: str, processes: int) -> contextlib.AbstractAsyncContextManager[Target]:
     port = free_port()
     env = {"MEDIA_PORT": str(port), "ORCHESTRATOR_ADDR": session_addr, "MEDIA_ICE_LOOPBACK_ONLY": "true",
+           "MEDIA_OFFER_RATE_PER_MIN": "0",  # every load client comes from 127.0.0.1
            "MEDIA_JITTER_PREFETCH": str(JITTER_PREFETCH), "MEDIA_REUSE_PORT": str(processes > 1).lower()}
     return running("media", [["services.media"]] * processes, port, env)
 

@@ -12,11 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +28,7 @@ from services.common.audio import read_wav, write_wav
 from services.orchestrator.api.client import InterviewsClient
 from tests.media.browser import ARTIFACTS, Recording, chromium, mic_file, recording
 from tests.media.helpers import CANDIDATE_WAV, SPEECH, candidate_text, first_utterance, speech_span, transcribe, until
-from tests.support.procs import ROOT, RedisServer, ServiceProcess
+from tests.support.procs import ROOT, MediaProcess, RedisServer, ServiceProcess
 from tests.support.wer import wer
 
 
@@ -44,28 +40,6 @@ LOUD_DBFS = -40.0
 # The candidate's answer. Measured through the pipeline (Opus, VAD-gated streaming STT): WER 0.26-0.37
 # for this clip; the shorter -0930 (WER 0 decoded whole) came out at 0.75-0.88, so it is not used.
 ANSWER_WAV = SPEECH / "librivox" / "sense_and_sensibility_01_austen_64kb-0870.wav"  # 22 words: a steadier WER than a short clip
-
-
-class MediaProcess(ServiceProcess):
-    """`python -m services.media` as its own process (as deployed): HTTP /healthz, not gRPC health."""
-
-    def start(self, timeout: float = 30.0) -> "MediaProcess":
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.media"], cwd=ROOT, env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as reply:
-                    if reply.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"media did not start; log:\n{self.logs()[-4000:]}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 @dataclass

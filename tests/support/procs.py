@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,30 @@ class ServiceProcess:
         self.stop()
 
 
+class MediaProcess(ServiceProcess):
+    """`python -m services.media` as its own process (as deployed): HTTP /healthz, not gRPC health."""
+
+    def start(self, timeout: float = 30.0) -> "MediaProcess":
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.media"], cwd=ROOT, env=self.env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as reply:
+                    if reply.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"media did not start; log:\n{self.logs()[-4000:]}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 class RedisServer:
-    """A private redis-server with AOF (appendfsync everysec), like every config we ship."""
+    """A private redis-server with AOF (appendfsync always), like every config we ship."""
 
     def __init__(self, port: int | None = None, data_dir: str | None = None):
         if shutil.which("redis-server") is None:
@@ -99,7 +122,7 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> "RedisServer":
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes"],
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -47,7 +47,7 @@ async function micCheck() {
 }
 
 async function connect() {
-  const config = await (await fetch("/config.json")).json();
+  const config = await (await fetch(`/config.json?interview=${encodeURIComponent(iid)}`)).json();
   const pc = new RTCPeerConnection({ iceServers: config.iceServers, bundlePolicy: "max-bundle" });
   state.pc = pc;
   const mic = await getMic();

@@ -4,10 +4,9 @@
     control stream ─► Ownership ──events──► Session ─► InterviewView, Listener, Floor
     Floor / Session ─► Transcript (entries, history) ─► outbox ─► Redis
 
-Every task of the session is spawned through `Session.spawn` and cancelled by `Session.stop`;
-an exception in any of them ends this session only (SessionEnd{"error: ..."}), never another.
-Everything that changes state runs on the event loop in one task at a time per event, so the
-state needs no locks.
+Every task of the session is spawned through `Session.spawn` and cancelled by `Session.stop`; an
+exception in any of them ends this session only (SessionEnd{"error: ..."}), never another. State
+changes run on the event loop, one task at a time per event, so the state needs no locks.
 """
 from __future__ import annotations
 
@@ -37,7 +36,7 @@ from services.orchestrator.store.store import InterviewStore
 
 log = logging.getLogger("conversation.session")
 
-OUTBOX_SIZE, DRAIN_AT_END_S = 256, 3.0
+OUTBOX_SIZE, DRAIN_AT_END_S, TASKS_STOP_S = 256, 3.0, 5.0  # TASKS_STOP_S: shutdown's wait for cancelled tasks
 
 
 class Session:
@@ -139,8 +138,7 @@ class Session:
             return False
 
     def _pick_up(self, earlier: resume.Earlier) -> None:
-        """A rejoin: the phase clock runs from when the phase began, and an interview that was
-        already talking opens with TASK_RESUME over the conversation so far, not a greeting."""
+        """A rejoin: the phase clock runs from the phase's start; a talking interview resumes, no greeting."""
         started = resume.phase_started_at(self.interview, earlier.phase_change)
         if started is not None:
             self.view.phase_started = resume.monotonic_at(self.clock, started)
@@ -161,7 +159,9 @@ class Session:
         tasks = [t for t in self._tasks if t not in self.transcript.writes]
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        stuck = (await asyncio.wait(tasks, timeout=TASKS_STOP_S))[1] if tasks else set()  # bounded: never hold
+        if stuck:  # the lease forever because a task swallowed its cancellation
+            log.error("session tasks did not stop", extra={"tasks": ",".join(t.get_name() for t in stuck)})
         await self.history.close()
         await asyncio.gather(*self.transcript.writes, return_exceptions=True)
         for entry in cut:

@@ -1,0 +1,1 @@
+"""Video analysis providers: one module each behind providers.base.Provider."""
