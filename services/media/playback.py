@@ -22,7 +22,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from interview.v1 import session_pb2
-from services.common import telemetry
+from services.common import metrics, telemetry
 from services.common.audio import Resampler, pcm_to_int16
 from services.media.opus_out import FRAME, RATE as OUT_RATE, OpusOut
 
@@ -86,6 +86,7 @@ class Playback:
         gid = audio.generation_id
         if gid in self._cleared:
             self.discarded_chunks += 1
+            metrics.MEDIA_DROPPED_FRAMES.labels("agent_audio_cleared").inc()
             return
         gen = self._gens.get(gid)
         if gen is None:
@@ -102,6 +103,7 @@ class Playback:
             gen.last_seen = True
         if self._queued + len(samples) > self.max_samples:
             self.dropped_chunks += 1
+            metrics.MEDIA_DROPPED_FRAMES.labels("agent_audio_buffer_full").inc()
             log.warning("playback buffer full: agent audio dropped",
                         extra={"generation_id": gid, "queued_s": round(self.queued_seconds, 2)})
             return

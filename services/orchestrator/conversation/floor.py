@@ -21,7 +21,7 @@ from services.orchestrator.conversation.barge_in import BargeIn, Stage
 from services.orchestrator.conversation.interview_view import InterviewView
 from services.orchestrator.conversation.listener import EarlySpeech, Final, Interim, Listener, SpeechStopped
 from services.orchestrator.conversation.llm_request import ANSWERS, LlmRequests
-from services.orchestrator.conversation.metrics import turn_metrics
+from services.orchestrator.conversation.metrics import observe as observe_metrics, turn_metrics
 from services.orchestrator.conversation.outbound import Outbound
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.conversation.silence_timer import SilenceTimer
@@ -255,6 +255,7 @@ class Floor:
         if turn.task not in ANSWERS or turn.times.vad_stop is None:
             return
         m = turn_metrics(turn, interrupted)
+        observe_metrics(m)
         if once:
             self.metrics.append(m)
         self._spawn(self._publish(turn_metrics=m), "metrics")
