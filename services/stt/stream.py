@@ -89,6 +89,10 @@ class RecognizeStream:
         for p in self._pending:
             if p.timer:
                 p.timer.cancel()
+            if p.span is not None:  # the stream ended before this FINALIZE was answered
+                p.span.set_attribute("cancelled", True)
+                p.span.end()
+                p.span = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
