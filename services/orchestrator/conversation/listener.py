@@ -91,6 +91,7 @@ class Listener:
         self.utterance_start_time = 0.0
         self.latest_interim = ""
         self.finalizing: list[str] = []  # FINALIZE ids sent, not yet answered (in order)
+        self._finalize_traces: dict[str, common_pb2.TraceContext] = {}  # re-sent with them on a reopen
         self._finalize_seq = 0
         self._gate_open = False
         self._audio_end = -1
@@ -212,6 +213,7 @@ class Listener:
         self._finalize_seq += 1
         fid = f"{self.stream_id}-f{self._finalize_seq}"
         self.finalizing.append(fid)
+        self._finalize_traces[fid] = context
         self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(finalize_id=fid, trace=context)))
         self.hooks.heard(SpeechStopped(stopped_at, context, span))
 
@@ -228,7 +230,8 @@ class Listener:
         if self.speaking:
             self._open_gate()
         for fid in self.finalizing:
-            self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(finalize_id=fid)))
+            self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(
+                finalize_id=fid, trace=self._finalize_traces.get(fid))))
 
     async def _on_stt(self, resp: stt_pb2.RecognizeResponse) -> None:
         if resp.WhichOneof("msg") != "result":
@@ -242,4 +245,5 @@ class Listener:
             return
         if r.finalize_id in self.finalizing:
             self.finalizing.remove(r.finalize_id)
+        self._finalize_traces.pop(r.finalize_id, None)
         self.hooks.heard(Final(text, r.finalize_id))
