@@ -98,3 +98,19 @@ def test_every_service_process_serves_its_named_series():
         for s in series:
             assert s in texts[service], f"{service}: {s} not served"
         assert "interview_id" not in texts[service] and "session_id" not in texts[service]  # cardinality
+
+
+def test_the_grafana_dashboard_queries_only_series_the_services_declare():
+    import json
+    import re
+
+    from prometheus_client import REGISTRY
+
+    import services.common.metrics  # noqa: F401  (declares every series)
+
+    declared = {m.name for m in REGISTRY.collect()}  # family names: counters without _total
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "interviewer.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"interviewer_[a-z_]+", target["expr"])}
+    used = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in used}
+    assert used and used <= declared, sorted(used - declared)
