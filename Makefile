@@ -48,8 +48,8 @@ soak: install ## N scripted candidates for 10 minutes: RSS, tasks, threads, fds,
 bench: install ## benchmarks recorded in docs/benchmarks.md (long; not part of make test)
 	$(PY) -m tests.load.bench
 
-loadtest: install ## a longer load run of every driver (see README "Load testing")
-	$(PY) -m tests.load.bench --soak
+loadtest: install ## every driver at increasing load + the full stack: docs/benchmarks.md tables, docs/loadtest/*.png (LOADTEST_SCALE=small|full)
+	$(PY) -m tests.load.loadtest --scale $${LOADTEST_SCALE:-full}
 
 clean:
 	rm -rf .run .pytest_cache

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar, Union
 
 from interview.v1 import common_pb2
+from services.common import metrics
 from services.common.clock import Clock, RealClock
 from services.common.errors import ProviderError
 
@@ -40,6 +41,9 @@ class BreakerState(str, enum.Enum):
     HALF_OPEN = "half_open"
 
 
+_STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}  # the gauge's values
+
+
 @dataclass
 class CircuitBreaker:
     name: str
@@ -49,6 +53,10 @@ class CircuitBreaker:
     _failures: int = 0
     _opened_at: float | None = None
     _trial_in_flight: bool = False
+
+    def __post_init__(self) -> None:
+        # Read at scrape time (the state turns half-open by the clock, not by an event).
+        metrics.BREAKER_STATE.labels(self.name).set_function(lambda: _STATE_VALUE[self.state])
 
     @property
     def state(self) -> BreakerState:
@@ -195,6 +203,7 @@ class Failover(Generic[P]):
         """The current provider failed: record it, move on (`provider` is None when nothing is left)."""
         failed = self.name
         self.breaker.record_failure(reason)
+        metrics.PROVIDER_FAILURES.labels(failed).inc()
         state = self.breaker.state
         self.attempts.append(Attempt(failed, reason, state.value))
         log.warning("provider failed", extra={"provider": failed, "error": reason, "breaker": state.value})
@@ -207,12 +216,14 @@ class Failover(Generic[P]):
         events += self._advance()
         if self.provider is not None:
             log.warning("falling back", extra={"from": failed, "to": self.name, "reason": reason})
+            metrics.PROVIDER_FALLBACKS.labels(failed, self.name).inc()
             events.append(Event(kind=Event.FALLBACK, provider=self.name, from_provider=failed, reason=reason))
         return events
 
     def fail_committed(self, reason: str) -> None:
         """The provider failed after its answer had started: no fallback (never a second answer)."""
         self.breaker.record_failure(reason)
+        metrics.PROVIDER_FAILURES.labels(self.name).inc()
         self.attempts[-1].error = reason
         self.attempts[-1].breaker_state = self.breaker.state.value
         log.warning("provider failed mid-answer", extra={"provider": self.name, "error": reason})

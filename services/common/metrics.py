@@ -49,6 +49,38 @@ REFUSED_AT_CAPACITY = Counter("interviewer_grpc_refused_at_capacity",
 ASYNCIO_TASKS = Gauge("interviewer_asyncio_tasks", "asyncio tasks alive on the service's event loop", ["service"])
 THREADS = Gauge("interviewer_python_threads", "Python threads alive in the process", ["service"])
 
+# ---- orchestrator ----
+ACTIVE_SESSIONS = Gauge("interviewer_active_sessions", "live interview sessions on this orchestrator")
+TURN_STAGE_SECONDS = Histogram("interviewer_turn_stage_seconds",
+                               "per-turn latency from the VAD's SPEECH_STOPPED to each stage (TurnMetrics)",
+                               ["stage"], buckets=LATENCY_BUCKETS)
+TURNS_INTERRUPTED = Counter("interviewer_turns_interrupted", "agent replies cut off by a committed barge-in")
+OUTBOX_DEPTH = Gauge("interviewer_outbox_depth", "transcript entries waiting in the outboxes for Redis")
+
+# ---- vad ----
+VAD_BATCH_SIZE = Histogram("interviewer_vad_batch_size", "Silero windows per batched inference",
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+TURN_SCORE_SECONDS = Histogram("interviewer_vad_turn_score_seconds",
+                               "time of one batched turn-model call (Smart Turn)", buckets=LATENCY_BUCKETS)
+TURN_SCORE_BATCH_SIZE = Histogram("interviewer_vad_turn_score_batch_size", "pauses scored per turn-model call",
+                                  buckets=(1, 2, 4, 8, 16, 32))
+
+# ---- stt / llm / tts (services/common/fallback.py) ----
+PROVIDER_FAILURES = Counter("interviewer_provider_failures", "provider calls that failed", ["provider"])
+PROVIDER_FALLBACKS = Counter("interviewer_provider_fallbacks", "requests moved to the next provider in the chain",
+                             ["from_provider", "to_provider"])
+BREAKER_STATE = Gauge("interviewer_provider_breaker_state", "circuit breaker: 0 closed, 1 half-open, 2 open",
+                      ["provider"])
+
+# ---- media ----
+MEDIA_PEERS = Gauge("interviewer_media_peers", "WebRTC peers connected to this media instance")
+MEDIA_DROPPED_FRAMES = Counter("interviewer_media_dropped_frames",
+                               "agent audio chunks dropped at the playback buffer cap", ["kind"])
+
+# ---- video ----
+FILTERED_OBSERVATIONS = Counter("interviewer_video_filtered_observations",
+                                "observations the guardrail dropped, by reason", ["reason"])
+
 
 def watch_event_loop(service: str, loop: asyncio.AbstractEventLoop) -> None:
     """Export the task and thread counts of `loop`'s process (read at scrape time)."""

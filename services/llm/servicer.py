@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import grpc
 
 from interview.v1 import common_pb2, llm_pb2, llm_pb2_grpc
-from services.common import logs
+from services.common import logs, telemetry
 from services.common.errors import InvalidArgument, NoProviderAnswered, ResourceExhausted, ServiceError
 from services.llm import document_tasks
 from services.llm import plan as planning
@@ -90,12 +90,17 @@ class LlmServicer(llm_pb2_grpc.LlmServicer):
                 await exc.abort(context)
             stream = (document_tasks.run(self.generation, request) if document_tasks.is_document_task(request)
                       else self.generation.run(request))
-            try:
-                async for response in stream:
-                    yield response
-            except document_tasks.DocumentTaskError as exc:
-                await exc.abort(context)
-            except NoProviderAnswered as exc:
-                await exc.abort(context)
-            finally:
-                await stream.aclose()  # a cancelled caller: close the provider's request now
+            with telemetry.child_span(request.trace, "llm.generate", task=llm_pb2.Task.Name(request.task)) as span:
+                first = True
+                try:
+                    async for response in stream:
+                        if first and response.WhichOneof("msg") == "delta":
+                            first = False
+                            span.add_event("first_token")
+                        elif response.WhichOneof("msg") == "final":
+                            span.set_attribute("provider", response.final.provider)
+                        yield response
+                except (document_tasks.DocumentTaskError, NoProviderAnswered) as exc:
+                    await exc.abort(context)
+                finally:
+                    await stream.aclose()  # a cancelled caller: close the provider's request now

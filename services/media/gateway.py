@@ -21,7 +21,7 @@ from aiohttp import web
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from interview.v1 import common_pb2, session_pb2, session_pb2_grpc
-from services.common import logs
+from services.common import logs, metrics
 from services.common.channels import create_channel, service_target
 from services.media.config import MediaConfig
 from services.media.peer import Peer, leave_reason
@@ -115,6 +115,7 @@ class Gateway:
     def __init__(self, cfg: MediaConfig):
         self.cfg = cfg
         self.peers: dict[str, Peer] = {}
+        metrics.MEDIA_PEERS.set_function(lambda: len(self.peers))
         self.by_interview: dict[str, Peer] = {}
         self.closing: set[Peer] = set()  # forgotten at the start of close(), until their pc is closed
         self.admitting = 0  # offers past the capacity check, not yet peers: they hold a slot

@@ -15,12 +15,14 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from interview.v1 import session_pb2
+from services.common import metrics, telemetry
 from services.common.audio import Resampler, pcm_to_int16
 from services.media.opus_out import FRAME, RATE as OUT_RATE, OpusOut
 
@@ -41,6 +43,13 @@ class _Generation:
     next_mark: int = MARK_EVERY
     caption: str = ""       # the text of the pieces whose audio has started playing
     unqueued_text: str = ""  # text of chunks that gave no samples yet (resampler delay)
+    span: Any = None  # 'media.playback_start' in the turn's trace: first chunk received -> first sample played
+
+    def end_span(self, started: bool) -> None:
+        if self.span is not None:
+            self.span.set_attribute("played", started)
+            self.span.end()
+            self.span = None
 
     def played_at_own_rate(self) -> int:
         return int(round(self.played * self.rate / OUT_RATE))
@@ -77,6 +86,7 @@ class Playback:
         gid = audio.generation_id
         if gid in self._cleared:
             self.discarded_chunks += 1
+            metrics.MEDIA_DROPPED_FRAMES.labels("agent_audio_cleared").inc()
             return
         gen = self._gens.get(gid)
         if gen is None:
@@ -84,6 +94,8 @@ class Playback:
             if not 8000 <= rate <= 96000:
                 raise ValueError(f"agent audio sample rate {rate} Hz is outside 8000..96000")
             gen = self._gens[gid] = _Generation(gid, rate, Resampler(rate, OUT_RATE))
+            if audio.chunk.trace.traceparent:
+                gen.span = telemetry.start_child(audio.chunk.trace, "media.playback_start", generation_id=gid)
         samples = gen.resampler.process(pcm_to_int16(audio.chunk.pcm), last=audio.last)
         if audio.text.strip():
             gen.unqueued_text = f"{gen.unqueued_text} {audio.text.strip()}".strip()
@@ -91,6 +103,7 @@ class Playback:
             gen.last_seen = True
         if self._queued + len(samples) > self.max_samples:
             self.dropped_chunks += 1
+            metrics.MEDIA_DROPPED_FRAMES.labels("agent_audio_buffer_full").inc()
             log.warning("playback buffer full: agent audio dropped",
                         extra={"generation_id": gid, "queued_s": round(self.queued_seconds, 2)})
             return
@@ -125,6 +138,7 @@ class Playback:
         self._queued = sum(len(item[1]) for item in kept)
         self._queue = kept
         for g in victims:
+            g.end_span(started=False)
             self._emit(g, finished=False)
             if g.caption and g.gen_id not in self._final_captions:
                 self._on_caption(g.gen_id, g.caption, True)  # what was heard of it, final
@@ -154,6 +168,7 @@ class Playback:
         filled = 0
         while filled < FRAME and self._queue:
             gen, samples, text = self._queue[0]
+            gen.end_span(started=True)
             if text:
                 self._caption(gen, text)
             take = min(FRAME - filled, len(samples))
@@ -175,6 +190,7 @@ class Playback:
         return out
 
     def _finish(self, gen: _Generation) -> None:
+        gen.end_span(started=gen.played > 0)
         self._emit(gen, finished=True)
         self._gens.pop(gen.gen_id, None)
 

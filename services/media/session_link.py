@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from interview.v1 import session_pb2, session_pb2_grpc
+from services.common import metrics
 
 log = logging.getLogger("media.session")
 
@@ -88,6 +89,7 @@ class SessionLink:
             self._up.put_nowait(msg)
         except asyncio.QueueFull:
             self.dropped_audio += 1
+            metrics.MEDIA_DROPPED_FRAMES.labels("candidate_audio_backlog").inc()
             if self.dropped_audio in (1, 100) or self.dropped_audio % 1000 == 0:
                 log.warning("session stream backed up: candidate audio dropped", extra={"dropped": self.dropped_audio})
 

@@ -12,9 +12,10 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
+from typing import Any
 
 from interview.v1 import common_pb2, stt_pb2
+from services.common import telemetry
 from services.common.audio import check_chunk
 from services.common.clock import Clock, Timer
 from services.common.errors import ServiceError
@@ -35,6 +36,15 @@ class _Pending:
     expects_provider: bool
     answered: bool = False
     timer: Timer | None = None
+    span: Any = None  # 'stt.finalize' in the turn's trace: FINALIZE received -> answered
+
+    def answer(self, msg: stt_pb2.RecognizeResponse, **attributes: Any) -> None:
+        self.answered = True
+        msg.result.trace.CopyFrom(self.trace)
+        if self.span is not None:
+            self.span.set_attributes({"words": len(msg.result.words), **attributes})
+            self.span.end()
+            self.span = None
 
 
 @dataclass
@@ -79,6 +89,10 @@ class RecognizeStream:
         for p in self._pending:
             if p.timer:
                 p.timer.cancel()
+            if p.span is not None:  # the stream ended before this FINALIZE was answered
+                p.span.set_attribute("cancelled", True)
+                p.span.end()
+                p.span = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -112,7 +126,9 @@ class RecognizeStream:
     async def finalize(self, request: stt_pb2.Finalize) -> None:
         expects = self._audio_since_finalize
         self._audio_since_finalize = False
-        pending = _Pending(request.finalize_id, request.trace, expects)
+        pending = _Pending(request.finalize_id, request.trace, expects,
+                           span=telemetry.start_child(request.trace, "stt.finalize", provider=self.provider,
+                                                      finalize_id=request.finalize_id))
         self._pending.append(pending)
         if not expects:
             await self._answer_ready()  # nothing new to recognise: answer at once (in order)
@@ -171,14 +187,13 @@ class RecognizeStream:
     async def _answer(self, p: _Pending, *, by_deadline: bool, from_finalize: bool) -> None:
         assert self._pending and self._pending[0] is p
         self._pending.popleft()
-        p.answered = True
         if p.timer:
             p.timer.cancel()
         msg = self._msg(self._utt.finals, True)
         msg.result.finalize_id = p.finalize_id
         msg.result.by_deadline = by_deadline
         msg.result.from_finalize = from_finalize
-        msg.result.trace.CopyFrom(p.trace)
+        p.answer(msg, by_deadline=by_deadline, provider=self.provider)
         self._utt = _Utterance()
         await self._put(msg)
         self._answered.set()
@@ -188,11 +203,10 @@ class RecognizeStream:
         """Answer, in order, the FINALIZEs at the head that have nothing to wait for."""
         while self._pending and not self._pending[0].expects_provider:
             p = self._pending.popleft()
-            p.answered = True
             msg = self._msg([], True)
             msg.result.start_offset_samples = msg.result.end_offset_samples = self._end
             msg.result.finalize_id = p.finalize_id
-            msg.result.trace.CopyFrom(p.trace)
+            p.answer(msg, nothing_new=True)
             await self._put(msg)
             self._answered.set()
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from interview.v1 import common_pb2, tts_pb2
+from services.common import telemetry
 from services.common.audio import samples_per_ms
 from services.common.fallback import Failover, ProviderChain
 from services.tts.normalize import normalize
@@ -89,12 +91,26 @@ class Synthesis:
                 text = normalize(item.text)
                 if not text:
                     continue
-                if not self._started:  # chosen at the first piece: a half-open breaker's trial
-                    self._started = True  # is only taken by a stream that speaks
-                    for event in self.walk.begin():
-                        yield _provider_event(event)
-                async for response in self._speak(text, item.trace):
-                    yield response
+                if self._started:
+                    async for response in self._speak(text, item.trace):
+                        yield response
+                    continue
+                self._started = True  # chosen at the first piece: a half-open breaker's trial
+                for event in self.walk.begin():  # is only taken by a stream that speaks
+                    yield _provider_event(event)
+                # The first piece is the one on the turn's critical path: its span ends at its first audio.
+                span: Any = telemetry.start_child(item.trace, "tts.first_piece", chars=len(text))
+                try:
+                    async for response in self._speak(text, item.trace):
+                        if span is not None and response.WhichOneof("msg") == "audio":
+                            span.set_attribute("provider", self.walk.name or "")
+                            span.end()
+                            span = None
+                        yield response
+                finally:
+                    if span is not None:  # failed or cancelled before any audio
+                        span.set_attribute("cancelled", True)
+                        span.end()
             if self._stream is not None:
                 await self._stream.finish()
             provider = self.walk.name or self.start or self.chain.names[0]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.common import metrics
 from services.vad.batching import MicroBatcher
 from services.vad.model import STATE_SHAPE, SileroModel, StreamState
 
@@ -38,7 +39,8 @@ class Batcher:
         self.open_streams = 0
         self._batches: MicroBatcher[_Job, float] = MicroBatcher(
             "vad-onnx", self._run, unavailable=InferenceUnavailable, max_batch=max_batch, max_wait_s=max_wait_s,
-            max_pending=max_pending, expected=lambda: self.open_streams)  # a stream has one window in flight
+            max_pending=max_pending, expected=lambda: self.open_streams,  # a stream has one window in flight
+            sizes=metrics.VAD_BATCH_SIZE)
 
     @property
     def batches(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,8 +40,11 @@ class MicroBatcher(Generic[J, R]):
     def __init__(self, name: str, run_batch: Callable[[list[J]], Sequence[R]], *,
                  unavailable: Callable[[str], Exception], max_batch: int, max_wait_s: float, max_pending: int,
                  expected: Callable[[], int] | None = None,
-                 thread_initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()):
+                 thread_initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = (),
+                 sizes: Any = None, seconds: Any = None):
+        """`sizes` / `seconds`: Prometheus histograms observing each call's batch size and duration."""
         self.name = name
+        self.sizes, self.seconds = sizes, seconds
         self.run_batch = run_batch
         self.unavailable = unavailable
         self.max_batch = max_batch
@@ -133,6 +137,9 @@ class MicroBatcher(Generic[J, R]):
             batch = [p for p in batch if not p.future.done()]  # streams that went meanwhile
             if not batch:
                 continue
+            if self.sizes is not None:
+                self.sizes.observe(len(batch))
+            started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._executor, self.run_batch, [p.job for p in batch])
             except Exception as exc:  # a failed call fails its jobs' streams, not the service
@@ -141,6 +148,8 @@ class MicroBatcher(Generic[J, R]):
                     if not p.future.done():
                         p.future.set_exception(self.unavailable(f"{self.name} failed: {exc}"))
                 continue
+            if self.seconds is not None:
+                self.seconds.observe(time.perf_counter() - started)
             self.calls += 1
             self.jobs += len(batch)
             for p, result in zip(batch, results):

@@ -13,11 +13,12 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
 
 import grpc
 
 from interview.v1 import common_pb2, vad_pb2, vad_pb2_grpc
-from services.common import logs
+from services.common import logs, telemetry
 from services.common.audio import Rebuffer, Window, check_chunk
 from services.common.clock import Clock, RealClock
 from services.common.errors import InvalidArgument, settle
@@ -70,7 +71,8 @@ class DetectStream:
         self.turns = TurnTracker(rate)
         # Turn scores in flight, in pause order: (job, trace of the chunk that completed the pause,
         # the turn_threshold in effect when the pause was decided, future)
-        self.in_flight: deque[tuple[TurnJob, common_pb2.TraceContext, float, asyncio.Future[float]]] = deque()
+        # and the 'vad.turn_score' span when that chunk carried a turn's trace)
+        self.in_flight: deque[tuple[TurnJob, common_pb2.TraceContext, float, asyncio.Future[float], Any]] = deque()
         self.startup: list[vad_pb2.DetectResponse] = []  # sent right after the config is accepted
         if params.turn_scoring and not scorer.available:
             params = params.updated(turn_scoring=False)
@@ -98,14 +100,18 @@ class DetectStream:
         self.turns.push(window.samples, window.offset)
         job = self.turns.observe(window.offset, end, probability, self.detector.speaking, self.detector.params)
         if job is not None:
-            self.in_flight.append((job, trace, self.detector.params.turn_threshold, self.scorer.submit(job)))
+            span = telemetry.start_child(trace, "vad.turn_score") if trace.traceparent else None
+            self.in_flight.append((job, trace, self.detector.params.turn_threshold, self.scorer.submit(job), span))
         return out
 
     def turn_results(self) -> list[vad_pb2.DetectResponse]:
         """TurnScores (or Problems) of the pauses scored so far, in pause order."""
         out: list[vad_pb2.DetectResponse] = []
         while self.in_flight and self.in_flight[0][3].done():
-            job, trace, threshold, future = self.in_flight.popleft()
+            job, trace, threshold, future, span = self.in_flight.popleft()
+            if span is not None:
+                span.set_attribute("scored", future.exception() is None)
+                span.end()
             try:
                 probability = future.result()
             except TurnScoringUnavailable as exc:
@@ -229,6 +235,8 @@ class VadServicer(vad_pb2_grpc.VadServicer):
             if reading is not None:
                 reading.cancel()
             if stream is not None:
-                for *_, future in stream.in_flight:
+                for *_, future, span in stream.in_flight:
                     future.cancel()  # the scorer skips cancelled pauses
+                    if span is not None:
+                        span.end()
             self.batcher.stream_closed()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common.audio import resample
+from services.common import metrics
 from services.vad.batching import MicroBatcher
 from services.vad.detector import Params
 from services.vad.turn_model import RATE as MODEL_RATE
@@ -130,7 +131,8 @@ class TurnScorer:
         self.max_pending = max_pending
         self._batches: MicroBatcher[TurnJob, float] = MicroBatcher(
             "vad-turn", self._score, unavailable=TurnScoringUnavailable, max_batch=max_batch, max_wait_s=max_wait_s,
-            max_pending=max_pending, thread_initializer=_lower_priority, initargs=(nice,))
+            max_pending=max_pending, thread_initializer=_lower_priority, initargs=(nice,),
+            sizes=metrics.TURN_SCORE_BATCH_SIZE, seconds=metrics.TURN_SCORE_SECONDS)
 
     @property
     def calls(self) -> int:

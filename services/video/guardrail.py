@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from services.common import metrics
 from services.video.observations import Candidate, ObsType
 from services.video.redact import clean
 
@@ -88,20 +89,24 @@ class Guardrail:
         self.dropped: Counter[str] = Counter()
         self.passed = 0
 
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
+        metrics.FILTERED_OBSERVATIONS.labels(reason).inc()
+
     def check(self, c: Candidate) -> Candidate | None:
         kind = ObsType.parse(c.type) if isinstance(c.type, str) else None
         if kind is None:
             reason = "unknown_type"
             if isinstance(c.type, str) and _FORBIDDEN_TYPES.search(c.type):
                 reason = forbidden_category(c.type.replace("_", " ")) or "forbidden_type"
-            self.dropped[reason] += 1
+            self._drop(reason)
             return None
         if not isinstance(c.detail, str) or not c.detail.strip():
-            self.dropped["empty"] += 1
+            self._drop("empty")
             return None
         category = forbidden_category(c.detail)
         if category:
-            self.dropped[category] += 1
+            self._drop(category)
             return None
         confidence = c.confidence if isinstance(c.confidence, (int, float)) else 0.5
         self.passed += 1
@@ -116,16 +121,16 @@ class Guardrail:
         try:
             data: Any = json.loads(body)
         except (json.JSONDecodeError, RecursionError):
-            self.dropped["malformed"] += 1
+            self._drop("malformed")
             return []
         items = data.get("observations") if isinstance(data, dict) else data
         if not isinstance(items, list):
-            self.dropped["malformed"] += 1
+            self._drop("malformed")
             return []
         out: list[Candidate] = []
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-                self.dropped["malformed"] += 1
+                self._drop("malformed")
                 continue
             src = {"screen": 2, "camera": 1}.get(str(item.get("source", "")).lower(), source)
             conf = item.get("confidence", 0.6)

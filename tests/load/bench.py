@@ -1,7 +1,8 @@
-"""`make bench` / `make loadtest`: run every service's load driver with the arguments it declares.
+"""`make bench`: run every service's load driver with the arguments it declares.
 
 A driver module (tests/load/NAME.py) declares `BENCH` (argument lists for the benchmark runs
-recorded in docs/benchmarks.md) and optionally `SOAK` (longer runs for `make loadtest`).
+recorded in docs/benchmarks.md) and optionally `SOAK` (longer runs: `python -m tests.load.bench
+--soak`). `make loadtest` is tests/load/loadtest.py: every driver at increasing load, with plots.
 """
 from __future__ import annotations
 

@@ -167,13 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack", choices=sessions.STACKS, default="offline", help="sessions: the AI services behind")
     p.add_argument("--min-silence-ms", type=int, default=1200, help="sessions: VAD min silence (CONVERSATIONAL)")
     p.add_argument("--ramp-s", type=float, default=2.0, help="sessions: spread the joins over this long")
+    p.add_argument("--pin-server", type=int, default=None,
+                   help="sessions: pin the orchestrator process (every thread) to this CPU; pin the driver with taskset")
     args = p.parse_args(argv)
     if args.mode == "sessions":
         if args.target:
             p.error("sessions starts its own stack: --target is not supported")
         summary = sessions.run_stack(args.stack, sessions=args.sessions or args.streams, seconds=args.seconds,
                                      chunk_ms=args.chunk_ms, min_silence_ms=args.min_silence_ms, ramp_s=args.ramp_s,
-                                     progress=not args.quiet)
+                                     progress=not args.quiet, pin_server=args.pin_server)
         emit(summary)
         return 1 if summary.get("errors") else 0
 

@@ -283,7 +283,7 @@ def ai_stack(stack: str) -> Iterator[dict[str, str]]:
 
 
 def run_stack(stack: str, *, sessions: int, seconds: float, chunk_ms: float, min_silence_ms: int, ramp_s: float,
-              progress: bool) -> dict[str, Any]:
+              progress: bool, pin_server: int | None = None) -> dict[str, Any]:
     """Start redis, the AI stack and an orchestrator process; run the sessions against them."""
     key = "load-" + secrets.token_hex(16)
     with RedisServer() as redis_server, ai_stack(stack) as ai:
@@ -292,10 +292,45 @@ def run_stack(stack: str, *, sessions: int, seconds: float, chunk_ms: float, min
                "ORCHESTRATOR_CONVERSATIONAL_SILENCE_MS": str(min_silence_ms),
                **{f"{name.upper()}_ADDR": address for name, address in ai.items()}}
         with ServiceProcess("orchestrator", env=env) as proc:
+            if pin_server is not None:
+                pin_process(proc.pid, pin_server)
             injected = sum(FIXED.values()) if stack == "fixed-latency" else 0.0
+            before, t0 = redis_calls(redis_server.url), time.monotonic()
             summary = asyncio.run(run_sessions(proc.address, key, sessions=sessions, seconds=seconds,
                                                chunk_ms=chunk_ms, min_silence_ms=min_silence_ms, injected_ms=injected,
                                                pid=proc.pid, ramp_s=ramp_s, progress=progress,
                                                stages=stack != "echo"))
+            elapsed, after = time.monotonic() - t0, redis_calls(redis_server.url)
+    summary["redis"] = redis_rates(before, after, elapsed, sessions)
     summary["stack"] = stack
     return summary
+
+
+def redis_calls(url: str) -> dict[str, int]:
+    """Redis's own count of calls per command (INFO commandstats), for a delta around a run."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def redis_rates(before: dict[str, int], after: dict[str, int], elapsed_s: float, sessions: int) -> dict[str, Any]:
+    """Commands per session-second over the whole run (joins, greetings and turns included)."""
+    delta = {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0}
+    delta.pop("info", None)  # our own probe
+    total = sum(delta.values())
+    per = sessions * elapsed_s
+    return {"calls": total, "seconds": round(elapsed_s, 1), "ops_per_session_s": round(total / per, 2),
+            "by_command_per_session_s": {k: round(v / per, 3) for k, v in sorted(delta.items(), key=lambda kv: -kv[1])}}
+
+
+def pin_process(pid: int, cpu: int) -> None:
+    """Every thread of `pid` onto one CPU (threads it starts later inherit it)."""
+    import os
+
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), {cpu})

@@ -51,12 +51,15 @@ async def test_turn_metrics_and_one_trace_per_turn(ai: dict, redis_server: Redis
         tp = m.traceparent
         assert tp.startswith("00-") and len(tp.split("-")[1]) == 32
         assert tp in _traceparents(stubs.stt.sent, "finalize")
+        # LLM, TTS and media see the turn's trace through the generation's own span (agent.generate)
         llm_turn = [r for r in stubs.llm.sent if r.request_id == reply]
-        assert [r.trace.traceparent for r in llm_turn] == [tp] and llm_turn[0].task == llm_pb2.TASK_REPLY
-        assert tp in _traceparents(stubs.tts.sent, "text")
+        assert len(llm_turn) == 1 and llm_turn[0].task == llm_pb2.TASK_REPLY
+        gen_tp = llm_turn[0].trace.traceparent
+        assert gen_tp != tp and gen_tp.split("-")[1] == tp.split("-")[1]
+        assert gen_tp in _traceparents(stubs.tts.sent, "text")
         audio = [msg.audio for _, msg in cand.messages if msg.WhichOneof("msg") == "audio"
                  and msg.audio.generation_id == reply and msg.audio.chunk.pcm]
-        assert audio and {a.chunk.trace.traceparent for a in audio} == {tp}
+        assert audio and {a.chunk.trace.traceparent for a in audio} == {gen_tp}
         greeting_tp = {r.trace.traceparent for r in stubs.llm.sent if r.task == llm_pb2.TASK_GREETING}
         assert tp not in greeting_tp  # a new trace per turn
     finally:

@@ -21,7 +21,7 @@ from services.orchestrator.conversation.barge_in import BargeIn, Stage
 from services.orchestrator.conversation.interview_view import InterviewView
 from services.orchestrator.conversation.listener import EarlySpeech, Final, Interim, Listener, SpeechStopped
 from services.orchestrator.conversation.llm_request import ANSWERS, LlmRequests
-from services.orchestrator.conversation.metrics import turn_metrics
+from services.orchestrator.conversation.metrics import observe as observe_metrics, turn_metrics
 from services.orchestrator.conversation.outbound import Outbound
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.conversation.silence_timer import SilenceTimer
@@ -50,6 +50,7 @@ class Floor:
         self._resumed = False  # playback resumed after a false alarm, within the same VAD utterance
         self._vad_stop_at: float | None = None
         self._utterance_trace = common_pb2.TraceContext()
+        self._utterance_span: Any = None  # the open 'turn' span until a turn answers (ends it at first audio)
         self.ending_after_turn = False
         self.metrics: list[interviews_pb2.TurnMetrics] = []
         self.check_ins = 0
@@ -72,6 +73,8 @@ class Floor:
     def speech_stopped(self, e: SpeechStopped) -> None:
         self._vad_stop_at = e.at
         self._utterance_trace = e.trace
+        self._end_utterance_span("continued")  # the candidate went on: the earlier pause started no turn
+        self._utterance_span = e.span
         self.barge.speech_stopped()
 
     def interim(self, e: Interim) -> None:
@@ -119,6 +122,7 @@ class Floor:
                          on_first_audio=self._publish_metrics)
         if answers:
             turn.trace.CopyFrom(self._utterance_trace)
+            turn.turn_span, self._utterance_span = self._utterance_span, None
         request.trace.CopyFrom(turn.trace)
         self.turn = turn
         self._turn_started = self.clock.time()
@@ -192,11 +196,18 @@ class Floor:
 
     def cut_off(self) -> None:
         """The session ends: no timer, no barge-in; a turn being heard stops (its entry is in flight)."""
+        self._end_utterance_span("session ended")
         self.timer.cancel()
         self.barge.turn_finished()
         if self.turn is not None and self.turn.sent_any_audio:
             self.turn.cancel_calls()
             self.turn = None
+
+    def _end_utterance_span(self, outcome: str) -> None:
+        if self._utterance_span is not None:
+            self._utterance_span.set_attribute("turn.outcome", outcome)
+            self._utterance_span.end()
+            self._utterance_span = None
 
     def send_state(self) -> None:
         self.outbound.control(self.view.state(agent_speaking=self.turn is not None))
@@ -244,6 +255,7 @@ class Floor:
         if turn.task not in ANSWERS or turn.times.vad_stop is None:
             return
         m = turn_metrics(turn, interrupted)
+        observe_metrics(m)
         if once:
             self.metrics.append(m)
         self._spawn(self._publish(turn_metrics=m), "metrics")

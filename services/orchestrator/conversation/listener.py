@@ -27,7 +27,6 @@ from services.common.clock import Clock
 from services.orchestrator.conversation.clients import ReopeningStream
 
 log = logging.getLogger("conversation.listener")
-tracer = trace.get_tracer("orchestrator.conversation")
 
 VOICED_RECENTLY_S = 0.25  # "still speaking" when a voiced window ended this recently
 
@@ -53,6 +52,7 @@ class EarlySpeech:
 class SpeechStopped:
     at: float  # monotonic time the SPEECH_STOPPED was received
     trace: common_pb2.TraceContext  # the turn's trace, started here
+    span: trace.Span | None = None  # the open 'turn' span: whoever answers ends it at first audio
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class Listener:
         self.utterance_start_time = 0.0
         self.latest_interim = ""
         self.finalizing: list[str] = []  # FINALIZE ids sent, not yet answered (in order)
+        self._finalize_traces: dict[str, common_pb2.TraceContext] = {}  # re-sent with them on a reopen
         self._finalize_seq = 0
         self._gate_open = False
         self._audio_end = -1
@@ -206,15 +207,15 @@ class Listener:
         self.speaking = False
         self._gate_open = False
         stopped_at = self.clock.monotonic()
-        span = tracer.start_span("turn", attributes=self.trace_attributes)
-        with trace.use_span(span, end_on_exit=True):
-            context = common_pb2.TraceContext()
-            telemetry.inject(context)
+        span = telemetry.start_turn("turn", **self.trace_attributes)  # a trace of its own; ended by the floor
+        context = common_pb2.TraceContext()
+        telemetry.inject_span(span, context)
         self._finalize_seq += 1
         fid = f"{self.stream_id}-f{self._finalize_seq}"
         self.finalizing.append(fid)
+        self._finalize_traces[fid] = context
         self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(finalize_id=fid, trace=context)))
-        self.hooks.heard(SpeechStopped(stopped_at, context))
+        self.hooks.heard(SpeechStopped(stopped_at, context, span))
 
     # ---- STT ----
 
@@ -229,7 +230,8 @@ class Listener:
         if self.speaking:
             self._open_gate()
         for fid in self.finalizing:
-            self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(finalize_id=fid)))
+            self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(
+                finalize_id=fid, trace=self._finalize_traces.get(fid))))
 
     async def _on_stt(self, resp: stt_pb2.RecognizeResponse) -> None:
         if resp.WhichOneof("msg") != "result":
@@ -243,4 +245,5 @@ class Listener:
             return
         if r.finalize_id in self.finalizing:
             self.finalizing.remove(r.finalize_id)
+        self._finalize_traces.pop(r.finalize_id, None)
         self.hooks.heard(Final(text, r.finalize_id))

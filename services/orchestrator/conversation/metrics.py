@@ -6,6 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from interview.v1 import interviews_pb2
+from services.common import metrics
+
+STAGES = ("stt_final", "llm_first_token", "tts_first_audio", "first_audio_sent")
+for _stage in STAGES:
+    metrics.TURN_STAGE_SECONDS.labels(_stage)  # every stage present at 0 from the start
 
 if TYPE_CHECKING:
     from services.orchestrator.conversation.turns import AgentTurn
@@ -22,3 +27,14 @@ def turn_metrics(turn: "AgentTurn", interrupted: bool = False) -> interviews_pb2
         llm_first_token_ms=_ms(t.vad_stop, t.llm_first_token), tts_first_audio_ms=_ms(t.vad_stop, t.tts_first_audio),
         first_audio_sent_ms=_ms(t.vad_stop, t.first_audio_sent), interrupted=interrupted,
         traceparent=turn.trace.traceparent, llm_provider=turn.llm_provider)
+
+
+def observe(m: interviews_pb2.TurnMetrics) -> None:
+    """Into the process's Prometheus histograms (by stage; no per-interview label)."""
+    if m.interrupted:
+        metrics.TURNS_INTERRUPTED.inc()
+        return
+    for stage in STAGES:
+        ms = getattr(m, f"{stage}_ms")
+        if ms >= 0:
+            metrics.TURN_STAGE_SECONDS.labels(stage).observe(ms / 1000)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from interview.v1 import common_pb2, interviews_pb2, llm_pb2, session_pb2
-from services.common import logs
+from services.common import logs, metrics
 from services.common.clock import Clock
 from services.common.plan_questions import asked_in
 from services.orchestrator.conversation import modes, resume
@@ -122,7 +122,8 @@ class Session:
                 self.spawn(self.history.absorb(older), "summarize-earlier")
             self.floor.start_turn(self._opening)
             try:
-                await self._stopped.wait()
+                with metrics.ACTIVE_SESSIONS.track_inprogress():
+                    await self._stopped.wait()
                 await self._shutdown()
             finally:
                 self._finished.set()

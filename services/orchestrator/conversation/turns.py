@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interview.v1 import common_pb2, llm_pb2, session_pb2, tts_pb2
+from services.common import telemetry
 from services.common.clock import Clock, Timer
 from services.orchestrator.conversation.clients import TtsCall
 from services.orchestrator.conversation.outbound import Outbound
@@ -48,6 +49,8 @@ class AgentTurn:
     user_texts: list[str] = field(default_factory=list)  # the candidate's words this turn answers
     margin_s: float = 0.3
     on_first_audio: Callable[["AgentTurn"], None] | None = None
+    turn_span: Any = None  # the candidate's turn (opened at the end-of-speech decision): ends at first audio
+    speculative: bool = False  # prepared before the turn was committed (preemptive reply)
 
     def __post_init__(self) -> None:
         self.log = GenerationLog(self.generation_id)
@@ -62,6 +65,8 @@ class AgentTurn:
         self._tts: TtsCall | None = None
         self._llm_call: Any = None
         self.user_committed = False
+        # What the LLM, TTS and media see: this generation's span, under the turn's trace.
+        self.stage_trace = common_pb2.TraceContext()
 
     @property
     def sent_any_audio(self) -> bool:
@@ -76,8 +81,16 @@ class AgentTurn:
 
     async def run(self, llm_stub: Any, tts_stub: Any, tts_config: tts_pb2.TtsConfig) -> None:
         """Generate and send; returns when media has played the whole generation."""
-        async with asyncio.TaskGroup() as tg:
-            await self._generate(llm_stub, tts_stub, tts_config, tg)
+        with telemetry.child_span(self.trace, "agent.generate", generation_id=self.generation_id,
+                                  task=llm_pb2.Task.Name(self.task) if self.task in llm_pb2.Task.values() else str(self.task),
+                                  speculative=self.speculative) as span:
+            telemetry.inject_span(span, self.stage_trace)
+            self.request.trace.CopyFrom(self.stage_trace)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    await self._generate(llm_stub, tts_stub, tts_config, tg)
+            finally:
+                self._end_turn_span("no audio" if self.first_sent_at is None else "answered")
         if self.sent_any_audio:
             self._arm_playback_estimate()
             await self.played.wait()
@@ -98,7 +111,7 @@ class AgentTurn:
                     cfg.generation_id = self.generation_id
                     self._tts = TtsCall(tts_stub, cfg, tts_pb2.SynthesizeRequest)
                     tg.create_task(self._send_audio(self._tts))
-                await self._tts.text(resp.delta.text, self.trace)
+                await self._tts.text(resp.delta.text, self.stage_trace)
             elif kind == "final":
                 self.final = resp.final
                 self.llm_provider = resp.final.provider
@@ -114,12 +127,13 @@ class AgentTurn:
                     self.times.tts_first_audio = self.clock.monotonic()
                 msg = session_pb2.ServerMessage(audio=session_pb2.AgentAudio(
                     generation_id=self.generation_id, sample_rate_hz=chunk.sample_rate_hz, text=chunk.text,
-                    chunk=common_pb2.AudioChunk(pcm=chunk.pcm, offset_samples=chunk.offset_samples, trace=self.trace)))
+                    chunk=common_pb2.AudioChunk(pcm=chunk.pcm, offset_samples=chunk.offset_samples, trace=self.stage_trace)))
                 if not await self.outbound.audio(msg):
                     return  # cleared: the turn is being cancelled
                 self.log.add_chunk(chunk.offset_samples, len(chunk.pcm) // 2, chunk.text)
                 if self.first_sent_at is None:
                     self.first_sent_at = self.times.first_audio_sent = self.clock.monotonic()
+                    self._end_turn_span("answered")
                     if self.on_first_audio is not None:
                         self.on_first_audio(self)
             elif kind == "done":
@@ -128,6 +142,13 @@ class AgentTurn:
             await self.outbound.audio(session_pb2.ServerMessage(audio=session_pb2.AgentAudio(
                 generation_id=self.generation_id, sample_rate_hz=self.sample_rate, last=True,
                 chunk=common_pb2.AudioChunk(offset_samples=self.log.total_samples))))
+
+    def _end_turn_span(self, outcome: str) -> None:
+        if self.turn_span is not None:
+            self.turn_span.set_attribute("turn.outcome", outcome)
+            self.turn_span.set_attribute("generation_id", self.generation_id)
+            self.turn_span.end()
+            self.turn_span = None
 
     def cancel_calls(self) -> None:
         """Barge-in: stop generation and synthesis now (their tasks end with CancelledError)."""

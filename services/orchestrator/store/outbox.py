@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from interview.v1 import interviews_pb2
+from services.common import metrics
 from services.common.retry import Backoff
 from services.common.tasks import OwnedTask
 from services.orchestrator.store.store import TRANSIENT, Appended, InterviewStore, StoreError
@@ -45,6 +46,7 @@ class TranscriptOutbox:
         done: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
         done.add_done_callback(lambda f: f.cancelled() or f.exception())  # failures are logged, not lost
         await self._queue.put((entry, done))
+        metrics.OUTBOX_DEPTH.inc()
         return done
 
     async def drain(self) -> None:
@@ -59,6 +61,7 @@ class TranscriptOutbox:
             if not done.done():
                 done.set_exception(StoreError(f"outbox closed before entry {entry.entry_id} was written"))
             self._queue.task_done()
+            metrics.OUTBOX_DEPTH.dec()
 
     async def _flush(self) -> None:
         while True:
@@ -73,6 +76,7 @@ class TranscriptOutbox:
                     done.set_exception(exc)
             finally:
                 self._queue.task_done()
+                metrics.OUTBOX_DEPTH.dec()
 
     async def _write(self, entry: interviews_pb2.TranscriptEntry) -> Appended:
         delays = self.backoff.delays()
