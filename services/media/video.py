@@ -48,14 +48,22 @@ def encode_jpeg(frame: av.VideoFrame, spec: FrameSpec, time_ms: int) -> common_p
 
 
 class FrameGate:
-    """Decides which received frames are sent: consent first, then the per-source rate cap."""
+    """Decides which received frames are sent, before anything is scaled or encoded: consent
+    first, then the per-source rate (the orchestrator's FrameRates; 0 = none)."""
 
     def __init__(self, fps: float):
-        self.interval_s = 1.0 / fps
+        self.fps = fps
         self._next_due = 0.0
+        self.skipped = 0
+
+    def set_rate(self, fps: float) -> None:
+        if fps != self.fps:
+            self.fps = fps
+            self._next_due = 0.0  # a new rate starts at the next frame
 
     def take(self, now: float, allowed: bool) -> bool:
-        if not allowed or now < self._next_due:
+        if not allowed or self.fps <= 0 or now < self._next_due:
+            self.skipped += 1
             return False
-        self._next_due = now + self.interval_s
+        self._next_due = now + 1.0 / self.fps
         return True
