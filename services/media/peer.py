@@ -65,8 +65,8 @@ class Peer:
         self.closed = asyncio.Event()
         self.frames_sent = 0
         # per source rate until the orchestrator sends FrameRates (an orchestrator without video never does)
-        self.gates = {common_pb2.VIDEO_SOURCE_CAMERA: FrameGate(cfg.video_fps),
-                      common_pb2.VIDEO_SOURCE_SCREEN: FrameGate(cfg.video_fps)}
+        self.gates = {s: FrameGate(cfg.video_fps, s) for s in (common_pb2.VIDEO_SOURCE_CAMERA,
+                                                                 common_pb2.VIDEO_SOURCE_SCREEN)}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending_events: list[dict[str, Any]] = []
         self._started = time.monotonic()
@@ -183,6 +183,7 @@ class Peer:
             msg = await loop.run_in_executor(self._executor, encode_jpeg, frame, spec, time_ms)
             if self._video_allowed(spec.source):  # consent may have been withdrawn meanwhile
                 self.frames_sent += 1
+                gate.sent()
                 self.link.send_frame(session_pb2.ClientMessage(frame=msg))
 
     def _video_allowed(self, source: int) -> bool:
