@@ -72,7 +72,7 @@ class Vision:
         self.seen: deque[Seen] = deque(maxlen=32)
         self.stream: ReopeningStream[video_pb2.AnalyzeRequest, video_pb2.AnalyzeResponse] | None = None
         self._wanted = asyncio.Event()  # a source was consented: open the stream
-        self.frames_in = self.frames_refused = self.frames_dropped = 0
+        self.frames_in = self.frames_refused = self.frames_dropped = self.observations = 0
         self.stats: video_pb2.VideoStats | None = None
 
     # ---- what may be analysed ----
@@ -141,6 +141,7 @@ class Vision:
         if kind == "observation":
             obs = resp.observation
             self.seen.append(Seen(self.clock.monotonic(), obs))
+            self.observations += 1
             log.info("observation", extra={"observation_id": obs.id, "type": obs.type,
                                            "confidence": round(obs.confidence, 2)})
             await self._record(observation=obs)  # the interview's event stream (failures logged there)
@@ -186,5 +187,9 @@ class Vision:
 
     def close(self) -> None:
         """Half-close: the video service answers with its stats."""
+        if self.frames_in:
+            log.info("video frames", extra={"frames_in": self.frames_in, "refused": self.frames_refused,
+                                            "dropped_service_down_or_behind": self.frames_dropped,
+                                            "observations": self.observations})
         if self.stream is not None:
             self.stream.close()
