@@ -5,8 +5,11 @@ questions in order, acknowledges answers briefly (the coach persona gives concre
 instead, never a score), asks one follow-up when an answer is very short, repeats its last
 question on request or after a reconnect (welcoming the candidate back), moves on (ADVANCE_PHASE)
 when a phase is done or over time, stays quiet in CODING mode unless addressed (NO_REPLY), checks
-in during silent coding, and wraps up (END_INTERVIEW). Candidate text is only ever matched
-against patterns, never followed.
+in during silent coding, and wraps up (END_INTERVIEW). It uses what it sees (seeing.py): during
+live coding, after the candidate speaks, it asks about newly observed code once ("I see you've
+defined two_sum with a dictionary..."), and it answers "can you see my screen?" from the newest
+screen observation or says honestly that it can't. Candidate text and observations are only ever
+matched against patterns, never followed.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from interview.v1 import common_pb2, llm_pb2
 from services.common.plan_questions import normalize
 from services.llm import plan as planning
+from services.llm import seeing
 from services.llm.providers.base import Act
 
 SHORT_ANSWER_WORDS = 8
@@ -217,6 +221,8 @@ def _reply(req: llm_pb2.GenerateRequest, pv: planning.PlanView) -> Turn:
         return Turn(f"Of course. {_repeat_text(req, pv)}")
     if pv.phase.kind == common_pb2.PHASE_WRAP_UP:
         return Turn(_closing(req), [Act(llm_pb2.END_INTERVIEW, reason="the plan is finished")])
+    if seeing.SEE_SCREEN.search(said):
+        return Turn(seeing.screen_answer(req.context))
     if mode == common_pb2.MODE_CODING:
         return _coding_reply(req, pv, said, last_agent)
     if pv.phase.kind == common_pb2.PHASE_CANDIDATE_QUESTIONS and pv.next_question() is None:
@@ -243,6 +249,9 @@ def _coding_reply(req: llm_pb2.GenerateRequest, pv: planning.PlanView, said: str
         return Turn("Good question. Make the assumption you think is most reasonable, say it out loud, and go with it.")
     if last_agent in CHECK_INS:  # their answer to our check-in is addressed to us
         return Turn("Sounds good. Take your time.")
+    code = seeing.newest(req.context, types=("code_observation",))
+    if code is not None and not seeing.mentioned(code, list(req.history)) and (remark := seeing.code_remark(code)):
+        return Turn(remark)  # new code on screen since we last asked about it: once per function
     return Turn("", [Act(llm_pb2.NO_REPLY, reason="thinking aloud, not addressed to the interviewer")])
 
 

@@ -64,6 +64,9 @@ class Peer:
         self.close_reason = ""
         self.closed = asyncio.Event()
         self.frames_sent = 0
+        # per source rate until the orchestrator sends FrameRates (an orchestrator without video never does)
+        self.gates = {s: FrameGate(cfg.video_fps, s) for s in (common_pb2.VIDEO_SOURCE_CAMERA,
+                                                                 common_pb2.VIDEO_SOURCE_SCREEN)}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending_events: list[dict[str, Any]] = []
         self._started = time.monotonic()
@@ -166,7 +169,7 @@ class Peer:
                     audio=common_pb2.AudioChunk(pcm=pcm, offset_samples=offset)))
 
     async def _consume_video(self, track: MediaStreamTrack, spec: FrameSpec) -> None:
-        gate = FrameGate(self.cfg.video_fps)
+        gate = self.gates[spec.source]
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -180,7 +183,8 @@ class Peer:
             msg = await loop.run_in_executor(self._executor, encode_jpeg, frame, spec, time_ms)
             if self._video_allowed(spec.source):  # consent may have been withdrawn meanwhile
                 self.frames_sent += 1
-                await self.link.send(session_pb2.ClientMessage(frame=msg))
+                gate.sent()
+                self.link.send_frame(session_pb2.ClientMessage(frame=msg))
 
     def _video_allowed(self, source: int) -> bool:
         if source == common_pb2.VIDEO_SOURCE_CAMERA:
@@ -214,6 +218,8 @@ class Peer:
                 elif kind == "video_policy":
                     self.policy = msg.video_policy
                     self._event(type="policy", camera=self.policy.camera_allowed, screen=self.policy.screen_allowed)
+                elif kind == "frame_rates":
+                    self.set_frame_rates(msg.frame_rates)
                 elif kind == "credential":
                     self.link.credential = msg.credential
                     self._event(type="credential", credential=msg.credential.credential)
@@ -230,6 +236,13 @@ class Peer:
             return
         if not self.link.closed:
             await self.close("", reason_for_log="session stream ended")
+
+    def set_frame_rates(self, rates: session_pb2.FrameRates) -> None:
+        """Throttle at the source: the gates drop frames before any scaling or JPEG encoding, and
+        the page lowers (or pauses) its video senders so fewer frames are even decoded."""
+        self.gates[common_pb2.VIDEO_SOURCE_CAMERA].set_rate(rates.camera_fps)
+        self.gates[common_pb2.VIDEO_SOURCE_SCREEN].set_rate(rates.screen_fps)
+        self._event(type="frame_rates", camera=round(rates.camera_fps, 2), screen=round(rates.screen_fps, 2))
 
     def _mark(self, mark: session_pb2.PlaybackMark) -> None:
         self.link.send_audio(session_pb2.ClientMessage(mark=mark))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from services.common import metrics
 log = logging.getLogger("media.session")
 
 UP_QUEUE = 256  # ~8 s of 32 ms audio chunks
+FRAME_QUEUE = 4  # video frames wait here, apart: only sent when no audio or control is waiting
 
 # gRPC status of a refused join -> (HTTP status, what the candidate reads)
 _HTTP = {
@@ -43,6 +45,48 @@ class JoinRefused(Exception):
         return JoinRefused(status, message, f"{exc.code().name}: {exc.details()}")
 
 
+class UpQueues:
+    """What goes up the session stream, in two bounded queues: audio and control first, always;
+    video frames only when nothing else waits, and the oldest frame is dropped when a newer one
+    finds the (small) frame queue full. A frame therefore never delays or pushes out candidate
+    audio, and a stale frame is never sent when a newer one exists."""
+
+    def __init__(self, size: int = UP_QUEUE, frames: int = FRAME_QUEUE):
+        self.main: asyncio.Queue[session_pb2.ClientMessage | None] = asyncio.Queue(size)
+        self.frames: deque[session_pb2.ClientMessage] = deque(maxlen=frames)
+        self.dropped_frames = 0
+        self._frame_ready = asyncio.Event()
+
+    def put_frame(self, msg: session_pb2.ClientMessage) -> None:
+        if len(self.frames) == self.frames.maxlen:
+            self.dropped_frames += 1
+        self.frames.append(msg)
+        self._frame_ready.set()
+
+    async def drain(self) -> AsyncIterator[session_pb2.ClientMessage]:
+        while True:
+            if not self.main.empty():
+                msg = self.main.get_nowait()
+            elif self.frames:
+                msg = self.frames.popleft()
+            else:
+                self._frame_ready.clear()
+                getter = asyncio.ensure_future(self.main.get())
+                frame = asyncio.ensure_future(self._frame_ready.wait())
+                try:
+                    await asyncio.wait((getter, frame), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    frame.cancel()
+                    if not getter.done():
+                        getter.cancel()
+                if not getter.done() or getter.cancelled():
+                    continue  # a frame arrived: loop, audio still goes first
+                msg = getter.result()
+            if msg is None:
+                return
+            yield msg
+
+
 @dataclass
 class SessionLink:
     """An accepted session stream: the credential, what came before it, and the open call."""
@@ -50,16 +94,24 @@ class SessionLink:
     call: grpc.aio.StreamStreamCall
     credential: session_pb2.SessionCredential
     early: list[session_pb2.ServerMessage] = field(default_factory=list)
-    _up: asyncio.Queue[session_pb2.ClientMessage | None] = field(default_factory=lambda: asyncio.Queue(UP_QUEUE))
+    uplink: UpQueues = field(default_factory=UpQueues)
     dropped_audio: int = 0
     closed: bool = False
+
+    @property
+    def _up(self) -> asyncio.Queue[session_pb2.ClientMessage | None]:
+        return self.uplink.main
+
+    @property
+    def dropped_frames(self) -> int:
+        return self.uplink.dropped_frames
 
     @staticmethod
     async def join(stub: session_pb2_grpc.SessionStub, join: session_pb2.Join, timeout_s: float) -> "SessionLink":
         """Open the stream and wait for the orchestrator to accept the join (or raise JoinRefused)."""
-        up: asyncio.Queue[session_pb2.ClientMessage | None] = asyncio.Queue(UP_QUEUE)
-        up.put_nowait(session_pb2.ClientMessage(join=join))
-        call = stub.Connect(_drain(up))
+        uplink = UpQueues()
+        uplink.main.put_nowait(session_pb2.ClientMessage(join=join))
+        call = stub.Connect(uplink.drain())
         early: list[session_pb2.ServerMessage] = []
         try:
             async with asyncio.timeout(timeout_s):
@@ -68,7 +120,7 @@ class SessionLink:
                     if msg is grpc.aio.EOF:
                         raise JoinRefused(*_UNAVAILABLE, detail="stream ended before the join was accepted")
                     if msg.HasField("credential"):
-                        return SessionLink(call, msg.credential, early, up)
+                        return SessionLink(call, msg.credential, early, uplink)
                     if msg.HasField("end"):
                         raise JoinRefused(410, "This interview has ended.", msg.end.reason)
                     early.append(msg)
@@ -92,6 +144,11 @@ class SessionLink:
             metrics.MEDIA_DROPPED_FRAMES.labels("candidate_audio_backlog").inc()
             if self.dropped_audio in (1, 100) or self.dropped_audio % 1000 == 0:
                 log.warning("session stream backed up: candidate audio dropped", extra={"dropped": self.dropped_audio})
+
+    def send_frame(self, msg: session_pb2.ClientMessage) -> None:
+        """A video frame: never waits and never takes audio's room (see UpQueues)."""
+        if not self.closed:
+            self.uplink.put_frame(msg)
 
     async def send(self, msg: session_pb2.ClientMessage) -> None:
         """Control messages (marks, consent, leave) wait for room instead of being dropped."""
@@ -128,7 +185,3 @@ class SessionLink:
             pass
         self.call.cancel()
 
-
-async def _drain(up: asyncio.Queue[session_pb2.ClientMessage | None]) -> AsyncIterator[session_pb2.ClientMessage]:
-    while (msg := await up.get()) is not None:
-        yield msg

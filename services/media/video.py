@@ -10,8 +10,13 @@ import fractions
 from dataclasses import dataclass
 
 import av
+from prometheus_client import Counter
 
 from interview.v1 import common_pb2
+
+FRAMES = Counter("interviewer_media_video_frames", "received video frames by source and outcome: sent (encoded and "
+                 "queued up), no_consent, over_rate (dropped before any scaling or encoding)", ["source", "outcome"])
+_SOURCE = {common_pb2.VIDEO_SOURCE_CAMERA: "camera", common_pb2.VIDEO_SOURCE_SCREEN: "screen"}
 
 
 @dataclass(frozen=True)
@@ -48,14 +53,27 @@ def encode_jpeg(frame: av.VideoFrame, spec: FrameSpec, time_ms: int) -> common_p
 
 
 class FrameGate:
-    """Decides which received frames are sent: consent first, then the per-source rate cap."""
+    """Decides which received frames are sent, before anything is scaled or encoded: consent
+    first, then the per-source rate (the orchestrator's FrameRates; 0 = none)."""
 
-    def __init__(self, fps: float):
-        self.interval_s = 1.0 / fps
+    def __init__(self, fps: float, source: int = common_pb2.VIDEO_SOURCE_UNSPECIFIED):
+        self.fps = fps
+        self._source = _SOURCE.get(source, "other")
         self._next_due = 0.0
+        self.skipped = 0
+
+    def set_rate(self, fps: float) -> None:
+        if fps != self.fps:
+            self.fps = fps
+            self._next_due = 0.0  # a new rate starts at the next frame
 
     def take(self, now: float, allowed: bool) -> bool:
-        if not allowed or now < self._next_due:
+        if not allowed or self.fps <= 0 or now < self._next_due:
+            self.skipped += 1
+            FRAMES.labels(self._source, "no_consent" if not allowed else "over_rate").inc()
             return False
-        self._next_due = now + self.interval_s
+        self._next_due = now + 1.0 / self.fps
         return True
+
+    def sent(self) -> None:
+        FRAMES.labels(self._source, "sent").inc()

@@ -39,6 +39,8 @@ class OrchestratorConfig:
     stt_addr: str = env("127.0.0.1:50053", name="STT_ADDR", help="STT service target")
     llm_addr: str = env("127.0.0.1:50054", name="LLM_ADDR", help="LLM service target")
     tts_addr: str = env("127.0.0.1:50055", name="TTS_ADDR", help="TTS service target")
+    video_addr: str = env("127.0.0.1:50056", name="VIDEO_ADDR",
+                          help="video service target ('' = no video: media is told to send no frames)")
     stt_provider: str = env("", help="STT provider asked for ('' = the STT server's default)")
     tts_provider: str = env("", help="TTS provider asked for ('' = the TTS server's chain)")
     pre_roll_ms: int = env(500, min=0, max=2000, help="audio before VAD's speech start sent to STT")

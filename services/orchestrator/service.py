@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from interview.v1 import (interviews_pb2, interviews_pb2_grpc, llm_pb2_grpc, session_pb2, session_pb2_grpc,
-                          stt_pb2_grpc, tts_pb2_grpc, vad_pb2_grpc)
+                          stt_pb2_grpc, tts_pb2_grpc, vad_pb2_grpc, video_pb2_grpc)
 from services.common.channels import create_channel
 from services.common.config import ConfigError
 from services.common.server import ServiceRuntime
@@ -134,6 +134,9 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     channels = [create_channel(t) for t in (cfg.vad_addr, cfg.stt_addr, cfg.llm_addr, cfg.tts_addr)]
     stubs = Stubs(vad_pb2_grpc.VadStub(channels[0]), stt_pb2_grpc.SttStub(channels[1]),
                   llm_pb2_grpc.LlmStub(channels[2]), tts_pb2_grpc.TtsStub(channels[3]))
+    if cfg.video_addr:  # optional: a session without a video service carries on with voice only
+        channels.append(create_channel(cfg.video_addr))
+        stubs.video = video_pb2_grpc.VideoStub(channels[-1])
     evaluations = EvaluationJobs(
         store, grpc_generate(stubs.llm), instance, lease_ms=cfg.evaluation_lease_ms,
         concurrency=cfg.evaluation_workers,

@@ -132,7 +132,7 @@ def test_orchestrator_and_media_find_their_peers_by_headless_dns(rendered):
     _, docs = rendered
     services = named(docs, "Service")
     orch = env_values(container(find(docs, "Deployment", "orchestrator")))
-    for name in ("vad", "stt", "llm", "tts"):
+    for name in ("vad", "stt", "llm", "tts", "video"):
         target = orch[f"{name.upper()}_ADDR"]
         assert target == f"dns:///{name}:{DEFAULT_PORTS[name]}"
         assert services[name]["spec"]["clusterIP"] == "None"

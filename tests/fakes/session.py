@@ -86,7 +86,7 @@ class Recorded:
 class FakeSession(session_pb2_grpc.SessionServicer):
     def __init__(self, *, greeting: str | None = GREETING, follow_up: str | None = None, echo: bool = False,
                  barge_in: bool = True, clear_after_s: float = 0.3, late_chunks: int = 10,
-                 speech_dbfs: float = -35.0):
+                 speech_dbfs: float = -35.0, frame_rates: session_pb2.FrameRates | None = None):
         self.tokens = JoinTokens(secrets.token_bytes(32))
         self.interviews: dict[str, Interview] = {}
         self.sessions: list[Recorded] = []
@@ -94,6 +94,7 @@ class FakeSession(session_pb2_grpc.SessionServicer):
         self.barge_in, self.clear_after_s, self.late_chunks = barge_in, clear_after_s, late_chunks
         self.speech_rms = 32768 * 10 ** (speech_dbfs / 20)
         self.session_started = asyncio.Event()
+        self.frame_rates = frame_rates  # sent after the policy, as the orchestrator does
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- test controls ----------------------------------------------------------------------
@@ -159,6 +160,8 @@ class FakeSession(session_pb2_grpc.SessionServicer):
         self.session_started.set()
         rec.send(credential=session_pb2.SessionCredential(session_id=f"s{len(self.sessions)}", credential=iv.credential))
         rec.send(video_policy=iv.policy)
+        if self.frame_rates is not None:
+            rec.send(frame_rates=self.frame_rates)
         rec.send(state=session_pb2.SessionState(phase_id="intro", phase_title="Introduction",
                                                 mode=common_pb2.MODE_CONVERSATIONAL,
                                                 status=session_pb2.INTERVIEW_ACTIVE))

@@ -55,3 +55,26 @@ async def test_frames_only_with_consent_capped_and_scaled(media, fake, consent, 
         assert 3 <= len(rec.frames) <= 8  # 2 fps cap over ~3 s
         f = rec.frames[0]
         assert f.jpeg[:3] == b"\xff\xd8\xff" and (f.width, f.height) == (1280, 720)
+
+
+
+async def test_frames_follow_the_orchestrators_rates_and_zero_sends_none(media, fake) -> None:
+    """FrameRates throttle at the source: camera consented but at 0 fps (nothing sent, nothing
+    encoded), screen at 1 fps; the page is told the rates too."""
+    import asyncio
+    from interview.v1 import session_pb2
+    fake.frame_rates = session_pb2.FrameRates(camera_fps=0, screen_fps=1)
+    iid, token = fake.create()
+    client = ClientPeer(media.url, iid, WavTrack(np.zeros(0, np.int16), RATE), token=token,
+                        camera=PatternTrack(1280, 720), screen=PatternTrack(1920, 1080),
+                        consent={"camera": True, "screen": True})
+    await client.connect()
+    await client.wait_connected()
+    rec = await fake.wait_session()
+    await asyncio.sleep(3.2)
+    peer = next(iter(media.gateway.peers.values()))
+    await client.hangup()
+    assert {f.source for f in rec.frames} == {common_pb2.VIDEO_SOURCE_SCREEN}
+    assert 2 <= len(rec.frames) <= 5  # 1 fps over ~3 s (2 fps before the rates would give 6+)
+    assert peer.gates[common_pb2.VIDEO_SOURCE_CAMERA].skipped > 0
+    assert any(e.get("type") == "frame_rates" and e.get("screen") == 1 for e in client.events)

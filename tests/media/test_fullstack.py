@@ -59,7 +59,7 @@ def stack() -> Iterator[Stack]:
             "REDIS_URL": redis.url, "ORCHESTRATOR_API_KEYS": f"fullstack:{API_KEY}",
             "ORCHESTRATOR_JOIN_TOKEN_SECRET": secrets.token_hex(32),
             "ORCHESTRATOR_PUBLIC_BASE_URL": media.url,
-            **{f"{name.upper()}_ADDR": p.address for name, p in ai.items()}})
+            "VIDEO_ADDR": "", **{f"{name.upper()}_ADDR": p.address for name, p in ai.items()}})
         media.env["ORCHESTRATOR_ADDR"] = orch.address
         procs = [*ai.values(), orch, media]
         try:

@@ -127,6 +127,7 @@ function onEvent(ev) {
       $("phase").hidden = !ev.phase; $("phase-title").textContent = ev.phase || "";
       $("mode").textContent = ev.mode === "coding" ? "Coding (the interviewer stays quiet)" : "Conversation";
       break;
+    case "frame_rates": applyFrameRates(ev); break;
     case "speaking": $("speaking").hidden = !ev.value; break;
     case "caption": caption(ev); break;
     case "credential": saveCredential(ev.credential); break;
@@ -148,6 +149,20 @@ function caption(ev) {
   who.textContent = ev.role === "agent" ? "Interviewer:" : "You:";
   li.append(who, document.createTextNode(ev.text));
   list.scrollTop = list.scrollHeight;
+}
+
+// The orchestrator's sampling rates: the browser encodes (and media decodes) no more video than is
+// analysed; 0 pauses the sender. maxFramerate below 1 is not honoured everywhere, media gates too.
+async function applyFrameRates(ev) {
+  state.frameRates = ev;
+  for (const [sender, fps] of [[state.cameraSender, ev.camera], [state.screenSender, ev.screen]]) {
+    if (!sender) continue;
+    const params = sender.getParameters();
+    if (!params.encodings || !params.encodings.length) continue;
+    params.encodings[0].active = fps > 0;
+    if (fps > 0) params.encodings[0].maxFramerate = Math.max(1, fps);
+    try { await sender.setParameters(params); } catch (e) { /* not negotiated yet: media still gates */ }
+  }
 }
 
 function askConsent(policy) {

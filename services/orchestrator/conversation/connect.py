@@ -127,6 +127,7 @@ class SessionServicer:
                           control_cursor=cursor, store=self.store, api=self.api, stubs=self.stubs,
                           settings=self.settings, clock=self.clock, input_rate=rate, playback_rate=playback,
                           earlier=earlier)
+        session.vision.set_consent(join.consent)  # the candidate's video choice, made before joining
         self.live[iid] = session
         log.info("session joined", extra={"interview_id": iid, "session_id": session_id, "epoch": epoch,
                                           "client": join.client_info[:200], "by": kind})

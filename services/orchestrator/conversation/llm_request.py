@@ -1,11 +1,12 @@
 """Llm.Generate requests of a session: the interview context (plan, phase and its time left, mode,
-questions asked, code, summary) plus the history, for a task. The summariser (TASK_SUMMARIZE)
+questions asked, code, recent video observations, summary) plus the history, for a task. The summariser (TASK_SUMMARIZE)
 is built here too and handed to the History, which decides when to use it."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from interview.v1 import llm_pb2
+from interview.v1 import common_pb2, llm_pb2
 from services.orchestrator.conversation.history import History
 from services.orchestrator.conversation.interview_view import InterviewView
 from services.orchestrator.conversation.transcript import USER, Transcript
@@ -17,6 +18,7 @@ SUMMARY_TIMEOUT_S = 10
 class LlmRequests:
     def __init__(self, view: InterviewView, history: History, transcript: Transcript, session_id: str):
         self.view, self.history, self.transcript, self.session_id = view, history, transcript, session_id
+        self.observations: Callable[[], list[common_pb2.Observation]] = list  # recent video (Vision.recent)
 
     def generate(self, task: int, gid: str) -> llm_pb2.GenerateRequest:
         iv = self.view.interview
@@ -25,6 +27,7 @@ class LlmRequests:
                                        summary=self.history.summary, asked_question_ids=sorted(self.transcript.asked))
         if self.view.code is not None:
             ctx.code.CopyFrom(self.view.code)
+        ctx.observations.extend(self.observations())
         history = list(self.history.messages)
         pending = self.transcript.pending_user
         if task in ANSWERS and pending:

@@ -1,6 +1,7 @@
 """One live session (one candidate): its lifecycle, and the routing between its rooms.
 
     media audio ─► Listener (VAD, gated STT) ──events──► Session ─► Floor (turns, barge-in)
+    media frames, consent ─► Vision (Video.Analyze) ─► observations ─► events, LLM context
     control stream ─► Ownership ──events──► Session ─► InterviewView, Listener, Floor
     Floor / Session ─► Transcript (entries, history) ─► outbox ─► Redis
 
@@ -31,6 +32,7 @@ from services.orchestrator.conversation.outbound import Outbound
 from services.orchestrator.conversation.ownership import Ownership
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.conversation.transcript import AGENT, Transcript
+from services.orchestrator.conversation.vision import Vision
 from services.orchestrator.store.outbox import TranscriptOutbox
 from services.orchestrator.store.store import InterviewStore
 
@@ -66,6 +68,10 @@ class Session:
                            listener=self.listener, outbound=self.outbound, api=api, stubs=stubs, settings=settings,
                            clock=clock, playback_rate=playback_rate, spawn=self.spawn, stopped=lambda: self.stopped,
                            changed=self.ownership.kick, publish=self.ownership.append_event)
+        self.vision = Vision(stub=stubs.video, interview=interview, stream_id=session_id, clock=clock,
+                             phase_kind=lambda: (p.kind if (p := self.view.phase()) else 0),
+                             to_media=self.outbound.control, record=self.ownership.append_event)
+        self.requests.observations = self.vision.recent
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
         self._finished = asyncio.Event()  # run() returned: the shutdown's writes are done
@@ -114,9 +120,11 @@ class Session:
             self.spawn(self.listener.vad.run(), "vad")
             self.spawn(self.listener.stt.run(), "stt")
             self.spawn(self._read_media(requests), "media")
+            self.spawn(self.vision.run(), "video")
             for name, loop in self.ownership.loops().items():
                 self.spawn(loop, name)  # type: ignore[arg-type]
             self.apply_mode(self.interview.mode or common_pb2.MODE_CONVERSATIONAL, "join", note=False)
+            self.vision.retune("join")
             if self._older:
                 older, self._older = self._older, []
                 self.spawn(self.history.absorb(older), "summarize-earlier")
@@ -157,6 +165,7 @@ class Session:
         cut = self.transcript.in_flight(self.listener.in_progress(), self.floor.in_progress(), ended=True)
         self.transcript.pending_user = []
         self.floor.cut_off()
+        self.vision.close()
         tasks = [t for t in self._tasks if t not in self.transcript.writes]
         for t in tasks:
             t.cancel()
@@ -192,6 +201,10 @@ class Session:
                 self.listener.audio(msg.audio)
             elif kind == "mark":
                 self.floor.mark(msg.mark)
+            elif kind == "frame":
+                self.vision.frame(msg.frame)
+            elif kind == "consent":
+                self.vision.set_consent(msg.consent.consent)
             elif kind == "leave":
                 self.stop(f"left: {msg.leave.reason or 'hangup'}")
                 return
@@ -199,7 +212,6 @@ class Session:
                 raise SessionFailed("Join sent twice: a stream joins once, first")
             elif kind is None:
                 raise SessionFailed("empty ClientMessage: set one of its fields")
-            # frames and consent updates belong to the video issue: accepted, not analysed yet
         self.stop("disconnected")
 
     def heard(self, event: Heard) -> None:
@@ -227,6 +239,7 @@ class Session:
             self.transcript.note(modes.NOTES.get(mode, ""))
         self.floor.timer.set_mode(self.view.coding(), self.view.check_in_timeout_s())
         self.floor.send_state()
+        self.vision.retune("mode")
         log.info("mode applied", extra={"mode": common_pb2.Mode.Name(mode), "reason": reason})
 
     def apply_event(self, event: interviews_pb2.Event) -> None:
@@ -240,6 +253,7 @@ class Session:
         elif kind == "phase_changed":
             self.transcript.note(self.view.set_phase(event.phase_changed.to_phase_id))
             self.floor.send_state()
+            self.vision.retune("phase")
         elif kind == "code_event":
             self.view.set_code(event.code_event.code)
         elif kind == "lifecycle" and event.lifecycle.kind == interviews_pb2.Lifecycle.ENDED:

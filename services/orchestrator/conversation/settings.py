@@ -28,3 +28,4 @@ class Stubs:
     stt: Any
     llm: Any
     tts: Any
+    video: Any = None  # None: no video service, frames are refused and media is told to send none

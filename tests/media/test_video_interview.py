@@ -1,0 +1,170 @@
+"""Video in the interview, end to end with real processes: redis-server, VAD, STT (pocketsphinx),
+LLM (scripted), TTS (flite), video (offline OCR with tesseract), the orchestrator and media; the
+candidate is an aiortc peer sharing a "screen" (an editor rendering two_sum, through VP8 and
+media's 1280 px scaler) and speaking a real recording.
+
+- with screen consent: the OCR observation reaches the interview's events and the LLM context,
+  and the scripted interviewer's next turn after the candidate speaks names the function;
+- voice only: no frame leaves media (its frame counter says "no_consent") and nothing is analysed.
+"""
+from __future__ import annotations
+
+import asyncio
+import fractions
+import re
+import secrets
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import pytest
+from aiortc import VideoStreamTrack
+
+from interview.v1 import common_pb2
+from services.common.audio import read_wav
+from services.media.client import ClientPeer, WavTrack
+from services.orchestrator.api.client import InterviewsClient
+from tests.media.helpers import SPEECH, until
+from tests.support.procs import MediaProcess, RedisServer, ServiceProcess
+from tests.video import screens
+
+pytestmark = pytest.mark.timeout(150)
+API_KEY = "video-e2e-" + secrets.token_hex(16)
+NAMED = re.compile(r"defined two[ _]sum")
+
+
+class ScreenTrack(VideoStreamTrack):
+    """A shared screen showing one still image, at `fps` (a real screen share sends few frames
+    when nothing moves)."""
+
+    def __init__(self, image, fps: float = 5.0):
+        super().__init__()
+        self.frame_rgb = np.asarray(image.convert("RGB"))
+        self.fps, self._n, self._start = fps, 0, 0.0
+
+    async def recv(self) -> av.VideoFrame:
+        if not self._start:
+            self._start = time.monotonic()
+        await asyncio.sleep(max(0.0, self._start + self._n / self.fps - time.monotonic()))
+        frame = av.VideoFrame.from_ndarray(self.frame_rgb, format="rgb24")
+        frame.pts, frame.time_base = int(self._n * 90000 / self.fps), fractions.Fraction(1, 90000)
+        self._n += 1
+        return frame
+
+
+@dataclass
+class Stack:
+    orchestrator: ServiceProcess
+    media: MediaProcess
+    video: ServiceProcess
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    media = MediaProcess("media", env={"MEDIA_ICE_LOOPBACK_ONLY": "true", "MEDIA_ICE_TIMEOUT_S": "5"})
+    with RedisServer() as redis:
+        ai = {"vad": ServiceProcess("vad"), "stt": ServiceProcess("stt"), "llm": ServiceProcess("llm"),
+              "tts": ServiceProcess("tts", env={"TTS_PROVIDERS": "offline"}),
+              "video": ServiceProcess("video", env={"VIDEO_PROVIDERS": "offline", "VIDEO_OCR_MIN_INTERVAL_S": "1"})}
+        orch = ServiceProcess("orchestrator", env={
+            "REDIS_URL": redis.url, "ORCHESTRATOR_API_KEYS": f"e2e:{API_KEY}",
+            "ORCHESTRATOR_JOIN_TOKEN_SECRET": secrets.token_hex(32), "ORCHESTRATOR_PUBLIC_BASE_URL": media.url,
+            **{f"{name.upper()}_ADDR": p.address for name, p in ai.items()}})
+        media.env["ORCHESTRATOR_ADDR"] = orch.address
+        procs = [*ai.values(), orch, media]
+        try:
+            with ThreadPoolExecutor(len(procs)) as pool:
+                list(pool.map(lambda p: p.start(60), procs))
+            yield Stack(orch, media, ai["video"])
+        finally:
+            for p in procs:
+                p.stop()
+
+
+def coding_plan() -> common_pb2.Plan:
+    coding = common_pb2.Phase(id="coding", title="Live coding", kind=common_pb2.PHASE_LIVE_CODING, time_budget_s=600,
+                              questions=[common_pb2.Question(id="c1", text="Please write two sum.")])
+    wrap = common_pb2.Phase(id="wrap", title="Wrap-up", kind=common_pb2.PHASE_WRAP_UP, time_budget_s=60)
+    return common_pb2.Plan(name="v", title="Video", role="Engineer", greeting="Hi.", version="1", phases=[coding, wrap])
+
+
+def media_frames(stack: Stack) -> dict[tuple[str, str], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.media.metrics_port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {(m[0], m[1]): float(m[2]) for m in re.findall(
+        r'interviewer_media_video_frames_total\{outcome="(\w+)",source="(\w+)"\} ([\d.e+]+)', text)}
+
+
+async def observations(api: InterviewsClient, iid: str) -> list[common_pb2.Observation]:
+    out = []
+    try:
+        async with asyncio.timeout(1.5):
+            async for ev in api.watch(iid, ""):
+                if ev.WhichOneof("payload") == "observation":
+                    out.append(ev.observation)
+    except TimeoutError:
+        pass
+    return out
+
+
+async def interview(stack: Stack, consent: dict[str, bool], speech: np.ndarray, rate: int):
+    api = InterviewsClient(stack.orchestrator.address, API_KEY)
+    await api.__aenter__()
+    created = await api.create(plan=coding_plan(), candidate_name="Ada", screen=True, camera=True)
+    iid = created.interview.id
+    screen = ScreenTrack(screens.editor(screens.TWO_SUM, size=(1280, 720), font_px=18))
+    client = ClientPeer(stack.media.url, iid, WavTrack(speech, rate, lead_silence_s=7.0), token=created.join_token,
+                        screen=screen, consent=consent)
+    await client.connect()
+    await client.wait_connected(10)
+    return api, iid, client
+
+
+def agent_turns(client: ClientPeer) -> list[str]:
+    return [e["text"] for e in client.events if e.get("type") == "caption" and e.get("role") == "agent" and e.get("final")]
+
+
+async def test_the_interviewer_names_the_function_it_sees_on_the_shared_screen(stack: Stack) -> None:
+    speech, rate = read_wav(SPEECH / "forever_16k.wav")  # "feels like these days go on forever": thinking aloud
+    before = media_frames(stack)
+    api, iid, client = await interview(stack, {"screen": True}, speech, rate)
+    try:
+        try:
+            await until(lambda: any(NAMED.search(t) for t in agent_turns(client)), timeout=60)
+        except TimeoutError:
+            logs = [line for p in (stack.orchestrator, stack.video) for line in p.logs().splitlines()
+                    if re.search(r"video|observation|vision|consent|reply|final|llm", line, re.I)]
+            raise AssertionError(f"agent said {agent_turns(client)}; events {client.events[-12:]}; "
+                                 f"media frames {media_frames(stack)}; logs:\n" + "\n".join(logs[-40:])) from None
+        turn = next(t for t in agent_turns(client) if NAMED.search(t))
+        # the caption is the spoken text: TTS normalisation reads "two_sum" as "two sum"
+        assert re.match(r"I see you've defined two[ _]sum with a dictionary", turn), agent_turns(client)
+        rates = [e for e in client.events if e.get("type") == "frame_rates"]
+        assert rates and rates[-1]["screen"] == 2 and rates[-1]["camera"] == 0  # live coding: SCREEN_FOCUS
+        seen = await observations(api, iid)
+        assert any(o.type == "code_observation" and "two_sum" in o.detail and o.id for o in seen), seen
+        sent = media_frames(stack).get(("sent", "screen"), 0) - before.get(("sent", "screen"), 0)
+        assert sent > 0
+    finally:
+        await client.hangup()
+        await api.__aexit__(None, None, None)
+
+
+async def test_voice_only_no_frame_leaves_media_and_nothing_is_analysed(stack: Stack) -> None:
+    before, streams = media_frames(stack), stack.video.logs().count("video stream opened")
+    api, iid, client = await interview(stack, {}, np.zeros(0, np.int16), 16000)
+    try:
+        await asyncio.sleep(4)
+        after = media_frames(stack)
+        assert after.get(("sent", "screen"), 0) == before.get(("sent", "screen"), 0)
+        assert after.get(("no_consent", "screen"), 0) > before.get(("no_consent", "screen"), 0)  # frames came, none left
+        assert await observations(api, iid) == []
+        assert not any(e.get("type") == "frame_rates" and (e.get("screen") or e.get("camera")) for e in client.events)
+    finally:
+        await client.hangup()
+        await api.__aexit__(None, None, None)
+    assert stack.video.logs().count("video stream opened") == streams  # the video service was never asked
