@@ -19,7 +19,9 @@ from interview.v1 import common_pb2, interviews_pb2, llm_pb2, session_pb2, tts_p
 from services.common.clock import Clock
 from services.orchestrator.conversation.barge_in import BargeIn, Stage
 from services.orchestrator.conversation.interview_view import InterviewView
-from services.orchestrator.conversation.listener import EarlySpeech, Final, Interim, Listener, SpeechStopped
+from services.orchestrator.conversation import modes
+from services.orchestrator.conversation.end_of_turn import EndOfTurn, policy_config
+from services.orchestrator.conversation.listener import EarlySpeech, Final, Interim, Listener, SpeechStopped, TurnPaused
 from services.orchestrator.conversation.llm_request import ANSWERS, LlmRequests
 from services.orchestrator.conversation.metrics import turn_metrics
 from services.orchestrator.conversation.outbound import Outbound
@@ -43,6 +45,7 @@ class Floor:
         self.barge = BargeIn(clock, pause=self._pause, resume=self._resume, commit=self._commit_barge_in,
                              commit_after_s=settings.barge_in_commit_ms / 1000, still_speaking=listener.voiced_recently)
         self.timer = SilenceTimer(clock, self._check_in, view.check_in_timeout_s())
+        self.eot = EndOfTurn(clock, self.maybe_reply)
         self.turn: AgentTurn | None = None
         self._turn_task: asyncio.Task[None] | None = None
         self._generation_seq = 0
@@ -56,9 +59,44 @@ class Floor:
 
     # ---- what the candidate does ----
 
+    def configure_turns(self) -> None:
+        """Semantic end of turn or silence only, and the thresholds, for the current mode and config."""
+        config = self.view.interview.config
+        self.eot.configure(modes.turn_taking_on(self.view.mode, config), policy_config(modes.turn_taking(config)),
+                           config.language or "en")
+
     def speech_started(self) -> None:
         self._resumed = False
+        self.eot.speech_started()
         self.barge.speech_started()
+
+    def turn_paused(self, e: TurnPaused) -> None:
+        self._vad_stop_at = e.at
+        self._utterance_trace = e.trace
+        self.eot.paused(e)
+
+    def speech_resumed(self) -> None:
+        """The candidate goes on after a short pause. A reply started for it that nobody has heard
+        yet is withdrawn silently (their words stay pending, joined by the next ones); one being
+        heard is a barge-in."""
+        self.eot.resumed()
+        turn = self.turn
+        if turn is None or turn.task not in ANSWERS:
+            return
+        if not turn.sent_any_audio:
+            self._withdraw(turn)
+        else:
+            self.barge.speech_started()
+
+    def _withdraw(self, turn: AgentTurn) -> None:
+        log.info("reply withdrawn: the candidate went on", extra={"generation_id": turn.generation_id})
+        turn.cancel_calls()
+        if self._turn_task is not None:
+            self._turn_task.cancel()
+        self.turn = None
+        self.barge.turn_finished()
+        self.timer.agent_speaking(False)
+        self.send_state()
 
     def early_speech(self, e: EarlySpeech) -> None:
         if self.barge.stage is not Stage.SPEAKING:
@@ -70,9 +108,12 @@ class Floor:
             self.barge.speech_started()
 
     def speech_stopped(self, e: SpeechStopped) -> None:
-        self._vad_stop_at = e.at
-        self._utterance_trace = e.trace
+        if self.eot.pause is None:  # a committed or pending scored pause keeps its own timings
+            self._vad_stop_at = e.at
+            self._utterance_trace = e.trace
         self.barge.speech_stopped()
+        applied = self.listener.applied or self.listener.params
+        self.eot.speech_stopped(e.at, applied.min_silence_ms)
 
     def interim(self, e: Interim) -> None:
         self.barge.stt_word()
@@ -86,6 +127,7 @@ class Floor:
                 role=USER, text=e.text, is_final=True)))
             self.timer.utterance_transcribed()
             self.transcript.add_pending(e.text, self.listener.utterance_start_time)
+        self.eot.finalized(e.finalize_id, " ".join(self.transcript.pending_user))
         self.maybe_reply()
 
     def mark(self, mark: session_pb2.PlaybackMark) -> None:
@@ -97,9 +139,10 @@ class Floor:
                 self._commit_user_turn(turn)  # the reply is being heard: no merge any more
 
     def maybe_reply(self) -> None:
-        """Answer the pending words once the candidate is quiet and the agent is not speaking;
-        words that arrive while the agent speaks are answered when its turn ends."""
-        if (self.transcript.pending_user and not self.listener.speaking and not self.listener.finalizing
+        """Answer the pending words once the candidate's turn is over (end_of_turn.py), every
+        FINALIZE is answered and the agent is not speaking; words that arrive while the agent
+        speaks are answered when its turn ends."""
+        if (self.transcript.pending_user and self.eot.committed and not self.listener.finalizing
                 and self.turn is None):
             self.start_turn(llm_pb2.TASK_WRAP_UP if self.view.wrap_up_due() else llm_pb2.TASK_REPLY)
 
@@ -114,11 +157,14 @@ class Floor:
         answers = task in ANSWERS
         turn = AgentTurn(gid, task, request, self.playback_rate, self.clock, self.outbound,
                          margin_s=self.s.playback_margin_ms / 1000,
-                         times=TurnTimes(vad_stop=self._vad_stop_at, stt_final=self.clock.monotonic() if answers else None),
+                         times=TurnTimes(vad_stop=self._vad_stop_at, stt_final=self.clock.monotonic() if answers else None,
+                                         speech_end=self.eot.speech_end if answers else None,
+                                         committed=self.eot.committed_at if answers else None),
                          user_texts=list(self.transcript.pending_user) if answers else [],
                          on_first_audio=self._publish_metrics)
         if answers:
             turn.trace.CopyFrom(self._utterance_trace)
+            self.eot.taken()
         request.trace.CopyFrom(turn.trace)
         self.turn = turn
         self._turn_started = self.clock.time()

@@ -21,4 +21,5 @@ def turn_metrics(turn: "AgentTurn", interrupted: bool = False) -> interviews_pb2
         turn_id=turn.generation_id, stt_final_ms=_ms(t.vad_stop, t.stt_final),
         llm_first_token_ms=_ms(t.vad_stop, t.llm_first_token), tts_first_audio_ms=_ms(t.vad_stop, t.tts_first_audio),
         first_audio_sent_ms=_ms(t.vad_stop, t.first_audio_sent), interrupted=interrupted,
-        traceparent=turn.trace.traceparent, llm_provider=turn.llm_provider)
+        traceparent=turn.trace.traceparent, llm_provider=turn.llm_provider,
+        speech_end_to_commit_ms=_ms(t.speech_end, t.committed), commit_to_first_audio_ms=_ms(t.committed, t.first_audio_sent))

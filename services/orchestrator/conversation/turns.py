@@ -27,7 +27,9 @@ log = logging.getLogger("conversation.turns")
 class TurnTimes:
     """Monotonic clock readings of one turn's milestones (None = not reached)."""
 
-    vad_stop: float | None = None
+    vad_stop: float | None = None       # SPEECH_STOPPED received, or the scored pause the turn committed at
+    speech_end: float | None = None     # end of the candidate's speech (estimate: decision time - pause)
+    committed: float | None = None      # end_of_turn committed the candidate's turn
     stt_final: float | None = None
     llm_start: float | None = None
     llm_first_token: float | None = None
