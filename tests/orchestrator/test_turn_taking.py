@@ -21,6 +21,7 @@ from services.orchestrator.conversation import modes
 from services.orchestrator.conversation.end_of_turn import EndOfTurn, policy_config
 from services.orchestrator.conversation.listener import TurnPaused
 from services.orchestrator.conversation.turn_policy import TurnPolicyConfig
+from tests.fakes.ai_services import Latencies, add_all, speech_end
 from tests.orchestrator.session_support import SPEECH, Candidate, Orchestrator, Tap, speech
 from tests.support.procs import RedisServer
 
@@ -170,3 +171,59 @@ async def test_no_answer_at_a_thinking_pause_and_a_quick_one_at_the_end(ai: dict
         assert 0 <= m.speech_end_to_commit_ms < 1000 and m.commit_to_first_audio_ms >= 0, m
     finally:
         await orch.stop()
+
+
+# ---- the preemptive reply, against the fixed-latency fakes (a fixed, neutral turn score) ----
+
+async def _fakes(turn_probability: float, **latencies: float) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    add_all(server, Latencies(turn_probability=turn_probability, **latencies))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisServer) -> None:
+    """A neutral score (0.3: UNDECIDED) at each pause: the reply is prepared at once and held. The
+    candidate goes on before the 1.2 s fallback: it is cancelled — no audio, no playback message,
+    no transcript entry, no history, no metrics of its own. At the next pause another one is
+    prepared; the fallback commits the turn and that one plays, answering all the words."""
+    server, address = await _fakes(0.3, stt_finalize_ms=50, llm_first_token_ms=100, tts_first_audio_ms=50)
+    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")}).start()
+    stubs = orch.servicer.stubs
+    stubs.llm = Tap(stubs.llm)
+    full = speech("goforward_16k.wav")
+    clip = full[int(0.45 * RATE):speech_end(full, 512)]  # the words, without the clip's silences
+    try:
+        iid, token = await orch.create()
+        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+            greeting = await cand.wait_generations(1)
+            await cand.wait_played(greeting)
+            await cand.say(clip)
+            await cand.pause(0.7)  # scored at 0.2 s, prepared by ~0.4 s, cancelled when speech resumes
+            await cand.say(clip)
+            await cand.pause(0.1)
+            reply = await cand.wait_generations(2, timeout=10)
+            await cand.wait_played(reply)
+        requests = [r for r in stubs.llm.sent if r.task == llm_pb2.TASK_REPLY]
+        assert len(requests) == 2, [r.task for r in stubs.llm.sent]
+        cancelled, used = requests[0].request_id, requests[1].request_id
+        assert used == reply and cancelled not in cand.generations  # no audio and no playback message
+        assert [m.text for m in requests[1].history if m.role == common_pb2.ROLE_AGENT] == ["Hello, welcome."]
+        user = [m.text for m in requests[1].history if m.role == common_pb2.ROLE_USER]
+        assert user == ["i worked on a compiler i worked on a compiler"], user  # both pieces, one message
+        entries = await orch.transcript(iid)
+        assert [(e.role, e.entry_id.endswith("-a")) for e in entries] == [
+            (common_pb2.ROLE_AGENT, True), (common_pb2.ROLE_USER, False), (common_pb2.ROLE_AGENT, True)]
+        assert all(cancelled not in e.entry_id for e in entries)
+        events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
+        metrics = [e.turn_metrics for e in events if e.WhichOneof("payload") == "turn_metrics"]
+        assert len(metrics) == 1, metrics
+        m = metrics[0]
+        assert m.turn_id == reply and m.speculative and m.speculative_starts == 2 and m.speculative_cancelled == 1
+        assert m.speculative_wasted_tokens >= 0
+        # committed by the 1.2 s fallback; the held reply was ready: first audio right after the commit
+        assert 1100 <= m.speech_end_to_commit_ms <= 1500 and m.commit_to_first_audio_ms < 100, m
+    finally:
+        await orch.stop()
+        await server.stop(0)

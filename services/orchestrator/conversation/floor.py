@@ -28,6 +28,7 @@ from services.orchestrator.conversation.outbound import Outbound
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.conversation.silence_timer import SilenceTimer
 from services.orchestrator.conversation.transcript import AGENT, USER, InFlight, Spawn, Transcript
+from services.orchestrator.conversation.turn_policy import Decision
 from services.orchestrator.conversation.turns import AgentTurn, TurnTimes
 
 log = logging.getLogger("conversation.floor")
@@ -46,6 +47,11 @@ class Floor:
                              commit_after_s=settings.barge_in_commit_ms / 1000, still_speaking=listener.voiced_recently)
         self.timer = SilenceTimer(clock, self._check_in, view.check_in_timeout_s())
         self.eot = EndOfTurn(clock, self.maybe_reply)
+        self.preemptive = False
+        self.spec: AgentTurn | None = None  # the speculative reply (at most one), audio held
+        self._spec_task: asyncio.Task[None] | None = None
+        self._spec_text = ""  # the candidate's words it was generated from
+        self._spec_counts = [0, 0, 0]  # this candidate turn: speculative starts, cancellations, wasted tokens
         self.turn: AgentTurn | None = None
         self._turn_task: asyncio.Task[None] | None = None
         self._generation_seq = 0
@@ -62,12 +68,16 @@ class Floor:
     def configure_turns(self) -> None:
         """Semantic end of turn or silence only, and the thresholds, for the current mode and config."""
         config = self.view.interview.config
-        self.eot.configure(modes.turn_taking_on(self.view.mode, config), policy_config(modes.turn_taking(config)),
-                           config.language or "en")
+        turns = modes.turn_taking(config)
+        self.eot.configure(modes.turn_taking_on(self.view.mode, config), policy_config(turns), config.language or "en")
+        self.preemptive = turns.preemptive_reply
+        if not (self.preemptive and self.eot.on):
+            self._drop_speculation("turned off")
 
     def speech_started(self) -> None:
         self._resumed = False
         self.eot.speech_started()
+        self._drop_speculation("the candidate spoke again")
         self.barge.speech_started()
 
     def turn_paused(self, e: TurnPaused) -> None:
@@ -80,6 +90,7 @@ class Floor:
         yet is withdrawn silently (their words stay pending, joined by the next ones); one being
         heard is a barge-in."""
         self.eot.resumed()
+        self._drop_speculation("the candidate went on")
         turn = self.turn
         if turn is None or turn.task not in ANSWERS:
             return
@@ -129,6 +140,7 @@ class Floor:
             self.transcript.add_pending(e.text, self.listener.utterance_start_time)
         self.eot.finalized(e.finalize_id, " ".join(self.transcript.pending_user))
         self.maybe_reply()
+        self._maybe_speculate()
 
     def mark(self, mark: session_pb2.PlaybackMark) -> None:
         turn = self.turn
@@ -144,7 +156,78 @@ class Floor:
         speaks are answered when its turn ends."""
         if (self.transcript.pending_user and self.eot.committed and not self.listener.finalizing
                 and self.turn is None):
-            self.start_turn(llm_pb2.TASK_WRAP_UP if self.view.wrap_up_due() else llm_pb2.TASK_REPLY)
+            task = llm_pb2.TASK_WRAP_UP if self.view.wrap_up_due() else llm_pb2.TASK_REPLY
+            if self.spec is not None and task == llm_pb2.TASK_REPLY and self._spec_text == self._pending_text():
+                self._promote()
+                return
+            self._drop_speculation("the committed words differ from what it was generated from")
+            self.start_turn(task)
+
+    # ---- the preemptive (speculative) reply ----
+
+    def _pending_text(self) -> str:
+        return " ".join(self.transcript.pending_user)
+
+    def _maybe_speculate(self) -> None:
+        """At a pause the policy could not decide (it waits for its fallback), prepare the reply:
+        LLM and TTS run, audio is held. It is played only if the turn commits with the same words;
+        nothing of it (audio, transcript, history, check-in timer, actions) exists before that."""
+        v = self.eot.verdict
+        if (not self.preemptive or not self.eot.on or self.eot.committed or v is None or v.decision is not Decision.UNDECIDED
+                or self.turn is not None or not self.transcript.pending_user or self.listener.finalizing
+                or self.view.wrap_up_pending() or self._stopped()):
+            return
+        if self.spec is not None and self._spec_text == self._pending_text():
+            return
+        self._drop_speculation("replaced")
+        self._generation_seq += 1
+        gid = f"{self.session_id}-g{self._generation_seq}"
+        request = self.requests.generate(llm_pb2.TASK_REPLY, gid)
+        turn = AgentTurn(gid, llm_pb2.TASK_REPLY, request, self.playback_rate, self.clock, self.outbound,
+                         margin_s=self.s.playback_margin_ms / 1000, held=True,
+                         times=TurnTimes(stt_final=self.clock.monotonic()),
+                         user_texts=list(self.transcript.pending_user), on_first_audio=self._publish_metrics)
+        turn.trace.CopyFrom(self._utterance_trace)
+        request.trace.CopyFrom(turn.trace)
+        self.spec, self._spec_text = turn, self._pending_text()
+        self._spec_counts[0] += 1
+        log.info("speculative reply started", extra={"generation_id": gid, "reason": v.reason})
+        self._spec_task = self._spawn(self._run_turn(turn), f"spec-{gid}")
+
+    def _promote(self) -> None:
+        """The turn committed with the words the speculative reply answers: it becomes the turn."""
+        turn, self.spec = self.spec, None
+        assert turn is not None
+        turn.times.vad_stop, turn.times.speech_end = self._vad_stop_at, self.eot.speech_end
+        turn.times.committed = self.eot.committed_at
+        turn.speculative = True
+        self._take_counts(turn)
+        self.turn, self._turn_task = turn, self._spec_task
+        self._turn_started = self.clock.time()
+        self.eot.taken()
+        self.barge.turn_started(turn.generation_id)
+        self.timer.agent_speaking(True)
+        self.send_state()
+        log.info("speculative reply used", extra={"generation_id": turn.generation_id})
+        turn.release.set()
+
+    def _drop_speculation(self, reason: str) -> None:
+        """Cancel the speculative reply silently: it sent nothing and recorded nothing."""
+        turn, self.spec = self.spec, None
+        if turn is None:
+            return
+        turn.cancel_calls()
+        if self._spec_task is not None:
+            self._spec_task.cancel()
+        tokens = turn.output_tokens()
+        self._spec_counts[1] += 1
+        self._spec_counts[2] += tokens
+        log.info("speculative reply cancelled", extra={"generation_id": turn.generation_id, "reason": reason,
+                                                       "wasted_tokens": tokens})
+
+    def _take_counts(self, turn: AgentTurn) -> None:
+        turn.spec_counts = (self._spec_counts[0], self._spec_counts[1], self._spec_counts[2])
+        self._spec_counts = [0, 0, 0]
 
     # ---- agent turns ----
 
@@ -165,6 +248,7 @@ class Floor:
         if answers:
             turn.trace.CopyFrom(self._utterance_trace)
             self.eot.taken()
+            self._take_counts(turn)
         request.trace.CopyFrom(turn.trace)
         self.turn = turn
         self._turn_started = self.clock.time()
@@ -181,6 +265,9 @@ class Floor:
         except* grpc.aio.AioRpcError as eg:
             exc: Any = eg.exceptions[0]
             log.error("agent turn failed", extra={"code": exc.code().name, "detail": (exc.details() or "")[:200]})
+        if self.spec is turn:  # a speculative reply failed before its turn committed: a fresh one then
+            self._drop_speculation("failed")
+            return
         if self.turn is not turn:
             return  # cancelled by a barge-in, which did the bookkeeping
         self._finish_turn(turn)
@@ -240,6 +327,7 @@ class Floor:
         """The session ends: no timer, no barge-in; a turn being heard stops (its entry is in flight)."""
         self.timer.cancel()
         self.barge.turn_finished()
+        self._drop_speculation("the session ends")
         if self.turn is not None and self.turn.sent_any_audio:
             self.turn.cancel_calls()
             self.turn = None

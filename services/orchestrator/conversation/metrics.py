@@ -22,4 +22,6 @@ def turn_metrics(turn: "AgentTurn", interrupted: bool = False) -> interviews_pb2
         llm_first_token_ms=_ms(t.vad_stop, t.llm_first_token), tts_first_audio_ms=_ms(t.vad_stop, t.tts_first_audio),
         first_audio_sent_ms=_ms(t.vad_stop, t.first_audio_sent), interrupted=interrupted,
         traceparent=turn.trace.traceparent, llm_provider=turn.llm_provider,
-        speech_end_to_commit_ms=_ms(t.speech_end, t.committed), commit_to_first_audio_ms=_ms(t.committed, t.first_audio_sent))
+        speech_end_to_commit_ms=_ms(t.speech_end, t.committed), commit_to_first_audio_ms=_ms(t.committed, t.first_audio_sent),
+        speculative=turn.speculative, speculative_starts=turn.spec_counts[0],
+        speculative_cancelled=turn.spec_counts[1], speculative_wasted_tokens=turn.spec_counts[2])

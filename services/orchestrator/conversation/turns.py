@@ -50,6 +50,7 @@ class AgentTurn:
     user_texts: list[str] = field(default_factory=list)  # the candidate's words this turn answers
     margin_s: float = 0.3
     on_first_audio: Callable[["AgentTurn"], None] | None = None
+    held: bool = False  # speculative: generate now, send no audio until `release` (the turn committed)
 
     def __post_init__(self) -> None:
         self.log = GenerationLog(self.generation_id)
@@ -64,6 +65,12 @@ class AgentTurn:
         self._tts: TtsCall | None = None
         self._llm_call: Any = None
         self.user_committed = False
+        self.release = asyncio.Event()
+        if not self.held:
+            self.release.set()
+        self.speculative = False
+        self.spec_counts = (0, 0, 0)  # the candidate turn's speculative starts, cancellations, wasted tokens
+        self.text_chars = 0  # of the deltas received (a token estimate when no usage came)
 
     @property
     def sent_any_audio(self) -> bool:
@@ -80,6 +87,7 @@ class AgentTurn:
         """Generate and send; returns when media has played the whole generation."""
         async with asyncio.TaskGroup() as tg:
             await self._generate(llm_stub, tts_stub, tts_config, tg)
+        await self.release.wait()  # a speculative NO_REPLY still ends only once its turn commits
         if self.sent_any_audio:
             self._arm_playback_estimate()
             await self.played.wait()
@@ -94,6 +102,7 @@ class AgentTurn:
             if kind == "delta" and resp.delta.text:
                 if self.times.llm_first_token is None:
                     self.times.llm_first_token = self.clock.monotonic()
+                self.text_chars += len(resp.delta.text)
                 if self._tts is None:
                     cfg = tts_pb2.TtsConfig()
                     cfg.CopyFrom(tts_config)
@@ -114,6 +123,7 @@ class AgentTurn:
                 chunk = resp.audio
                 if self.times.tts_first_audio is None:
                     self.times.tts_first_audio = self.clock.monotonic()
+                await self.release.wait()  # held audio waits here (TTS flow control holds the rest)
                 msg = session_pb2.ServerMessage(audio=session_pb2.AgentAudio(
                     generation_id=self.generation_id, sample_rate_hz=chunk.sample_rate_hz, text=chunk.text,
                     chunk=common_pb2.AudioChunk(pcm=chunk.pcm, offset_samples=chunk.offset_samples, trace=self.trace)))
@@ -130,6 +140,12 @@ class AgentTurn:
             await self.outbound.audio(session_pb2.ServerMessage(audio=session_pb2.AgentAudio(
                 generation_id=self.generation_id, sample_rate_hz=self.sample_rate, last=True,
                 chunk=common_pb2.AudioChunk(offset_samples=self.log.total_samples))))
+
+    def output_tokens(self) -> int:
+        """The LLM's output tokens so far: its usage when the answer finished, else ~4 chars a token."""
+        if self.final is not None and self.final.usage.output_tokens:
+            return self.final.usage.output_tokens
+        return (self.text_chars + 3) // 4
 
     def cancel_calls(self) -> None:
         """Barge-in: stop generation and synthesis now (their tasks end with CancelledError)."""
