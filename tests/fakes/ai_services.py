@@ -10,7 +10,8 @@ against (`python -m tests.fakes.ai_services --port P --stt-finalize-ms 100 ...`)
   With `turn_probability` set (`--turn-probability`) and the stream's params asking for
   turn_scoring, it scores each pause of turn_pause_ms inside speech with that fixed probability
   (a TurnScore, as the real VAD sends) — a stand-in for the end-of-turn model.
-- Stt: answers FINALIZE with a final result after `stt_finalize_ms`.
+- Stt: answers FINALIZE with a final result after `stt_finalize_ms`: its one sentence if a voiced
+  chunk came since the previous FINALIZE, else empty (as a real recogniser hears nothing in silence).
 - Llm: first delta after `llm_first_token_ms`; echoes the candidate's last words.
 - Tts: first audio `tts_first_audio_ms` after the first text; 100 ms of tone per text piece.
 
@@ -132,11 +133,12 @@ class FakeStt(stt_pb2_grpc.SttServicer):
         out: asyncio.Queue[stt_pb2.RecognizeResponse | None] = asyncio.Queue()
         pending: set[asyncio.Task[None]] = set()
         heard = [0, 0]  # first and last audio offsets since the previous final
+        spoke = [False]  # a voiced chunk since the previous final
 
-        async def finalize(fid: str, start: int, end: int) -> None:
+        async def finalize(fid: str, start: int, end: int, text: str) -> None:
             await asyncio.sleep(self.lat.stt_finalize_ms / 1000)
             await out.put(stt_pb2.RecognizeResponse(result=stt_pb2.SttResult(
-                is_final=True, text=self.TEXT, confidence=0.9, start_offset_samples=start, end_offset_samples=end,
+                is_final=True, text=text, confidence=0.9, start_offset_samples=start, end_offset_samples=end,
                 finalize_id=fid, from_finalize=True, provider="fake")))
 
         async def read() -> None:
@@ -147,11 +149,14 @@ class FakeStt(stt_pb2_grpc.SttServicer):
                     if not heard[1]:
                         heard[0] = req.audio.offset_samples
                     heard[1] = req.audio.offset_samples + n
+                    spoke[0] = spoke[0] or voiced(np.frombuffer(req.audio.pcm, dtype=np.int16))
                 elif kind == "finalize":
-                    task = asyncio.create_task(finalize(req.finalize.finalize_id, heard[0], heard[1]))
+                    task = asyncio.create_task(finalize(req.finalize.finalize_id, heard[0], heard[1],
+                                                        self.TEXT if spoke[0] else ""))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
                     heard[:] = [0, 0]
+                    spoke[0] = False
             await asyncio.gather(*pending)
             await out.put(None)
 

@@ -167,13 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack", choices=sessions.STACKS, default="offline", help="sessions: the AI services behind")
     p.add_argument("--min-silence-ms", type=int, default=1200, help="sessions: VAD min silence (CONVERSATIONAL)")
     p.add_argument("--ramp-s", type=float, default=2.0, help="sessions: spread the joins over this long")
+    p.add_argument("--turn-taking", choices=("on", "off"), default="on",
+                   help="sessions: semantic end of turn (on, the default) or silence only (off)")
+    p.add_argument("--clips", nargs="+", default=list(sessions.CLIPS),
+                   help="sessions: recordings the candidates speak, in turn (under tests/fixtures/speech)")
     args = p.parse_args(argv)
     if args.mode == "sessions":
         if args.target:
             p.error("sessions starts its own stack: --target is not supported")
         summary = sessions.run_stack(args.stack, sessions=args.sessions or args.streams, seconds=args.seconds,
                                      chunk_ms=args.chunk_ms, min_silence_ms=args.min_silence_ms, ramp_s=args.ramp_s,
-                                     progress=not args.quiet)
+                                     progress=not args.quiet, turn_taking=args.turn_taking == "on",
+                                     clips=tuple(args.clips))
         emit(summary)
         return 1 if summary.get("errors") else 0
 

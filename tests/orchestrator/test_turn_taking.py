@@ -23,7 +23,7 @@ from services.orchestrator.conversation.listener import TurnPaused
 from services.orchestrator.conversation.turn_policy import TurnPolicyConfig
 from tests.fakes.ai_services import Latencies, add_all, speech_end
 from tests.orchestrator.session_support import SPEECH, Candidate, Orchestrator, Tap, speech
-from tests.support.procs import RedisServer
+from tests.support.procs import RedisServer, ServiceProcess
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -227,3 +227,30 @@ async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisS
     finally:
         await orch.stop()
         await server.stop(0)
+
+
+async def test_without_the_model_the_vad_params_still_apply_and_silence_decides(ai: dict, redis_server: RedisServer
+                                                                                 ) -> None:
+    """A VAD with no end-of-turn model refuses turn scoring in-band: the session says so once,
+    asks again without it (the refused update carried the other params too) and answers after the
+    VAD's silence, as before turn-taking."""
+    with ServiceProcess("vad", env={"VAD_TURN_MODEL": "/nonexistent/smart-turn.onnx"}) as vad:
+        addresses = {k: p.address for k, p in ai.items()} | {"vad": vad.address}
+        orch = await Orchestrator(redis_server.url, addresses).start()
+        try:
+            iid, token = await orch.create()
+            async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+                await cand.wait_played(await cand.wait_generations(1))
+                session = orch.servicer.live[iid]
+                clip = speech("goforward_16k.wav")
+                end = await cand.say(clip) - (len(clip) - speech_end(clip, 512))
+                reply = await cand.wait_generations(2, timeout=10)
+                assert session.listener.turn_scoring_refused and not session.floor.eot.on
+                applied = session.listener.applied
+                assert applied is not None and applied.min_silence_ms == 1200 and not applied.turn_scoring
+                delay_ms = (cand.generations[reply].first_audio_offset - end) * 1000 / RATE
+                # the VAD's 1.2 s min silence decided (Silero ends this clip's speech ~0.1 s before
+                # the RMS end measured here); the model would have committed at ~0.2 s
+                assert delay_ms >= 1000, delay_ms
+        finally:
+            await orch.stop()
