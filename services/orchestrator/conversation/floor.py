@@ -101,6 +101,7 @@ class Floor:
 
     def _withdraw(self, turn: AgentTurn) -> None:
         log.info("reply withdrawn: the candidate went on", extra={"generation_id": turn.generation_id})
+        self.outbound.clear(turn.generation_id)  # a first chunk queued but not yet counted as sent
         turn.cancel_calls()
         if self._turn_task is not None:
             self._turn_task.cancel()
