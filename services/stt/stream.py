@@ -255,5 +255,5 @@ class RecognizeStream:
         for p in parts:
             for w in p.words:
                 result.words.add(text=w.text, confidence=w.confidence, start_offset_samples=w.start,
-                                 end_offset_samples=w.end)
+                                 end_offset_samples=w.end, filler=w.filler)
         return stt_pb2.RecognizeResponse(result=result)

@@ -7,7 +7,11 @@ against (`python -m tests.fakes.ai_services --port P --stt-finalize-ms 100 ...`)
   after the last voiced chunk, so a caller who knows where its speech ends (by the same rule) knows
   exactly when a perfect VAD would stop. Emits one probability per 512 samples when asked (as the
   real VAD does), so the orchestrator's per-session message load is realistic.
-- Stt: answers FINALIZE with a final result after `stt_finalize_ms`.
+  With `turn_probability` set (`--turn-probability`) and the stream's params asking for
+  turn_scoring, it scores each pause of turn_pause_ms inside speech with that fixed probability
+  (a TurnScore, as the real VAD sends) — a stand-in for the end-of-turn model.
+- Stt: answers FINALIZE with a final result after `stt_finalize_ms`: its one sentence if a voiced
+  chunk came since the previous FINALIZE, else empty (as a real recogniser hears nothing in silence).
 - Llm: first delta after `llm_first_token_ms`; echoes the candidate's last words.
 - Tts: first audio `tts_first_audio_ms` after the first text; 100 ms of tone per text piece.
 
@@ -50,9 +54,19 @@ class Latencies:
     stt_finalize_ms: float = 0.0
     llm_first_token_ms: float = 0.0
     tts_first_audio_ms: float = 0.0
+    turn_probability: float | None = None  # the fake end-of-turn model's answer (None: no model)
+
+
+# What the real VAD reports in params_applied for params a stream leaves unset.
+APPLIED_DEFAULTS = common_pb2.VadParams(activation_threshold=0.5, deactivation_threshold=0.35, min_speech_ms=250,
+                                        min_silence_ms=1200, speech_pad_ms=30, turn_scoring=False, turn_pause_ms=200,
+                                        turn_threshold=0.5)
 
 
 class FakeVad(vad_pb2_grpc.VadServicer):
+    def __init__(self, turn_probability: float | None = None):
+        self.turn_probability = turn_probability
+
     async def Detect(self, request_iterator: AsyncIterator[vad_pb2.DetectRequest],
                      context: grpc.aio.ServicerContext) -> AsyncIterator[vad_pb2.DetectResponse]:
         min_silence = 16000 * 1200 // 1000
@@ -61,6 +75,9 @@ class FakeVad(vad_pb2_grpc.VadServicer):
         speaking = False
         last_voiced_end = 0
         next_window = WINDOW
+        params = common_pb2.VadParams()
+        params.CopyFrom(APPLIED_DEFAULTS)
+        scored = False  # this pause already has its TurnScore
         async for req in request_iterator:
             kind = req.WhichOneof("msg")
             if kind == "config":
@@ -68,10 +85,12 @@ class FakeVad(vad_pb2_grpc.VadServicer):
                 probabilities = req.config.emit_probabilities
                 if req.config.params.HasField("min_silence_ms"):
                     min_silence = rate * req.config.params.min_silence_ms // 1000
+                params.MergeFrom(req.config.params)
             elif kind == "params":
                 if req.params.HasField("min_silence_ms"):
                     min_silence = rate * req.params.min_silence_ms // 1000
-                yield vad_pb2.DetectResponse(params_applied=vad_pb2.VadParamsApplied(params=req.params))
+                params.MergeFrom(req.params)
+                yield vad_pb2.DetectResponse(params_applied=vad_pb2.VadParamsApplied(params=params))
             elif kind == "audio":
                 samples = np.frombuffer(req.audio.pcm, dtype=np.int16)
                 start, end = req.audio.offset_samples, req.audio.offset_samples + len(samples)
@@ -83,11 +102,20 @@ class FakeVad(vad_pb2_grpc.VadServicer):
                         next_window += WINDOW
                 if is_voiced:
                     last_voiced_end = end
+                    scored = False
                     if not speaking:
                         speaking = True
                         yield vad_pb2.DetectResponse(event=vad_pb2.VadEvent(
                             type=vad_pb2.SPEECH_STARTED, offset_samples=start, decided_at_samples=end, probability=0.9))
-                elif speaking and end - last_voiced_end >= min_silence:
+                if (speaking and not is_voiced and not scored and params.turn_scoring
+                        and self.turn_probability is not None
+                        and end - last_voiced_end >= rate * params.turn_pause_ms // 1000):
+                    scored = True
+                    yield vad_pb2.DetectResponse(turn=vad_pb2.TurnScore(
+                        probability=self.turn_probability, end_of_turn=self.turn_probability >= params.turn_threshold,
+                        pause_start_samples=last_voiced_end, decided_at_samples=end,
+                        pause_ms=(end - last_voiced_end) * 1000 // rate))
+                if speaking and not is_voiced and end - last_voiced_end >= min_silence:
                     speaking = False
                     yield vad_pb2.DetectResponse(event=vad_pb2.VadEvent(
                         type=vad_pb2.SPEECH_STOPPED, offset_samples=last_voiced_end, decided_at_samples=end,
@@ -105,11 +133,12 @@ class FakeStt(stt_pb2_grpc.SttServicer):
         out: asyncio.Queue[stt_pb2.RecognizeResponse | None] = asyncio.Queue()
         pending: set[asyncio.Task[None]] = set()
         heard = [0, 0]  # first and last audio offsets since the previous final
+        spoke = [False]  # a voiced chunk since the previous final
 
-        async def finalize(fid: str, start: int, end: int) -> None:
+        async def finalize(fid: str, start: int, end: int, text: str) -> None:
             await asyncio.sleep(self.lat.stt_finalize_ms / 1000)
             await out.put(stt_pb2.RecognizeResponse(result=stt_pb2.SttResult(
-                is_final=True, text=self.TEXT, confidence=0.9, start_offset_samples=start, end_offset_samples=end,
+                is_final=True, text=text, confidence=0.9, start_offset_samples=start, end_offset_samples=end,
                 finalize_id=fid, from_finalize=True, provider="fake")))
 
         async def read() -> None:
@@ -120,11 +149,14 @@ class FakeStt(stt_pb2_grpc.SttServicer):
                     if not heard[1]:
                         heard[0] = req.audio.offset_samples
                     heard[1] = req.audio.offset_samples + n
+                    spoke[0] = spoke[0] or voiced(np.frombuffer(req.audio.pcm, dtype=np.int16))
                 elif kind == "finalize":
-                    task = asyncio.create_task(finalize(req.finalize.finalize_id, heard[0], heard[1]))
+                    task = asyncio.create_task(finalize(req.finalize.finalize_id, heard[0], heard[1],
+                                                        self.TEXT if spoke[0] else ""))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
                     heard[:] = [0, 0]
+                    spoke[0] = False
             await asyncio.gather(*pending)
             await out.put(None)
 
@@ -191,7 +223,7 @@ class FakeTts(tts_pb2_grpc.TtsServicer):
 
 
 def add_all(server: grpc.aio.Server, latencies: Latencies) -> None:
-    vad_pb2_grpc.add_VadServicer_to_server(FakeVad(), server)
+    vad_pb2_grpc.add_VadServicer_to_server(FakeVad(latencies.turn_probability), server)
     stt_pb2_grpc.add_SttServicer_to_server(FakeStt(latencies), server)
     llm_pb2_grpc.add_LlmServicer_to_server(FakeLlm(latencies), server)
     tts_pb2_grpc.add_TtsServicer_to_server(FakeTts(latencies), server)
@@ -212,9 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stt-finalize-ms", type=float, default=0.0)
     p.add_argument("--llm-first-token-ms", type=float, default=0.0)
     p.add_argument("--tts-first-audio-ms", type=float, default=0.0)
+    p.add_argument("--turn-probability", type=float, default=None,
+                   help="score each pause with this end-of-turn probability (default: no model)")
     a = p.parse_args(argv)
     try:
-        asyncio.run(serve(a.port, Latencies(a.stt_finalize_ms, a.llm_first_token_ms, a.tts_first_audio_ms)))
+        asyncio.run(serve(a.port, Latencies(a.stt_finalize_ms, a.llm_first_token_ms, a.tts_first_audio_ms,
+                                            a.turn_probability)))
     except KeyboardInterrupt:
         pass
     return 0

@@ -44,6 +44,9 @@ class Connection:
     sent: list[dict[str, Any]] = field(default_factory=list)
 
 
+FILLERS = frozenset("um umm uh uhh er erm ah hmm".split())  # what Deepgram's filler_words adds
+
+
 class _Pocketsphinx:
     _idle: list[Any] = []  # decoders are slow to load: reuse them across connections
 
@@ -215,6 +218,9 @@ class FakeDeepgram:
                 elif kind == "Finalize":
                     conn.finalizes += 1
                     text, words = await loop.run_in_executor(None, rec.final)
+                    if query.get("filler_words") != ["true"]:  # Deepgram strips hesitations unless asked
+                        words = [w for w in words if w[0] not in FILLERS]
+                        text = " ".join(w for w in text.split() if w not in FILLERS)
                     if self.result_delay_s:
                         await asyncio.sleep(self.result_delay_s)
                     await self._send(ws, conn, ListenV1Results,

@@ -169,13 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ramp-s", type=float, default=2.0, help="sessions: spread the joins over this long")
     p.add_argument("--pin-server", type=int, default=None,
                    help="sessions: pin the orchestrator process (every thread) to this CPU; pin the driver with taskset")
+    p.add_argument("--turn-taking", choices=("on", "off"), default="on",
+                   help="sessions: semantic end of turn (on, the default) or silence only (off)")
+    p.add_argument("--clips", nargs="+", default=list(sessions.CLIPS),
+                   help="sessions: recordings the candidates speak, in turn (under tests/fixtures/speech)")
     args = p.parse_args(argv)
     if args.mode == "sessions":
         if args.target:
             p.error("sessions starts its own stack: --target is not supported")
         summary = sessions.run_stack(args.stack, sessions=args.sessions or args.streams, seconds=args.seconds,
                                      chunk_ms=args.chunk_ms, min_silence_ms=args.min_silence_ms, ramp_s=args.ramp_s,
-                                     progress=not args.quiet, pin_server=args.pin_server)
+                                     progress=not args.quiet, pin_server=args.pin_server,
+                                     turn_taking=args.turn_taking == "on", clips=tuple(args.clips))
         emit(summary)
         return 1 if summary.get("errors") else 0
 

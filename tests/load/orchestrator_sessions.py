@@ -31,7 +31,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from interview.v1 import common_pb2, session_pb2, session_pb2_grpc
+from interview.v1 import common_pb2, interviews_pb2, session_pb2, session_pb2_grpc
 from services.orchestrator.api.client import InterviewsClient
 from tests.fakes.ai_services import speech_end
 from tests.load.harness import LoadRun, ProcSampler, load_recordings, run_load
@@ -39,14 +39,18 @@ from tests.support.procs import ROOT, RedisServer, ServiceProcess
 
 RATE = 16000
 CLIPS = ("goforward_16k.wav", "forever_16k.wav")  # pocketsphinx transcribes both (a reply needs words)
-STACKS = ("offline", "fixed-latency", "echo")
+STACKS = ("offline", "fixed-latency", "cloud-latency", "echo")
 FIXED = {"stt_finalize_ms": 100.0, "llm_first_token_ms": 250.0, "tts_first_audio_ms": 100.0}
+# Cloud-like latencies (issue 14) for STT / LLM / TTS; the VAD is the real one (Silero and the
+# Smart Turn model: a fake cannot tell a thinking pause from an end).
+CLOUD = {"stt_finalize_ms": 250.0, "llm_first_token_ms": 400.0, "tts_first_audio_ms": 120.0}
 
 
 @dataclass(frozen=True)
 class Clip:
     samples: np.ndarray
     speech_end: int  # samples from the clip's start
+    name: str = ""
 
 
 class Candidate:
@@ -156,7 +160,8 @@ class Ticker:
                 c.tick()
 
 
-STAGES = ("stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_sent_ms")
+STAGES = ("stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_sent_ms",
+          "speech_end_to_commit_ms", "commit_to_first_audio_ms")
 
 
 async def watch_stages(api: InterviewsClient, iid: str, run: LoadRun) -> None:
@@ -171,9 +176,9 @@ async def watch_stages(api: InterviewsClient, iid: str, run: LoadRun) -> None:
 
 async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, chunk_ms: float, min_silence_ms: int,
                        injected_ms: float, pid: int | None, ramp_s: float, progress: bool,
-                       stages: bool) -> dict[str, Any]:
+                       stages: bool, turn_taking: bool = True, clips_: tuple[str, ...] = CLIPS) -> dict[str, Any]:
     chunk = int(RATE * chunk_ms / 1000)
-    clips = [Clip(r.samples, speech_end(r.samples, chunk)) for r in load_recordings(RATE, CLIPS)]
+    clips = [Clip(r.samples, speech_end(r.samples, chunk), r.name) for r in load_recordings(RATE, clips_)]
     ticker = Ticker(chunk)
     ticking = asyncio.create_task(ticker.run())
     steady = ProcSampler(pid) if pid else None
@@ -191,7 +196,8 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
 
     async with InterviewsClient(target, key) as api:
         async def one(i: int, run: LoadRun) -> None:
-            created = await api.create(template="demo", candidate_name=f"load-{i}")
+            created = await api.create(template="demo", candidate_name=f"load-{i}", config=interviews_pb2.InterviewConfig(
+                turn_taking=interviews_pb2.TurnTakingConfig(enabled=turn_taking)))
             joined = time.monotonic()
             c = Candidate(target, created.interview.id, created.join_token, chunk)
             ticker.candidates.add(c)
@@ -205,7 +211,8 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
                     await asyncio.sleep(0.3 + 0.05 * (k % 7))  # candidates out of step with each other
                     while not c.generations.empty():
                         c.generations.get_nowait()
-                    end_at = await c.speak(clips[k % len(clips)])
+                    clip = clips[k % len(clips)]
+                    end_at = await c.speak(clip)
                     k += 1
                     try:
                         gid, first = await asyncio.wait_for(c.generations.get(), min_silence_ms / 1000 + 10)
@@ -214,6 +221,7 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
                         continue
                     latency = (first - end_at) * 1000
                     run.hist("eos_to_first_audio_ms").add(latency)
+                    run.hist(f"eos_to_first_audio_ms[{clip.name.rsplit('/', 1)[-1]}]").add(latency)
                     run.hist("overhead_ms").add(latency - min_silence_ms - injected_ms)
                     run.count("turns")
                     await c.finished(gid, 60)
@@ -234,7 +242,7 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
             ticking.cancel()
             await asyncio.gather(steady_task, ticking, return_exceptions=True)
     summary.update(mode="sessions", sessions=sessions, chunk_ms=chunk_ms, min_silence_ms=min_silence_ms,
-                   injected_ms=injected_ms, pacing_late=ticker.late)
+                   injected_ms=injected_ms, pacing_late=ticker.late, turn_taking=turn_taking)
     if steady and steady.rss_samples:
         s = await steady.stop()
         summary["server_steady"] = s
@@ -278,12 +286,17 @@ def ai_stack(stack: str) -> Iterator[dict[str, str]]:
                 stack_.enter_context(p)
             yield dict(zip(("vad", "stt", "llm", "tts"), (p.address for p in procs)))
         return
+    if stack == "cloud-latency":
+        with ServiceProcess("vad") as vad, fakes_process(CLOUD) as (address, _):
+            yield {"vad": vad.address, "stt": address, "llm": address, "tts": address}
+        return
     with fakes_process(FIXED if stack == "fixed-latency" else {}) as (address, _):
         yield {name: address for name in ("vad", "stt", "llm", "tts")}
 
 
 def run_stack(stack: str, *, sessions: int, seconds: float, chunk_ms: float, min_silence_ms: int, ramp_s: float,
-              progress: bool, pin_server: int | None = None) -> dict[str, Any]:
+              progress: bool, pin_server: int | None = None, turn_taking: bool = True,
+              clips: tuple[str, ...] = CLIPS) -> dict[str, Any]:
     """Start redis, the AI stack and an orchestrator process; run the sessions against them."""
     key = "load-" + secrets.token_hex(16)
     with RedisServer() as redis_server, ai_stack(stack) as ai:
@@ -294,12 +307,12 @@ def run_stack(stack: str, *, sessions: int, seconds: float, chunk_ms: float, min
         with ServiceProcess("orchestrator", env=env) as proc:
             if pin_server is not None:
                 pin_process(proc.pid, pin_server)
-            injected = sum(FIXED.values()) if stack == "fixed-latency" else 0.0
+            injected = sum({"fixed-latency": FIXED, "cloud-latency": CLOUD}.get(stack, {}).values())
             before, t0 = redis_calls(redis_server.url), time.monotonic()
             summary = asyncio.run(run_sessions(proc.address, key, sessions=sessions, seconds=seconds,
                                                chunk_ms=chunk_ms, min_silence_ms=min_silence_ms, injected_ms=injected,
                                                pid=proc.pid, ramp_s=ramp_s, progress=progress,
-                                               stages=stack != "echo"))
+                                               stages=stack != "echo", turn_taking=turn_taking, clips_=clips))
             elapsed, after = time.monotonic() - t0, redis_calls(redis_server.url)
     summary["redis"] = redis_rates(before, after, elapsed, sessions)
     summary["stack"] = stack

@@ -237,3 +237,49 @@ async def test_barge_in_stops_the_greeting_in_the_browser(api: InterviewsClient,
     # (the orchestrator sends no caption for an interrupted turn: media's own, from what played)
     role, css, text = captions[0]
     assert role == "agent" and css != "interim" and text.removeprefix("Interviewer:").split()[:3] == greeting.text.split()[:3], captions
+
+
+def held_answer_file() -> Path:
+    """A real recording with a thinking pause: librivox 0890 cut after "and" (alignment.json), 1.5 s
+    of its own room tone, then the rest of the sentence (as tests/orchestrator/test_turn_taking.py)."""
+    name = "sense_and_sensibility_01_austen_64kb-0890"
+    samples, rate = read_wav(SPEECH / "librivox" / f"{name}.wav")
+    words = json.loads((SPEECH / "librivox" / "alignment.json").read_text())[name]
+    cut = int(next(end for w, _, end in words if w == "and") * rate)
+    lead = samples[:int(words[0][1] * rate) - 800]
+    tone = np.tile(lead, int(1.5 * rate // len(lead)) + 1)[:int(1.5 * rate)]
+    path = Path(tempfile.mkdtemp(prefix="held-")) / "held.wav"
+    write_wav(path, np.concatenate([samples[:cut], tone, samples[cut:]]), rate)
+    return path
+
+
+@pytest.mark.flaky(reruns=1)  # real-time audio through a real browser and offline ASR on a shared machine
+async def test_turn_taking_holds_at_a_thinking_pause_and_answers_quickly_after_the_end(api: InterviewsClient) -> None:
+    """Voice to voice in Chromium (issue 14): no interviewer audio while the candidate still has
+    words to say (a 1.5 s pause after "and" is held), and end of speech → first reply audio the page
+    played ≤ 1.2 s (measured from the page's recording of mic and playback on one clock)."""
+    created = await api.create(template="demo", candidate_name="Ada")
+    iid = created.interview.id
+    driver = await asyncio.to_thread(chromium, mic_file(held_answer_file(), lead_silence_s=10.0, tail_silence_s=3.0))
+    try:
+        await join(driver, created.join_url)
+        entries = await wait_transcript(api, iid, replied, timeout=50)
+        await asyncio.sleep(3.0)  # let the page play the start of the reply
+        rec = await asyncio.to_thread(recording, driver)
+        await api.end(iid, reason="completed")
+    finally:
+        await asyncio.to_thread(driver.quit)
+    pcm, times, rate = rec.pcm, rec.times, rec.rate
+    onset, said_end = mic_speech(rec)
+    write_wav(ARTIFACTS / "fullstack-turn-taking-heard.wav", pcm, rate)
+    users = [e for e in entries if e.role == USER]
+    assert len(users) == 1, [e.text for e in users]  # both pieces in one entry
+    during = (times > onset) & (times < said_end)
+    assert speech_span(pcm[during], rate, dbfs=-45) == (0, 0), "the interviewer cut in during the candidate's answer"
+    after = times > said_end
+    span = speech_span(pcm[after], rate, dbfs=-45)
+    assert span != (0, 0), "no reply audio after the answer"
+    delay = float(times[after][span[0]]) - said_end
+    print(f"end of speech -> first reply audio played: {delay * 1000:.0f} ms (bound 1200 ms); "
+          f"candidate: {users[0].text!r}")
+    assert delay <= 1.2, f"{delay * 1000:.0f} ms"

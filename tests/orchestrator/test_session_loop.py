@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from interview.v1 import common_pb2, interviews_pb2, session_pb2
+from tests.fakes.ai_services import speech_end
 from tests.orchestrator.session_support import Candidate, Orchestrator, plan, speech
 from services.common.clock import FakeClock
 from tests.support.procs import RedisServer, ServiceProcess
@@ -23,7 +24,9 @@ async def test_greeting_then_reply_with_transcript_on_one_timeline(orch: Orchest
         first = cand.generations[greeting]
         assert first.first_audio_offset is not None and first.first_audio_offset < 16000 * 2
         await cand.wait_played(greeting)
-        end_of_speech = await cand.say(speech("goforward_16k.wav"))
+        clip = speech("goforward_16k.wav")
+        # the clip ends in 0.4 s of silence: turn-taking may answer inside it, after the last word
+        end_of_speech = await cand.say(clip) - (len(clip) - speech_end(clip, 512))
         reply = await cand.wait_generations(2, timeout=15)
         g = cand.generations[reply]
         assert g.first_audio_offset is not None and g.first_audio_offset > end_of_speech  # one timeline

@@ -41,6 +41,7 @@ async def test_transcribes_through_the_sdk_with_endpointing_off_and_offsets_mapp
     q = {k: v[0] for k, v in conn.query.items()}
     assert (q["encoding"], q["sample_rate"], q["endpointing"], q["interim_results"]) == ("linear16", "16000", "false", "true")
     assert conn.query["keyterm"] == ["pytest"]
+    assert q["filler_words"] == "true"  # hesitations reach turn-taking (marked Word.filler)
     assert conn.finalizes == 1 and conn.close_streams == 1 and conn.audio_bytes == 2 * len(clip)
 
 

@@ -45,6 +45,34 @@ def vad_params(p: common_pb2.VadParams, field: str) -> None:
             raise invalid(f"{field}.{name}", f"{getattr(p, name)} is outside {lo}..{hi}")
 
 
+# The turn policy's defaults for unset TurnTakingConfig fields (api/ may not import conversation/;
+# tests/orchestrator/test_turn_taking.py checks they equal turn_policy.TurnPolicyConfig's).
+TURN_TAKING_DEFAULTS = interviews_pb2.TurnTakingConfig(
+    enabled=True, turn_pause_ms=200, commit_threshold=0.8, hold_threshold=0.15, undecided_max_wait_ms=1200,
+    hold_max_wait_ms=3000, preemptive_reply=True)
+
+
+def turn_taking(t: interviews_pb2.TurnTakingConfig, field: str) -> None:
+    """Each field in its range, then the combination (with defaults for unset fields) as the
+    policy needs it: hold_threshold <= commit_threshold, undecided wait <= hold wait."""
+    for name in ("commit_threshold", "hold_threshold"):
+        if t.HasField(name) and not 0.0 <= getattr(t, name) <= 1.0:
+            raise invalid(f"{field}.{name}", f"{getattr(t, name):g} is outside 0..1")
+    for name, lo, hi in (("turn_pause_ms", 100, 2_000), ("undecided_max_wait_ms", 0, 60_000),
+                         ("hold_max_wait_ms", 0, 60_000)):
+        if t.HasField(name) and not lo <= getattr(t, name) <= hi:
+            raise invalid(f"{field}.{name}", f"{getattr(t, name)} is outside {lo}..{hi}")
+    d = TURN_TAKING_DEFAULTS
+    commit = t.commit_threshold if t.HasField("commit_threshold") else d.commit_threshold
+    hold = t.hold_threshold if t.HasField("hold_threshold") else d.hold_threshold
+    if hold > commit:
+        raise invalid(f"{field}.hold_threshold", f"{hold:g} is above commit_threshold ({commit:g})")
+    undecided = t.undecided_max_wait_ms if t.HasField("undecided_max_wait_ms") else d.undecided_max_wait_ms
+    hold_wait = t.hold_max_wait_ms if t.HasField("hold_max_wait_ms") else d.hold_max_wait_ms
+    if undecided > hold_wait:
+        raise invalid(f"{field}.undecided_max_wait_ms", f"{undecided} is above hold_max_wait_ms ({hold_wait})")
+
+
 def silence_timeout(value: int, field: str) -> None:
     if not 0 <= value <= 3600:
         raise invalid(field, f"{value} is outside 0..3600 seconds (0 = the default, 90)")
@@ -56,6 +84,8 @@ def config(c: interviews_pb2.InterviewConfig, field: str = "config") -> None:
     silence_timeout(c.silence_timeout_s, f"{field}.silence_timeout_s")
     vad_params(c.conversational_vad, f"{field}.conversational_vad")
     vad_params(c.coding_vad, f"{field}.coding_vad")
+    if c.HasField("turn_taking"):
+        turn_taking(c.turn_taking, f"{field}.turn_taking")
     max_len(c.tts_voice, f"{field}.tts_voice", 100)
     if c.language and not LANGUAGE_RE.match(c.language):
         raise invalid(f"{field}.language", f"{c.language[:20]!r} is not a language tag such as 'en' or 'en-US'")

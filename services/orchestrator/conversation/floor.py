@@ -19,13 +19,16 @@ from interview.v1 import common_pb2, interviews_pb2, llm_pb2, session_pb2, tts_p
 from services.common.clock import Clock
 from services.orchestrator.conversation.barge_in import BargeIn, Stage
 from services.orchestrator.conversation.interview_view import InterviewView
-from services.orchestrator.conversation.listener import EarlySpeech, Final, Interim, Listener, SpeechStopped
+from services.orchestrator.conversation import modes
+from services.orchestrator.conversation.end_of_turn import EndOfTurn, policy_config
+from services.orchestrator.conversation.listener import EarlySpeech, Final, Interim, Listener, SpeechStopped, TurnPaused
 from services.orchestrator.conversation.llm_request import ANSWERS, LlmRequests
 from services.orchestrator.conversation.metrics import observe as observe_metrics, turn_metrics
 from services.orchestrator.conversation.outbound import Outbound
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.conversation.silence_timer import SilenceTimer
 from services.orchestrator.conversation.transcript import AGENT, USER, InFlight, Spawn, Transcript
+from services.orchestrator.conversation.turn_policy import Decision
 from services.orchestrator.conversation.turns import AgentTurn, TurnTimes
 
 log = logging.getLogger("conversation.floor")
@@ -43,6 +46,12 @@ class Floor:
         self.barge = BargeIn(clock, pause=self._pause, resume=self._resume, commit=self._commit_barge_in,
                              commit_after_s=settings.barge_in_commit_ms / 1000, still_speaking=listener.voiced_recently)
         self.timer = SilenceTimer(clock, self._check_in, view.check_in_timeout_s())
+        self.eot = EndOfTurn(clock, self.maybe_reply)
+        self.preemptive = False
+        self.spec: AgentTurn | None = None  # the speculative reply (at most one), audio held
+        self._spec_task: asyncio.Task[None] | None = None
+        self._spec_text = ""  # the candidate's words it was generated from
+        self._spec_counts = [0, 0, 0]  # this candidate turn: speculative starts, cancellations, wasted tokens
         self.turn: AgentTurn | None = None
         self._turn_task: asyncio.Task[None] | None = None
         self._generation_seq = 0
@@ -57,9 +66,51 @@ class Floor:
 
     # ---- what the candidate does ----
 
+    def configure_turns(self) -> None:
+        """Semantic end of turn or silence only, and the thresholds, for the current mode and config."""
+        config = self.view.interview.config
+        turns = modes.turn_taking(config)
+        self.eot.configure(modes.turn_taking_on(self.view.mode, config), policy_config(turns), config.language or "en")
+        self.preemptive = turns.preemptive_reply
+        if not (self.preemptive and self.eot.on):
+            self._drop_speculation("turned off")
+
     def speech_started(self) -> None:
         self._resumed = False
+        self.eot.speech_started()
+        self._drop_speculation("the candidate spoke again")
         self.barge.speech_started()
+
+    def turn_paused(self, e: TurnPaused) -> None:
+        self._vad_stop_at = e.at
+        self._utterance_trace = e.trace
+        self._hand_over_span(e.span)
+        self.eot.paused(e)
+
+    def speech_resumed(self) -> None:
+        """The candidate goes on after a short pause. A reply started for it that nobody has heard
+        yet is withdrawn silently (their words stay pending, joined by the next ones); one being
+        heard is a barge-in."""
+        self.eot.resumed()
+        self._drop_speculation("the candidate went on")
+        turn = self.turn
+        if turn is None or turn.task not in ANSWERS:
+            return
+        if not turn.sent_any_audio:
+            self._withdraw(turn)
+        else:
+            self.barge.speech_started()
+
+    def _withdraw(self, turn: AgentTurn) -> None:
+        log.info("reply withdrawn: the candidate went on", extra={"generation_id": turn.generation_id})
+        self.outbound.clear(turn.generation_id)  # a first chunk queued but not yet counted as sent
+        turn.cancel_calls()
+        if self._turn_task is not None:
+            self._turn_task.cancel()
+        self.turn = None
+        self.barge.turn_finished()
+        self.timer.agent_speaking(False)
+        self.send_state()
 
     def early_speech(self, e: EarlySpeech) -> None:
         if self.barge.stage is not Stage.SPEAKING:
@@ -71,11 +122,16 @@ class Floor:
             self.barge.speech_started()
 
     def speech_stopped(self, e: SpeechStopped) -> None:
-        self._vad_stop_at = e.at
-        self._utterance_trace = e.trace
-        self._end_utterance_span("continued")  # the candidate went on: the earlier pause started no turn
-        self._utterance_span = e.span
+        if self.eot.pause is None:  # a committed or pending scored pause keeps its own timings
+            self._vad_stop_at = e.at
+            self._utterance_trace = e.trace
+            self._hand_over_span(e.span)
+        elif e.span is not None:  # the scored pause's turn span stands for this utterance
+            e.span.set_attribute("turn.outcome", "pause already scored")
+            e.span.end()
         self.barge.speech_stopped()
+        applied = self.listener.applied or self.listener.params
+        self.eot.speech_stopped(e.at, applied.min_silence_ms)
 
     def interim(self, e: Interim) -> None:
         self.barge.stt_word()
@@ -89,7 +145,9 @@ class Floor:
                 role=USER, text=e.text, is_final=True)))
             self.timer.utterance_transcribed()
             self.transcript.add_pending(e.text, self.listener.utterance_start_time)
+        self.eot.finalized(e.finalize_id, " ".join(self.transcript.pending_user))
         self.maybe_reply()
+        self._maybe_speculate()
 
     def mark(self, mark: session_pb2.PlaybackMark) -> None:
         turn = self.turn
@@ -100,11 +158,84 @@ class Floor:
                 self._commit_user_turn(turn)  # the reply is being heard: no merge any more
 
     def maybe_reply(self) -> None:
-        """Answer the pending words once the candidate is quiet and the agent is not speaking;
-        words that arrive while the agent speaks are answered when its turn ends."""
-        if (self.transcript.pending_user and not self.listener.speaking and not self.listener.finalizing
+        """Answer the pending words once the candidate's turn is over (end_of_turn.py), every
+        FINALIZE is answered and the agent is not speaking; words that arrive while the agent
+        speaks are answered when its turn ends."""
+        if (self.transcript.pending_user and self.eot.committed and not self.listener.finalizing
                 and self.turn is None):
-            self.start_turn(llm_pb2.TASK_WRAP_UP if self.view.wrap_up_due() else llm_pb2.TASK_REPLY)
+            task = llm_pb2.TASK_WRAP_UP if self.view.wrap_up_due() else llm_pb2.TASK_REPLY
+            if self.spec is not None and task == llm_pb2.TASK_REPLY and self._spec_text == self._pending_text():
+                self._promote()
+                return
+            self._drop_speculation("the committed words differ from what it was generated from")
+            self.start_turn(task)
+
+    # ---- the preemptive (speculative) reply ----
+
+    def _pending_text(self) -> str:
+        return " ".join(self.transcript.pending_user)
+
+    def _maybe_speculate(self) -> None:
+        """At a pause the policy could not decide (it waits for its fallback), prepare the reply:
+        LLM and TTS run, audio is held. It is played only if the turn commits with the same words;
+        nothing of it (audio, transcript, history, check-in timer, actions) exists before that."""
+        v = self.eot.verdict
+        if (not self.preemptive or not self.eot.on or self.eot.committed or v is None or v.decision is not Decision.UNDECIDED
+                or self.turn is not None or not self.transcript.pending_user or self.listener.finalizing
+                or self.view.wrap_up_pending() or self._stopped()):
+            return
+        if self.spec is not None and self._spec_text == self._pending_text():
+            return
+        self._drop_speculation("replaced")
+        self._generation_seq += 1
+        gid = f"{self.session_id}-g{self._generation_seq}"
+        request = self.requests.generate(llm_pb2.TASK_REPLY, gid)
+        turn = AgentTurn(gid, llm_pb2.TASK_REPLY, request, self.playback_rate, self.clock, self.outbound,
+                         margin_s=self.s.playback_margin_ms / 1000, held=True,
+                         times=TurnTimes(stt_final=self.clock.monotonic()),
+                         user_texts=list(self.transcript.pending_user), on_first_audio=self._publish_metrics)
+        turn.trace.CopyFrom(self._utterance_trace)
+        request.trace.CopyFrom(turn.trace)
+        self.spec, self._spec_text = turn, self._pending_text()
+        self._spec_counts[0] += 1
+        log.info("speculative reply started", extra={"generation_id": gid, "reason": v.reason})
+        self._spec_task = self._spawn(self._run_turn(turn), f"spec-{gid}")
+
+    def _promote(self) -> None:
+        """The turn committed with the words the speculative reply answers: it becomes the turn."""
+        turn, self.spec = self.spec, None
+        assert turn is not None
+        turn.times.vad_stop, turn.times.speech_end = self._vad_stop_at, self.eot.speech_end
+        turn.times.committed = self.eot.committed_at
+        turn.speculative = True
+        turn.turn_span, self._utterance_span = self._utterance_span, None
+        self._take_counts(turn)
+        self.turn, self._turn_task = turn, self._spec_task
+        self._turn_started = self.clock.time()
+        self.eot.taken()
+        self.barge.turn_started(turn.generation_id)
+        self.timer.agent_speaking(True)
+        self.send_state()
+        log.info("speculative reply used", extra={"generation_id": turn.generation_id})
+        turn.release.set()
+
+    def _drop_speculation(self, reason: str) -> None:
+        """Cancel the speculative reply silently: it sent nothing and recorded nothing."""
+        turn, self.spec = self.spec, None
+        if turn is None:
+            return
+        turn.cancel_calls()
+        if self._spec_task is not None:
+            self._spec_task.cancel()
+        tokens = turn.output_tokens()
+        self._spec_counts[1] += 1
+        self._spec_counts[2] += tokens
+        log.info("speculative reply cancelled", extra={"generation_id": turn.generation_id, "reason": reason,
+                                                       "wasted_tokens": tokens})
+
+    def _take_counts(self, turn: AgentTurn) -> None:
+        turn.spec_counts = (self._spec_counts[0], self._spec_counts[1], self._spec_counts[2])
+        self._spec_counts = [0, 0, 0]
 
     # ---- agent turns ----
 
@@ -117,12 +248,16 @@ class Floor:
         answers = task in ANSWERS
         turn = AgentTurn(gid, task, request, self.playback_rate, self.clock, self.outbound,
                          margin_s=self.s.playback_margin_ms / 1000,
-                         times=TurnTimes(vad_stop=self._vad_stop_at, stt_final=self.clock.monotonic() if answers else None),
+                         times=TurnTimes(vad_stop=self._vad_stop_at, stt_final=self.clock.monotonic() if answers else None,
+                                         speech_end=self.eot.speech_end if answers else None,
+                                         committed=self.eot.committed_at if answers else None),
                          user_texts=list(self.transcript.pending_user) if answers else [],
                          on_first_audio=self._publish_metrics)
         if answers:
             turn.trace.CopyFrom(self._utterance_trace)
             turn.turn_span, self._utterance_span = self._utterance_span, None
+            self.eot.taken()
+            self._take_counts(turn)
         request.trace.CopyFrom(turn.trace)
         self.turn = turn
         self._turn_started = self.clock.time()
@@ -139,6 +274,9 @@ class Floor:
         except* grpc.aio.AioRpcError as eg:
             exc: Any = eg.exceptions[0]
             log.error("agent turn failed", extra={"code": exc.code().name, "detail": (exc.details() or "")[:200]})
+        if self.spec is turn:  # a speculative reply failed before its turn committed: a fresh one then
+            self._drop_speculation("failed")
+            return
         if self.turn is not turn:
             return  # cancelled by a barge-in, which did the bookkeeping
         self._finish_turn(turn)
@@ -199,9 +337,16 @@ class Floor:
         self._end_utterance_span("session ended")
         self.timer.cancel()
         self.barge.turn_finished()
+        self._drop_speculation("the session ends")
         if self.turn is not None and self.turn.sent_any_audio:
             self.turn.cancel_calls()
             self.turn = None
+
+    def _hand_over_span(self, span: Any) -> None:
+        """A new decision point's 'turn' span replaces the open one: the candidate went on, so the
+        earlier pause started no turn."""
+        self._end_utterance_span("continued")
+        self._utterance_span = span
 
     def _end_utterance_span(self, outcome: str) -> None:
         if self._utterance_span is not None:

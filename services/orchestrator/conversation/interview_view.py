@@ -55,6 +55,10 @@ class InterviewView:
             return 0
         return int(phase.time_budget_s - (self.clock.monotonic() - self.phase_started))
 
+    def wrap_up_pending(self) -> bool:
+        """Would the next reply wrap the phase up? (asks without deciding: a speculative reply)"""
+        return self.interview.phase_id != self._wrapped_phase and self.phase_time_left_s() < 0
+
     def wrap_up_due(self) -> bool:
         """Over the phase's budget, the next reply wraps the phase up (once per phase: if the LLM
         stays in it, e.g. the candidate is mid-answer, later turns are ordinary replies)."""

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import grpc
 from opentelemetry import trace
 
 from interview.v1 import common_pb2, stt_pb2, vad_pb2
@@ -56,6 +57,29 @@ class SpeechStopped:
 
 
 @dataclass(frozen=True)
+class TurnPaused:
+    """A short pause inside speech, scored by the VAD's end-of-turn model (turn scoring on). The
+    utterance so far was FINALIZEd as `finalize_id`; the VAD still counts the speaker as speaking."""
+
+    probability: float  # the model's: the turn is complete
+    pause_ms: int       # silence so far when scored
+    at: float           # monotonic time the score was received
+    finalize_id: str
+    trace: common_pb2.TraceContext  # the turn's trace, started here
+    span: trace.Span | None = None  # its open 'turn' span (as SpeechStopped's)
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Voiced again (for at least `early_pause_ms`) after a TurnPaused, in the same VAD utterance."""
+
+
+@dataclass(frozen=True)
+class TurnScoringUnavailable:
+    reason: str  # the VAD's Problem: its end-of-turn model is not loaded
+
+
+@dataclass(frozen=True)
 class Interim:
     text: str
     is_final: bool  # a provider final that answers no FINALIZE (no caption then)
@@ -67,7 +91,7 @@ class Final:
     finalize_id: str
 
 
-Heard = SpeechStarted | EarlySpeech | SpeechStopped | Interim | Final
+Heard = SpeechStarted | EarlySpeech | SpeechStopped | TurnPaused | SpeechResumed | TurnScoringUnavailable | Interim | Final
 
 
 class ListenerHooks(Protocol):
@@ -101,6 +125,8 @@ class Listener:
         self._window = 0  # VAD window length, measured from its probability stream
         self._last_voiced = -1  # end of the last window VAD scored as speech
         self._voiced_from = 0  # start of the current run of voiced windows
+        self._paused_from: int | None = None  # start of the scored pause (speech may resume after it)
+        self.turn_scoring_refused = False  # the VAD has no end-of-turn model: never ask again
         self.vad = ReopeningStream[vad_pb2.DetectRequest, vad_pb2.DetectResponse](
             "vad", lambda reqs: vad_stub.Detect(reqs), self._vad_first, self._on_vad, self._on_vad_reopen)
         self.stt = ReopeningStream[stt_pb2.RecognizeRequest, stt_pb2.RecognizeResponse](
@@ -108,8 +134,17 @@ class Listener:
 
     def set_params(self, params: common_pb2.VadParams) -> None:
         """New VAD params on the live stream (a mode or config change); no stream restarts."""
-        self.params = params
-        self.vad.send(vad_pb2.DetectRequest(params=params))
+        self.params = self._askable(params)
+        self.vad.send(vad_pb2.DetectRequest(params=self.params))
+
+    def _askable(self, params: common_pb2.VadParams) -> common_pb2.VadParams:
+        """Without the model, an update asking for turn scoring would be refused whole."""
+        if self.turn_scoring_refused and params.turn_scoring:
+            copy = common_pb2.VadParams()
+            copy.CopyFrom(params)
+            copy.turn_scoring = False
+            return copy
+        return params
 
     # ---- audio in ----
 
@@ -157,10 +192,36 @@ class Listener:
                 self._speech_stopped()
         elif kind == "probability":
             self._scored(resp.probability)
+        elif kind == "turn":
+            self._turn_scored(resp.turn)
         elif kind == "params_applied":
             self.applied = resp.params_applied.params
         elif kind == "problem":
-            log.warning("VAD refused params", extra={"problem": resp.problem.message})
+            if resp.problem.field == "turn_scoring" and resp.problem.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]:
+                self._turn_scoring_refused(resp.problem.message)
+            else:
+                log.warning("VAD refused params", extra={"problem": resp.problem.message})
+
+    def _turn_scoring_refused(self, reason: str) -> None:
+        """No end-of-turn model in the VAD: silence alone decides from now on (said once); the
+        params go again without turn scoring (the refused update carried the others too)."""
+        if self.turn_scoring_refused:
+            return
+        self.turn_scoring_refused = True
+        log.warning("VAD has no end-of-turn model: turn-taking falls back to silence only",
+                    extra={"problem": reason})
+        self.set_params(self.params)
+        self.hooks.heard(TurnScoringUnavailable(reason))
+
+    def _turn_scored(self, t: vad_pb2.TurnScore) -> None:
+        """FINALIZE the utterance so far and report the pause; the STT gate stays open, so if the
+        candidate goes on, their next words are the next piece of the same turn."""
+        if not self.speaking:
+            return
+        self._paused_from = t.pause_start_samples
+        fid, context, span = self._finalize()
+        self.latest_interim = ""  # the words so far are the FINALIZE's now
+        self.hooks.heard(TurnPaused(t.probability, t.pause_ms, self.clock.monotonic(), fid, context, span))
 
     def _scored(self, p: vad_pb2.VadProbability) -> None:
         end = p.window_end_samples
@@ -173,6 +234,11 @@ class Listener:
         if self._last_voiced < 0 or self._last_voiced < previous:  # the window before was not voiced
             self._voiced_from = previous if previous >= 0 else end
         self._last_voiced = end
+        run_ms = (end - self._voiced_from) * 1000 / self.rate
+        if (self._paused_from is not None and self.speaking and self._voiced_from >= self._paused_from
+                and run_ms >= self.early_pause_ms):
+            self._paused_from = None
+            self.hooks.heard(SpeechResumed())
         # Stage one of a barge-in (PAUSE) needs no SPEECH_STARTED: it is reversible, so it may come
         # after `early_pause_ms` of voiced windows rather than after the VAD's min speech.
         if (end - self._voiced_from) * 1000 / self.rate >= self.early_pause_ms and a.HasField("min_speech_ms"):
@@ -183,6 +249,7 @@ class Listener:
         if self.speaking:
             return
         self.speaking = True
+        self._paused_from = None
         self.utterance_no += 1
         self.latest_interim = ""
         self._speech_start = offset
@@ -205,9 +272,16 @@ class Listener:
         if not self.speaking:
             return
         self.speaking = False
+        self._paused_from = None
         self._gate_open = False
         stopped_at = self.clock.monotonic()
-        span = telemetry.start_turn("turn", **self.trace_attributes)  # a trace of its own; ended by the floor
+        _, context, span = self._finalize()
+        self.hooks.heard(SpeechStopped(stopped_at, context, span))
+
+    def _finalize(self) -> tuple[str, common_pb2.TraceContext, Any]:
+        """A FINALIZE with a new id, carrying a new turn trace: its 'turn' span is started here and
+        left open (whoever answers the turn ends it at first audio; the floor ends the others)."""
+        span = telemetry.start_turn("turn", **self.trace_attributes)
         context = common_pb2.TraceContext()
         telemetry.inject_span(span, context)
         self._finalize_seq += 1
@@ -215,7 +289,7 @@ class Listener:
         self.finalizing.append(fid)
         self._finalize_traces[fid] = context
         self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(finalize_id=fid, trace=context)))
-        self.hooks.heard(SpeechStopped(stopped_at, context, span))
+        return fid, context, span
 
     # ---- STT ----
 

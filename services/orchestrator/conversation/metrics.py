@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from interview.v1 import interviews_pb2
 from services.common import metrics
 
-STAGES = ("stt_final", "llm_first_token", "tts_first_audio", "first_audio_sent")
+STAGES = ("stt_final", "llm_first_token", "tts_first_audio", "first_audio_sent", "speech_end_to_commit",
+          "commit_to_first_audio")
 for _stage in STAGES:
     metrics.TURN_STAGE_SECONDS.labels(_stage)  # every stage present at 0 from the start
 
@@ -26,7 +27,10 @@ def turn_metrics(turn: "AgentTurn", interrupted: bool = False) -> interviews_pb2
         turn_id=turn.generation_id, stt_final_ms=_ms(t.vad_stop, t.stt_final),
         llm_first_token_ms=_ms(t.vad_stop, t.llm_first_token), tts_first_audio_ms=_ms(t.vad_stop, t.tts_first_audio),
         first_audio_sent_ms=_ms(t.vad_stop, t.first_audio_sent), interrupted=interrupted,
-        traceparent=turn.trace.traceparent, llm_provider=turn.llm_provider)
+        traceparent=turn.trace.traceparent, llm_provider=turn.llm_provider,
+        speech_end_to_commit_ms=_ms(t.speech_end, t.committed), commit_to_first_audio_ms=_ms(t.committed, t.first_audio_sent),
+        speculative=turn.speculative, speculative_starts=turn.spec_counts[0],
+        speculative_cancelled=turn.spec_counts[1], speculative_wasted_tokens=turn.spec_counts[2])
 
 
 def observe(m: interviews_pb2.TurnMetrics) -> None:

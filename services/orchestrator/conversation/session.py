@@ -26,7 +26,8 @@ from services.orchestrator.conversation.floor import Floor
 from services.orchestrator.conversation.history import History
 from services.orchestrator.conversation.interview_view import InterviewView
 from services.orchestrator.conversation.listener import (EarlySpeech, Final, Heard, Interim, Listener, SessionFailed,
-                                                         SpeechStarted, SpeechStopped)
+                                                         SpeechResumed, SpeechStarted, SpeechStopped, TurnPaused,
+                                                         TurnScoringUnavailable)
 from services.orchestrator.conversation.llm_request import LlmRequests
 from services.orchestrator.conversation.outbound import Outbound
 from services.orchestrator.conversation.ownership import Ownership
@@ -223,6 +224,12 @@ class Session:
                 self.floor.early_speech(event)
             case SpeechStopped():
                 self.floor.speech_stopped(event)
+            case TurnPaused():
+                self.floor.turn_paused(event)
+            case SpeechResumed():
+                self.floor.speech_resumed()
+            case TurnScoringUnavailable():
+                self.floor.eot.unavailable()
             case Interim():
                 self.ownership.kick()
                 self.floor.interim(event)
@@ -235,6 +242,7 @@ class Session:
         note, the check-in timer, the state down to media."""
         self.interview.mode = mode
         self.listener.set_params(self.view.vad_params())
+        self.floor.configure_turns()
         if note:
             self.transcript.note(modes.NOTES.get(mode, ""))
         self.floor.timer.set_mode(self.view.coding(), self.view.check_in_timeout_s())

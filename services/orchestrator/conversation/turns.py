@@ -28,7 +28,9 @@ log = logging.getLogger("conversation.turns")
 class TurnTimes:
     """Monotonic clock readings of one turn's milestones (None = not reached)."""
 
-    vad_stop: float | None = None
+    vad_stop: float | None = None       # SPEECH_STOPPED received, or the scored pause the turn committed at
+    speech_end: float | None = None     # end of the candidate's speech (estimate: decision time - pause)
+    committed: float | None = None      # end_of_turn committed the candidate's turn
     stt_final: float | None = None
     llm_start: float | None = None
     llm_first_token: float | None = None
@@ -51,6 +53,7 @@ class AgentTurn:
     on_first_audio: Callable[["AgentTurn"], None] | None = None
     turn_span: Any = None  # the candidate's turn (opened at the end-of-speech decision): ends at first audio
     speculative: bool = False  # prepared before the turn was committed (preemptive reply)
+    held: bool = False  # speculative: generate now, send no audio until `release` (the turn committed)
 
     def __post_init__(self) -> None:
         self.log = GenerationLog(self.generation_id)
@@ -67,6 +70,11 @@ class AgentTurn:
         self.user_committed = False
         # What the LLM, TTS and media see: this generation's span, under the turn's trace.
         self.stage_trace = common_pb2.TraceContext()
+        self.release = asyncio.Event()
+        if not self.held:
+            self.release.set()
+        self.spec_counts = (0, 0, 0)  # the candidate turn's speculative starts, cancellations, wasted tokens
+        self.text_chars = 0  # of the deltas received (a token estimate when no usage came)
 
     @property
     def sent_any_audio(self) -> bool:
@@ -83,12 +91,13 @@ class AgentTurn:
         """Generate and send; returns when media has played the whole generation."""
         with telemetry.child_span(self.trace, "agent.generate", generation_id=self.generation_id,
                                   task=llm_pb2.Task.Name(self.task) if self.task in llm_pb2.Task.values() else str(self.task),
-                                  speculative=self.speculative) as span:
+                                  speculative=self.speculative or self.held) as span:
             telemetry.inject_span(span, self.stage_trace)
             self.request.trace.CopyFrom(self.stage_trace)
             try:
                 async with asyncio.TaskGroup() as tg:
                     await self._generate(llm_stub, tts_stub, tts_config, tg)
+                await self.release.wait()  # a speculative NO_REPLY still ends only once its turn commits
             finally:
                 self._end_turn_span("no audio" if self.first_sent_at is None else "answered")
         if self.sent_any_audio:
@@ -105,6 +114,7 @@ class AgentTurn:
             if kind == "delta" and resp.delta.text:
                 if self.times.llm_first_token is None:
                     self.times.llm_first_token = self.clock.monotonic()
+                self.text_chars += len(resp.delta.text)
                 if self._tts is None:
                     cfg = tts_pb2.TtsConfig()
                     cfg.CopyFrom(tts_config)
@@ -125,6 +135,7 @@ class AgentTurn:
                 chunk = resp.audio
                 if self.times.tts_first_audio is None:
                     self.times.tts_first_audio = self.clock.monotonic()
+                await self.release.wait()  # held audio waits here (TTS flow control holds the rest)
                 msg = session_pb2.ServerMessage(audio=session_pb2.AgentAudio(
                     generation_id=self.generation_id, sample_rate_hz=chunk.sample_rate_hz, text=chunk.text,
                     chunk=common_pb2.AudioChunk(pcm=chunk.pcm, offset_samples=chunk.offset_samples, trace=self.stage_trace)))
@@ -149,6 +160,12 @@ class AgentTurn:
             self.turn_span.set_attribute("generation_id", self.generation_id)
             self.turn_span.end()
             self.turn_span = None
+
+    def output_tokens(self) -> int:
+        """The LLM's output tokens so far: its usage when the answer finished, else ~4 chars a token."""
+        if self.final is not None and self.final.usage.output_tokens:
+            return self.final.usage.output_tokens
+        return (self.text_chars + 3) // 4
 
     def cancel_calls(self) -> None:
         """Barge-in: stop generation and synthesis now (their tasks end with CancelledError)."""

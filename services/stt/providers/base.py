@@ -24,6 +24,16 @@ class WordResult:
     start: int  # caller offsets (samples)
     end: int
     confidence: float = 0.0
+    filler: bool = False  # a hesitation ("um", "uh"): turn-taking holds on it (Word.filler)
+
+
+# Hesitations both providers spell this way (pocketsphinx's dictionary, Deepgram's filler_words);
+# the text keeps them (verbatim, for turn-taking and the coach), each word says it is a filler.
+FILLER_WORDS = frozenset("um umm uh uhh er erm ah hmm".split())
+
+
+def is_filler(word: str) -> bool:
+    return word.strip(".,!?;:\"'").lower() in FILLER_WORDS
 
 
 @dataclass

@@ -21,7 +21,7 @@ import grpc
 from interview.v1 import common_pb2, stt_pb2
 from services.stt.config import DeepgramSettings
 from services.stt.providers.base import (Audio, Emit, FinalizeMark, LogItem, ProviderFailure, ProviderNotice,
-                                         ProviderResult, Session, SttProvider, WordResult)
+                                         ProviderResult, Session, SttProvider, WordResult, is_filler)
 from services.stt.segments import SegmentMap
 
 log = logging.getLogger("stt.deepgram")
@@ -53,6 +53,9 @@ class DeepgramProvider(SttProvider):
             "model": config.model or self.model, "encoding": "linear16", "sample_rate": str(rate), "channels": "1",
             "interim_results": "true", "endpointing": "false", "punctuate": "true",
             "language": config.language or "en-US",
+            # Deepgram strips "uh"/"um" unless asked; turn-taking holds on them. The SDK's connect()
+            # has no argument for it, so it goes as an extra query parameter.
+            "request_options": {"additional_query_parameters": {"filler_words": "true"}},
         }
         if config.keywords:
             params["keyterm"] = list(config.keywords)
@@ -248,8 +251,8 @@ class DeepgramSession(Session):
         if not alts:
             return
         alt, m = alts[0], self._map
-        words = [WordResult(w.punctuated_word or w.word, m.to_caller(w.start), m.to_caller(w.end), w.confidence)
-                 for w in alt.words]
+        words = [WordResult(w.punctuated_word or w.word, m.to_caller(w.start), m.to_caller(w.end), w.confidence,
+                            filler=is_filler(w.word)) for w in alt.words]
         result = ProviderResult(alt.transcript, bool(msg.is_final), m.to_caller(msg.start),
                                 m.to_caller(msg.start + msg.duration), alt.confidence,
                                 from_finalize=bool(msg.from_finalize), words=words)

@@ -42,7 +42,8 @@ def new_decoder(**overrides: Any) -> Any:
 
 
 def words_of(decoder: Any) -> list[Word]:
-    """The best path's words, fillers and silences left out."""
+    """The best path's words; silences and noise tokens (<sil>, [NOISE], [SPEECH]) left out.
+    Hesitations ("um", "uh") are dictionary words here and stay: the session marks them fillers."""
     out = []
     for seg in decoder.seg() or ():  # None when nothing was recognised
         word = seg.word

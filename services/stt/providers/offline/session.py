@@ -18,7 +18,7 @@ import numpy as np
 from services.stt.providers.offline.decoder import DECODER_RATE
 from services.common.tasks import cancel_and_wait
 from services.stt.providers.base import (Audio, Emit, FinalizeMark, LogItem, ProviderFailure, ProviderResult, Session,
-                                         WordResult)
+                                         WordResult, is_filler)
 from services.stt.segments import SegmentMap
 from services.stt.providers.offline.workers import DecoderPool, Lease, WorkerGone
 
@@ -117,7 +117,7 @@ class OfflineSession(Session):
 
     async def _final(self, text: str, words: list[tuple[str, float, float, float]]) -> None:
         m = self._map
-        word_results = [WordResult(w, m.to_caller(s), m.to_caller(e), p) for w, s, e, p in words]
+        word_results = [WordResult(w, m.to_caller(s), m.to_caller(e), p, filler=is_filler(w)) for w, s, e, p in words]
         confidence = float(np.mean([w.confidence for w in word_results])) if word_results else 0.0
         await self._emit(ProviderResult(text, True, m.to_caller(0.0), m.to_caller(m.provider_s), confidence,
                                         from_finalize=True, words=word_results))

@@ -1,0 +1,122 @@
+"""When the candidate's turn is over: the one place that says "answer now".
+
+Semantic (CONVERSATIONAL, turn-taking on, the VAD has its end-of-turn model): at each short pause
+the VAD scores the turn (TurnPaused) and the listener FINALIZEs the words so far; once that
+FINALIZE is answered, `turn_policy.decide` combines the score, the transcript of the whole turn so
+far (every piece since the last reply) and the context. COMMIT → the turn is over now; HOLD /
+UNDECIDED → keep listening, and commit anyway after the verdict's wait (counted from the end of
+speech, on the injected clock) unless the candidate speaks again, which cancels it. The VAD's own
+SPEECH_STOPPED (its min silence) commits only an unscored pause: a HOLD outlasts it.
+
+Silence only (CODING, turn-taking off, or no model in the VAD): SPEECH_STOPPED commits, as before.
+
+`committed` is what Floor.maybe_reply asks; it holds the timings for TurnMetrics.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from interview.v1 import interviews_pb2
+from services.common.clock import Clock, Timer
+from services.orchestrator.conversation.listener import TurnPaused
+from services.orchestrator.conversation.turn_policy import Decision, TurnPolicyConfig, Verdict, decide
+
+log = logging.getLogger("conversation.end_of_turn")
+
+
+def policy_config(t: interviews_pb2.TurnTakingConfig) -> TurnPolicyConfig:
+    """The interview's thresholds (defaults filled in: modes.turn_taking) as the policy's config."""
+    return TurnPolicyConfig(commit_probability=t.commit_threshold, hold_probability=t.hold_threshold,
+                            undecided_max_wait_ms=t.undecided_max_wait_ms, hold_max_wait_ms=t.hold_max_wait_ms)
+
+
+class EndOfTurn:
+    def __init__(self, clock: Clock, on_commit: Callable[[], None]):
+        self.clock, self._on_commit = clock, on_commit
+        self.semantic = False         # mode and config ask for the end-of-turn model
+        self.model_available = True   # False once the VAD said it has none (silence only then)
+        self.cfg = TurnPolicyConfig()
+        self.language = "en"
+        self.committed = False
+        self.pause: TurnPaused | None = None
+        self.verdict: Verdict | None = None
+        self.speech_end: float | None = None   # monotonic estimate of the end of the candidate's speech
+        self.committed_at: float | None = None
+        self.reason = ""
+        self._timer: Timer | None = None
+
+    @property
+    def on(self) -> bool:
+        return self.semantic and self.model_available
+
+    def configure(self, semantic: bool, cfg: TurnPolicyConfig, language: str) -> None:
+        self.semantic, self.cfg, self.language = semantic, cfg, language
+
+    def unavailable(self) -> None:
+        self.model_available = False  # the listener logged it once
+
+    # ---- what the candidate does ----
+
+    def speech_started(self) -> None:
+        self._reset()
+
+    def resumed(self) -> None:
+        """Speech again after a scored pause: the turn goes on (a pending fallback is cancelled)."""
+        if self.pause is not None or self._timer is not None:
+            log.info("turn resumed", extra={"verdict": self.verdict.decision.value if self.verdict else "",
+                                            "committed": self.committed})
+        self._reset()
+
+    def paused(self, e: TurnPaused) -> None:
+        self._reset()
+        self.pause = e
+        self.speech_end = e.at - e.pause_ms / 1000
+
+    def finalized(self, finalize_id: str, turn_text: str) -> None:
+        """The pause's FINALIZE was answered: decide on the whole turn's words so far."""
+        p = self.pause
+        if not self.on or p is None or finalize_id != p.finalize_id or self.committed:
+            return
+        v = self.verdict = decide(p.probability, turn_text, self.cfg, self.language)
+        log.info("end of turn verdict", extra={"decision": v.decision.value, "reason": v.reason,
+                                               "probability": round(p.probability, 3), "wait_ms": v.wait_ms})
+        if v.decision is Decision.COMMIT:
+            self._commit(v.reason)
+            return
+        assert self.speech_end is not None
+        left = v.wait_ms / 1000 - (self.clock.monotonic() - self.speech_end)
+        self._timer = self.clock.call_later(max(0.0, left), lambda: self._commit(f"fallback after {v.wait_ms} ms: "
+                                                                                   f"{v.reason}"))
+
+    def speech_stopped(self, at: float, min_silence_ms: int) -> None:
+        """The VAD's min silence passed. Commits unless a scored pause is still being decided or
+        waits out its fallback (a HOLD may wait longer than the VAD's silence)."""
+        if self.committed:
+            return
+        if self.on and self.pause is not None:
+            return  # the verdict (or its fallback timer) decides
+        self.speech_end = at - min_silence_ms / 1000
+        self._commit("silence" if self.on else "silence only")
+
+    # ---- the commit ----
+
+    def taken(self) -> None:
+        """A reply was started for the committed words: the next turn starts afresh."""
+        self._reset()
+
+    def _commit(self, reason: str) -> None:
+        self._cancel_timer()
+        self.committed, self.committed_at, self.reason = True, self.clock.monotonic(), reason
+        self._on_commit()
+
+    def _reset(self) -> None:
+        self._cancel_timer()
+        self.committed = False
+        self.pause = self.verdict = None
+        self.committed_at = None
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,256 @@
+"""Turn-taking in the session: the end-of-turn decision (fake clock, unit), and end to end with the
+real VAD and its Smart Turn model, pocketsphinx, the scripted LLM and flite.
+
+The recording: librivox clip 0890 ("unless to be rather cold hearted and | rather selfish is to be
+ill disposed") cut after "and" (word ends from librivox/alignment.json), 1.5 s of its own room
+tone, then the rest of the sentence: a thinking pause inside a turn, then a true end.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import numpy as np
+import pytest
+
+from interview.v1 import common_pb2, interviews_pb2, llm_pb2
+from services.common.clock import FakeClock
+from services.common import errors
+from services.orchestrator.conversation import modes
+from services.orchestrator.conversation.end_of_turn import EndOfTurn, policy_config
+from services.orchestrator.conversation.listener import TurnPaused
+from services.orchestrator.conversation.turn_policy import TurnPolicyConfig
+from tests.fakes.ai_services import Latencies, add_all, speech_end
+from tests.orchestrator.session_support import SPEECH, Candidate, Orchestrator, Tap, speech
+from tests.support.procs import RedisServer, ServiceProcess
+
+pytestmark = pytest.mark.timeout(90)
+
+CLIP = "sense_and_sensibility_01_austen_64kb-0890"
+RATE = 16000
+
+
+def _clip() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the words up to "and", the rest of the sentence, a source of its room tone)."""
+    audio = speech(f"librivox/{CLIP}.wav")
+    words = json.loads((SPEECH / "librivox" / "alignment.json").read_text())[CLIP]
+    cut = int(next(end for w, _, end in words if w == "and") * RATE)
+    return audio[:cut], audio[cut:], audio[:int(words[0][1] * RATE) - 800]
+
+
+def _tone(lead: np.ndarray, seconds: float) -> np.ndarray:
+    return np.tile(lead, int(seconds * RATE // len(lead)) + 1)[:int(seconds * RATE)]
+
+
+# ---- the decision, on a fake clock ----
+
+def _pause(fid: str, p: float, at: float, pause_ms: int = 200) -> TurnPaused:
+    return TurnPaused(probability=p, pause_ms=pause_ms, at=at, finalize_id=fid, trace=common_pb2.TraceContext())
+
+
+async def test_verdicts_commit_hold_and_fall_back_on_the_injected_clock() -> None:
+    clock = FakeClock()
+    commits: list[float] = []
+    eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
+    eot.configure(True, TurnPolicyConfig(), "en")
+    t0 = clock.monotonic()
+    eot.paused(_pause("f1", 0.95, t0))
+    eot.finalized("f1", "i built a compiler for a small language")
+    assert eot.committed and commits == [t0] and eot.speech_end == pytest.approx(t0 - 0.2)
+    eot.taken()
+    # a hold ("and ...") waits out hold_max_wait_ms from the end of speech, whatever the VAD's silence says
+    eot.paused(_pause("f2", 0.9, clock.monotonic()))
+    eot.finalized("f2", "i built a compiler and")
+    eot.speech_stopped(clock.monotonic() + 1.0, 1200)
+    await clock.advance(2.7)
+    assert len(commits) == 1 and not eot.committed
+    await clock.advance(0.2)
+    assert len(commits) == 2 and eot.committed and "fallback after 3000 ms" in eot.reason
+    eot.taken()
+    # neutral signals: undecided_max_wait_ms; the candidate going on cancels it
+    eot.paused(_pause("f3", 0.5, clock.monotonic()))
+    eot.finalized("f3", "it was")
+    eot.resumed()
+    await clock.advance(5)
+    assert len(commits) == 2 and not eot.committed
+    eot.paused(_pause("f4", 0.5, clock.monotonic()))
+    eot.finalized("f4", "it was")
+    await clock.advance(0.99)
+    assert len(commits) == 2
+    await clock.advance(0.02)
+    assert len(commits) == 3
+    # a FINALIZE of another pause decides nothing
+    eot.taken()
+    eot.paused(_pause("f5", 0.99, clock.monotonic()))
+    eot.finalized("f4", "done")
+    assert not eot.committed
+
+
+async def test_silence_only_when_off_or_without_the_model() -> None:
+    clock = FakeClock()
+    eot = EndOfTurn(clock, lambda: None)
+    eot.configure(False, TurnPolicyConfig(), "en")
+    eot.speech_stopped(clock.monotonic(), 1200)
+    assert eot.committed and eot.speech_end == pytest.approx(clock.monotonic() - 1.2)
+    eot.configure(True, TurnPolicyConfig(), "en")
+    eot.speech_started()
+    eot.unavailable()
+    eot.paused(_pause("f1", 0.99, clock.monotonic()))
+    eot.finalized("f1", "i am done")
+    assert not eot.committed  # no model: its scores (none come) decide nothing; SPEECH_STOPPED does
+    eot.speech_stopped(clock.monotonic(), 1200)
+    assert eot.committed
+
+
+def test_config_defaults_and_mode() -> None:
+    d = TurnPolicyConfig()
+    cfg = policy_config(modes.turn_taking(interviews_pb2.InterviewConfig()))
+    assert (cfg.commit_probability, cfg.hold_probability, cfg.undecided_max_wait_ms, cfg.hold_max_wait_ms) == (
+        pytest.approx(d.commit_probability), pytest.approx(d.hold_probability), d.undecided_max_wait_ms,
+        d.hold_max_wait_ms)
+    config = interviews_pb2.InterviewConfig(turn_taking=interviews_pb2.TurnTakingConfig(turn_pause_ms=300))
+    conv = modes.vad_params(common_pb2.MODE_CONVERSATIONAL, config, 1200, 3000)
+    assert conv.turn_scoring and conv.turn_pause_ms == 300 and conv.min_silence_ms == 1200
+    coding = modes.vad_params(common_pb2.MODE_CODING, config, 1200, 3000)
+    assert coding.HasField("turn_scoring") and not coding.turn_scoring  # said, so a mode change turns it off
+    off = interviews_pb2.InterviewConfig(turn_taking=interviews_pb2.TurnTakingConfig(enabled=False))
+    assert not modes.vad_params(common_pb2.MODE_CONVERSATIONAL, off, 1200, 3000).turn_scoring
+
+
+@pytest.mark.parametrize("tt, field", [
+    (dict(commit_threshold=1.5), "config.turn_taking.commit_threshold"),
+    (dict(hold_threshold=-0.1), "config.turn_taking.hold_threshold"),
+    (dict(hold_threshold=0.9), "config.turn_taking.hold_threshold"),  # above the default commit 0.8
+    (dict(turn_pause_ms=20), "config.turn_taking.turn_pause_ms"),
+    (dict(undecided_max_wait_ms=4000), "config.turn_taking.undecided_max_wait_ms"),  # above hold's 3000
+    (dict(hold_max_wait_ms=70_000), "config.turn_taking.hold_max_wait_ms"),
+])
+async def test_bad_turn_taking_config_is_invalid_argument_naming_the_field(redis_server: RedisServer, tt, field):
+    orch = Orchestrator(redis_server.url, {"vad": "x", "stt": "x", "llm": "x", "tts": "x"})
+    try:
+        with pytest.raises(errors.ServiceError) as e:
+            await orch.create(turn_taking=interviews_pb2.TurnTakingConfig(**tt))
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.field == field, e.value
+        iid, _ = await orch.create(turn_taking=interviews_pb2.TurnTakingConfig(commit_threshold=0.7, hold_threshold=0.1))
+        assert (await orch.store.get(iid)).interview.config.turn_taking.commit_threshold == pytest.approx(0.7)
+    finally:
+        await orch.stop()
+
+
+# ---- end to end: real VAD with the model ----
+
+async def test_no_answer_at_a_thinking_pause_and_a_quick_one_at_the_end(ai: dict, redis_server: RedisServer) -> None:
+    """The pause after "and" is held (1.5 s, more than the 1.2 s silence alone would wait); the
+    words after it join the same transcript entry; after the true end the reply's first audio
+    comes sooner than the VAD's 1.2 s silence alone would even start it."""
+    orch = await Orchestrator(redis_server.url, {k: p.address for k, p in ai.items()}).start()
+    stubs = orch.servicer.stubs
+    stubs.llm = Tap(stubs.llm)
+    first, rest, lead = _clip()
+    try:
+        iid, token = await orch.create()
+        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+            await cand.wait_played(await cand.wait_generations(1))
+            await cand.say(_tone(lead, 0.5))
+            said = [asyncio.create_task(cand.say(x)) for x in (first, _tone(lead, 1.5), rest)]
+            end = (await asyncio.gather(*said))[-1]
+            await cand.say(_tone(lead, 0.1))
+            reply = await cand.wait_generations(2, timeout=10)
+            g = cand.generations[reply]
+            await cand.wait_played(reply)
+        replies = [r for r in stubs.llm.sent if r.task == llm_pb2.TASK_REPLY]
+        assert len(replies) == 1, [r.task for r in stubs.llm.sent]
+        entries = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
+        assert len(entries) == 1, [e.text for e in entries]
+        assert "selfish" in entries[0].text and "cold" in entries[0].text, entries[0].text
+        delay_ms = (g.first_audio_offset - end) * 1000 / RATE
+        assert delay_ms <= 1200, f"end of speech -> first audio {delay_ms:.0f} ms"
+        events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
+        m = [e.turn_metrics for e in events if e.WhichOneof("payload") == "turn_metrics"][-1]
+        assert 0 <= m.speech_end_to_commit_ms < 1000 and m.commit_to_first_audio_ms >= 0, m
+    finally:
+        await orch.stop()
+
+
+# ---- the preemptive reply, against the fixed-latency fakes (a fixed, neutral turn score) ----
+
+async def _fakes(turn_probability: float, **latencies: float) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    add_all(server, Latencies(turn_probability=turn_probability, **latencies))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisServer) -> None:
+    """A neutral score (0.3: UNDECIDED) at each pause: the reply is prepared at once and held. The
+    candidate goes on before the 1.2 s fallback: it is cancelled — no audio, no playback message,
+    no transcript entry, no history, no metrics of its own. At the next pause another one is
+    prepared; the fallback commits the turn and that one plays, answering all the words."""
+    server, address = await _fakes(0.3, stt_finalize_ms=50, llm_first_token_ms=100, tts_first_audio_ms=50)
+    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")}).start()
+    stubs = orch.servicer.stubs
+    stubs.llm = Tap(stubs.llm)
+    full = speech("goforward_16k.wav")
+    clip = full[int(0.45 * RATE):speech_end(full, 512)]  # the words, without the clip's silences
+    try:
+        iid, token = await orch.create()
+        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+            greeting = await cand.wait_generations(1)
+            await cand.wait_played(greeting)
+            await cand.say(clip)
+            await cand.pause(0.7)  # scored at 0.2 s, prepared by ~0.4 s, cancelled when speech resumes
+            await cand.say(clip)
+            await cand.pause(0.1)
+            reply = await cand.wait_generations(2, timeout=10)
+            await cand.wait_played(reply)
+        requests = [r for r in stubs.llm.sent if r.task == llm_pb2.TASK_REPLY]
+        assert len(requests) == 2, [r.task for r in stubs.llm.sent]
+        cancelled, used = requests[0].request_id, requests[1].request_id
+        assert used == reply and cancelled not in cand.generations  # no audio and no playback message
+        assert [m.text for m in requests[1].history if m.role == common_pb2.ROLE_AGENT] == ["Hello, welcome."]
+        user = [m.text for m in requests[1].history if m.role == common_pb2.ROLE_USER]
+        assert user == ["i worked on a compiler i worked on a compiler"], user  # both pieces, one message
+        entries = await orch.transcript(iid)
+        assert [(e.role, e.entry_id.endswith("-a")) for e in entries] == [
+            (common_pb2.ROLE_AGENT, True), (common_pb2.ROLE_USER, False), (common_pb2.ROLE_AGENT, True)]
+        assert all(cancelled not in e.entry_id for e in entries)
+        events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
+        metrics = [e.turn_metrics for e in events if e.WhichOneof("payload") == "turn_metrics"]
+        assert len(metrics) == 1, metrics
+        m = metrics[0]
+        assert m.turn_id == reply and m.speculative and m.speculative_starts == 2 and m.speculative_cancelled == 1
+        assert m.speculative_wasted_tokens >= 0
+        # committed by the 1.2 s fallback; the held reply was ready: first audio right after the commit
+        assert 1100 <= m.speech_end_to_commit_ms <= 1500 and m.commit_to_first_audio_ms < 100, m
+    finally:
+        await orch.stop()
+        await server.stop(0)
+
+
+async def test_without_the_model_the_vad_params_still_apply_and_silence_decides(ai: dict, redis_server: RedisServer
+                                                                                 ) -> None:
+    """A VAD with no end-of-turn model refuses turn scoring in-band: the session says so once,
+    asks again without it (the refused update carried the other params too) and answers after the
+    VAD's silence, as before turn-taking."""
+    with ServiceProcess("vad", env={"VAD_TURN_MODEL": "/nonexistent/smart-turn.onnx"}) as vad:
+        addresses = {k: p.address for k, p in ai.items()} | {"vad": vad.address}
+        orch = await Orchestrator(redis_server.url, addresses).start()
+        try:
+            iid, token = await orch.create()
+            async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+                await cand.wait_played(await cand.wait_generations(1))
+                session = orch.servicer.live[iid]
+                clip = speech("goforward_16k.wav")
+                end = await cand.say(clip) - (len(clip) - speech_end(clip, 512))
+                reply = await cand.wait_generations(2, timeout=10)
+                assert session.listener.turn_scoring_refused and not session.floor.eot.on
+                applied = session.listener.applied
+                assert applied is not None and applied.min_silence_ms == 1200 and not applied.turn_scoring
+                delay_ms = (cand.generations[reply].first_audio_offset - end) * 1000 / RATE
+                # the VAD's 1.2 s min silence decided (Silero ends this clip's speech ~0.1 s before
+                # the RMS end measured here); the model would have committed at ~0.2 s
+                assert delay_ms >= 1000, delay_ms
+        finally:
+            await orch.stop()
