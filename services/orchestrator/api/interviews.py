@@ -7,15 +7,19 @@ control stream for the session owner.
 """
 from __future__ import annotations
 
+import logging
 import urllib.parse
+from collections.abc import Callable
 
 from interview.v1 import common_pb2, interviews_pb2, session_pb2
 from services.common import errors
 from services.orchestrator import plans
 from services.orchestrator.api import validation
 from services.orchestrator.api.tokens import JoinTokens
-from services.orchestrator.store.store import (Change, InterviewStore, NotFound, Snapshot, fingerprint,
-                                               new_interview_id, timestamp)
+from services.orchestrator.store.store import (TRANSIENT, Change, InterviewStore, NotFound, Snapshot, StoreError,
+                                               fingerprint, new_interview_id, timestamp)
+
+log = logging.getLogger("api.interviews")
 
 ENDED = session_pb2.INTERVIEW_ENDED
 RUN_KINDS = (common_pb2.CODE_EVENT_RUN, common_pb2.CODE_EVENT_SUBMIT)
@@ -28,8 +32,11 @@ def _not_ended(iv: interviews_pb2.Interview, action: str) -> None:
 
 class InterviewsApi:
     def __init__(self, store: InterviewStore, join_tokens: JoinTokens, templates: dict[str, common_pb2.Plan],
-                 public_base_url: str, join_token_ttl_s: int):
+                 public_base_url: str, join_token_ttl_s: int, *, owner: str = "api", lease_ttl_ms: int = 10_000,
+                 ended: Callable[[str], None] = lambda iid: None):
         self.store = store
+        self.owner, self.lease_ttl_ms = f"{owner}:end", lease_ttl_ms
+        self.ended = ended  # the abandoned-session sweeper's wake-up
         self.join_tokens = join_tokens
         self.templates = templates
         self.base_url = public_base_url.rstrip("/")
@@ -163,7 +170,23 @@ class InterviewsApi:
                 kind=interviews_pb2.Lifecycle.ENDED, reason=iv.end_reason)), "cl")])
 
         iv, _ = await self.store.update(iid, mutate)
+        await self._close_abandoned(iid)
         return iv
+
+    async def _close_abandoned(self, iid: str) -> None:
+        """Turns a crashed owner left in flight become incomplete entries now if no session holds
+        the lease (a live owner writes its own as it ends); otherwise the sweeper closes them once
+        the dead owner's lease expires."""
+        try:
+            closed = await self.store.close_abandoned(iid, self.owner, self.lease_ttl_ms)
+        except (StoreError, *TRANSIENT) as exc:
+            log.warning("in-flight turns not closed at end; the sweeper retries", extra={"error": str(exc)[:200]})
+            closed = None
+        if closed is None:
+            self.ended(iid)
+        elif closed:
+            log.warning("closed turns an abandoned session left in flight",
+                        extra={"interview_id": iid, "entries": [e.entry_id for e in closed]})
 
     async def transcript(self, r: interviews_pb2.GetTranscriptRequest) -> interviews_pb2.GetTranscriptResponse:
         iid = validation.interview_id(r.interview_id)

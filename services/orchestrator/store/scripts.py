@@ -152,24 +152,33 @@ return 1
 
 # The owner's in-flight marker: what the transcript would get if the session were cut off now
 # (fenced, so a replaced owner cannot overwrite its successor's view). "" = nothing in flight.
-# KEYS: state, inflight. ARGV: epoch, data, ttl_ms
+# The index (sorted set, score = time of the last change in ms) lets the sweeper find markers
+# whose owner died without a successor.
+# KEYS: state, inflight, inflight index. ARGV: epoch, data, ttl_ms, id, now_ms
 SET_INFLIGHT = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[2])
-elseif tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[4])
 else
-  redis.call('SET', KEYS[2], ARGV[2])
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  else
+    redis.call('SET', KEYS[2], ARGV[2])
+  end
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
 end
 return 1
 """
 
 # A new owner, once the marker's entries are written: delete it unless it changed meanwhile.
-# KEYS: state, inflight. ARGV: epoch, data read
+# KEYS: state, inflight, inflight index. ARGV: epoch, data read, id
 CLEAR_INFLIGHT = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
 return 1
 """
 

@@ -9,6 +9,7 @@ Layout (prefix P, default "iv:"; ID = an interview id):
   P i:ID:lease       string  "owner|epoch" with a TTL: who runs the live session
   P i:ID:inflight    string  the owner's in-flight turns (GetTranscriptResponse of incomplete entries)
   P index:all, P index:s:N   sorted sets (score 0, lexicographic = creation order) for ListInterviews
+  P inflight         sorted set: interviews with an in-flight marker, score = its last change (ms)
   P lifecycle        stream  created / started / ended / deleted of every interview
   P req:HASH         string  "ID|fingerprint" for CreateInterview request ids
 
@@ -118,6 +119,11 @@ class Keys:
         """Every key holding this interview's data, state first (what Delete erases)."""
         return [self.state(iid), self.events(iid), self.transcript(iid), self.entries(iid),
                 self.control(iid), self.lease(iid), self.inflight(iid)]
+
+    @property
+    def inflight_index(self) -> str:
+        """Interviews with an in-flight marker, scored by its last change (ms): the sweeper's list."""
+        return f"{self.prefix}inflight"
 
     def index(self, status: int = 0) -> str:
         return f"{self.prefix}index:s:{status}" if status else f"{self.prefix}index:all"
@@ -294,7 +300,7 @@ class InterviewStore:
         k = self.keys
         req = await self.redis.hget(k.state(iid), "req")
         data_keys = k.interview_keys(iid) + ([req.decode()] if req else [])
-        index_keys = [k.index()] + [k.index(s) for s in STATUSES]
+        index_keys = [k.index()] + [k.index(s) for s in STATUSES] + [k.inflight_index]
         event = self.event(iid, lifecycle=interviews_pb2.Lifecycle(kind=interviews_pb2.Lifecycle.DELETED))
         n = await self._delete(keys=[*data_keys, *index_keys, k.lifecycle],
                                args=[iid, len(data_keys), len(index_keys), event.SerializeToString(), LIFECYCLE_MAXLEN])
@@ -417,7 +423,8 @@ class InterviewStore:
                 entry.end_time.CopyFrom(timestamp(self.now()))
         data = interviews_pb2.GetTranscriptResponse(entries=entries).SerializeToString() if entries else b""
         k = self.keys
-        if not await self._set_inflight(keys=[k.state(iid), k.inflight(iid)], args=[epoch, data, self.ttl_ms]):
+        if not await self._set_inflight(keys=[k.state(iid), k.inflight(iid), k.inflight_index],
+                                        args=[epoch, data, self.ttl_ms, iid, int(self.now() * 1000)]):
             raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
 
     async def close_inflight(self, iid: str, epoch: int) -> list[interviews_pb2.TranscriptEntry]:
@@ -427,6 +434,7 @@ class InterviewStore:
         k = self.keys
         raw = await self.redis.get(k.inflight(iid))
         if not raw:
+            await self.redis.zrem(k.inflight_index, iid)  # expired with the retention, or never there
             return []
         written = []
         for entry in interviews_pb2.GetTranscriptResponse.FromString(raw).entries:
@@ -434,9 +442,36 @@ class InterviewStore:
             if not appended.duplicate:
                 entry.sequence = appended.sequence
                 written.append(entry)
-        if not await self._clear_inflight(keys=[k.state(iid), k.inflight(iid)], args=[epoch, raw]):
+        if not await self._clear_inflight(keys=[k.state(iid), k.inflight(iid), k.inflight_index], args=[epoch, raw, iid]):
             raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
         return written
+
+    async def inflight_since(self, older_than_s: float) -> list[tuple[str, float]]:
+        """(interview id, time of the marker's last change) of markers unchanged for older_than_s."""
+        rows = await self.redis.zrangebyscore(self.keys.inflight_index, "-inf", int((self.now() - older_than_s) * 1000),
+                                              start=0, num=500, withscores=True)
+        return [(i.decode(), score / 1000) for i, score in rows]
+
+    async def lease_holder(self, iid: str) -> str:
+        """The live owner ("owner|epoch"), or "" when no session holds the lease."""
+        raw = await self.redis.get(self.keys.lease(iid))
+        return raw.decode() if raw else ""
+
+    async def close_abandoned(self, iid: str, owner: str, ttl_ms: int) -> list[interviews_pb2.TranscriptEntry] | None:
+        """Close the turns a dead owner left in flight when no session holds the lease: take the
+        lease (never by force, so a live or rejoining session keeps it), close, release. None when
+        a session holds the lease (it writes its own turns)."""
+        if not await self.redis.exists(self.keys.inflight(iid)):
+            await self.redis.zrem(self.keys.inflight_index, iid)
+            return []
+        try:
+            epoch = await self.acquire_lease(iid, owner, ttl_ms)
+        except LeaseHeld:
+            return None
+        try:
+            return await self.close_inflight(iid, epoch)
+        finally:
+            await self.release_lease(iid, owner, epoch)
 
 
 def _transcript_entry(stream_id: bytes, fields: dict[bytes, bytes]) -> interviews_pb2.TranscriptEntry:
