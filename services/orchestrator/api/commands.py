@@ -27,7 +27,7 @@ from google.protobuf import json_format
 
 from interview.v1 import interviews_pb2, session_pb2
 from services.common.errors import FailedPrecondition, InvalidArgument, ServiceError
-from services.common.tasks import OwnedTask
+from services.common.tasks import OwnedTask, raise_if_cancelling
 from services.orchestrator.api.interviews import InterviewsApi
 from services.orchestrator.store.store import TRANSIENT, Conflict
 
@@ -80,6 +80,7 @@ class CommandConsumer:
             except asyncio.CancelledError:
                 raise
             except TRANSIENT as exc:
+                raise_if_cancelling()
                 log.warning("command stream: store unreachable; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(1.0)
             except Exception:

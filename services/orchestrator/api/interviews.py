@@ -22,6 +22,7 @@ from services.orchestrator.store.store import (TRANSIENT, Change, InterviewStore
 log = logging.getLogger("api.interviews")
 
 ENDED = session_pb2.INTERVIEW_ENDED
+LINK_REISSUED = "link_reissued"  # read by the live session (conversation/session.py) from the control stream
 RUN_KINDS = (common_pb2.CODE_EVENT_RUN, common_pb2.CODE_EVENT_SUBMIT)
 
 
@@ -187,6 +188,24 @@ class InterviewsApi:
         elif closed:
             log.warning("closed turns an abandoned session left in flight",
                         extra={"interview_id": iid, "entries": [e.entry_id for e in closed]})
+
+    async def reissue_link(self, r: interviews_pb2.ReissueJoinLinkRequest) -> interviews_pb2.ReissueJoinLinkResponse:
+        """Revoke the interview's join links and session credentials (the link generation goes up),
+        tell the live session joined with them to end (control stream), and issue a new link."""
+        iid = validation.interview_id(r.interview_id)
+        if r.join_token_ttl_s and not 60 <= r.join_token_ttl_s <= 30 * 24 * 3600:
+            raise validation.invalid("join_token_ttl_s", "must be between 60 s and 30 days (0 = the server default)")
+        _not_ended((await self.store.get(iid)).interview, "reissue the join link")
+        gen = await self.store.revoke_links(iid)
+
+        def mutate(iv: interviews_pb2.Interview) -> Change:
+            return Change([(self.store.event(iv.id, lifecycle=interviews_pb2.Lifecycle(
+                kind=interviews_pb2.Lifecycle.SESSION_LEFT, reason=LINK_REISSUED)), "c")])
+
+        await self.store.update(iid, mutate)
+        token, expires = self.join_tokens.issue(iid, self.store.now(), r.join_token_ttl_s or self.join_token_ttl_s, gen)
+        return interviews_pb2.ReissueJoinLinkResponse(join_url=f"{self.join_link(iid)}#token={token}",
+                                                      join_token=token, join_token_expires_at=timestamp(expires))
 
     async def transcript(self, r: interviews_pb2.GetTranscriptRequest) -> interviews_pb2.GetTranscriptResponse:
         iid = validation.interview_id(r.interview_id)

@@ -128,6 +128,13 @@ class InterviewsServicer(interviews_pb2_grpc.InterviewsServicer):
         return interviews_pb2.DeleteInterviewResponse(keys_deleted=n)
 
     @api_call
+    async def ReissueJoinLink(self, request: interviews_pb2.ReissueJoinLinkRequest, context: Any, caller: str
+                              ) -> interviews_pb2.ReissueJoinLinkResponse:
+        response = await self.api.reissue_link(request)
+        log.info("join link reissued: earlier links and session credentials revoked")
+        return response
+
+    @api_call
     async def Evaluate(self, request: interviews_pb2.EvaluateRequest, context: Any, caller: str
                        ) -> interviews_pb2.Evaluation:
         raise ServiceError("Evaluate arrives with the evaluation issue", code=grpc.StatusCode.UNIMPLEMENTED)

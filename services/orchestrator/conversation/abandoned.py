@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from interview.v1 import session_pb2
-from services.common.tasks import OwnedTask
+from services.common.tasks import OwnedTask, raise_if_cancelling
 from services.orchestrator.store.store import TRANSIENT, InterviewStore, NotFound, StoreError
 
 log = logging.getLogger("conversation.abandoned")
@@ -42,6 +42,7 @@ class AbandonedSweeper:
             try:
                 await self.sweep()
             except TRANSIENT as exc:
+                raise_if_cancelling()
                 log.warning("sweeper: store unreachable; retrying", extra={"error": str(exc)[:200]})
             except Exception:
                 log.exception("sweeper failed; it runs again at the next interval")

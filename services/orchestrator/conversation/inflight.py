@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 from interview.v1 import interviews_pb2
+from services.common.tasks import raise_if_cancelling
 from services.orchestrator.store.store import TRANSIENT, InterviewStore
 
 log = logging.getLogger("conversation.inflight")
@@ -62,6 +63,7 @@ class InflightMarker:
         try:
             await self.store.set_inflight(self.iid, self.epoch, entries)
         except TRANSIENT as exc:
+            raise_if_cancelling()
             log.warning("in-flight marker not written; retrying", extra={"error": str(exc)[:200]})
             self._kick.set()
             return False

@@ -21,6 +21,7 @@ from interview.v1 import common_pb2, interviews_pb2, llm_pb2, session_pb2
 from services.common import logs
 from services.common.clock import Clock
 from services.common.plan_questions import asked_in
+from services.orchestrator.api.interviews import LINK_REISSUED
 from services.orchestrator.conversation import modes, resume
 from services.orchestrator.conversation.floor import Floor
 from services.orchestrator.conversation.history import History
@@ -244,6 +245,9 @@ class Session:
         elif kind == "lifecycle" and event.lifecycle.kind == interviews_pb2.Lifecycle.ENDED:
             self.interview.status = session_pb2.INTERVIEW_ENDED
             self.stop(event.lifecycle.reason or "ended")
+        elif kind == "lifecycle" and event.lifecycle.kind == interviews_pb2.Lifecycle.SESSION_LEFT \
+                and event.lifecycle.reason == LINK_REISSUED:
+            self.stop(LINK_REISSUED)  # ReissueJoinLink: this session's link and credential are revoked
 
 
 def new_session_id() -> str:

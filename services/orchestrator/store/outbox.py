@@ -12,7 +12,7 @@ import logging
 
 from interview.v1 import interviews_pb2
 from services.common.retry import Backoff
-from services.common.tasks import OwnedTask
+from services.common.tasks import OwnedTask, raise_if_cancelling
 from services.orchestrator.store.store import TRANSIENT, Appended, InterviewStore, StoreError
 
 log = logging.getLogger("outbox")
@@ -80,6 +80,7 @@ class TranscriptOutbox:
             try:
                 return await self.store.append_transcript(entry, epoch=self.epoch)
             except TRANSIENT as exc:
+                raise_if_cancelling()
                 self.retries += 1
                 delay = next(delays, self.backoff.cap_s)
                 log.warning("store unreachable; transcript entries wait in the outbox",

@@ -104,19 +104,27 @@ return {1, eid}
 
 # Owner lease with a fencing epoch. The epoch lives in the state hash (it survives the lease) and
 # grows on every change of owner, so a stale owner's fenced writes are refused.
-# KEYS: state, lease. ARGV: owner, ttl_ms, force ("1" = take over from another holder)
+# A join by link (ARGV[4] = the link's nonce) is refused while a session joined with that same link
+# holds the lease; the link of the session that takes the lease is recorded in the state hash.
+# KEYS: state, lease. ARGV: owner, ttl_ms, force ("1" = take over from another holder), link ("" = a
+# reconnect with the session credential: the link stays the one the session was joined with)
 ACQUIRE_LEASE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 'missing'} end
 local cur = redis.call('GET', KEYS[2])
+if ARGV[4] ~= '' then
+  if cur and redis.call('HGET', KEYS[1], 'link') == ARGV[4] then return {0, 'link_in_use'} end
+end
 if cur then
   local sep = string.find(cur, '|', 1, true)
   local holder = string.sub(cur, 1, sep - 1)
   if holder == ARGV[1] then
     redis.call('PEXPIRE', KEYS[2], ARGV[2])
+    if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'link', ARGV[4]) end
     return {1, tonumber(string.sub(cur, sep + 1))}
   end
   if ARGV[3] ~= '1' then return {0, holder} end
 end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'link', ARGV[4]) end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('SET', KEYS[2], ARGV[1] .. '|' .. epoch, 'PX', ARGV[2])
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
@@ -215,4 +223,11 @@ while scanned < tonumber(ARGV[3]) do
   upto = '(' .. rows[#rows][1]
 end
 return false
+"""
+
+# Revoke every join link and session credential issued so far (they carry the generation).
+# KEYS: state. Returns the new generation, or -1 when the interview does not exist.
+BUMP_LINK_GEN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HINCRBY', KEYS[1], 'link_gen', 1)
 """

@@ -73,6 +73,14 @@ class Fenced(StoreError):
     """The writer's owner epoch is stale: another instance owns the session now."""
 
 
+class LinkInUse(StoreError):
+    """A join with a link whose session is still live (reconnects use the session credential)."""
+
+
+LINK_IN_USE = ("this join link is already in use by a live session; reconnect with its session credential "
+               "(the candidate page keeps it), wait until that session has ended, or ask for a new link")
+
+
 class LeaseHeld(StoreError):
     def __init__(self, holder: str):
         self.holder = holder
@@ -156,6 +164,8 @@ class Snapshot:
     owner: str
     control_cursor: str
     created_by: str
+    link_gen: int = 0  # join links and session credentials of an older generation are revoked
+    link: str = ""  # the nonce of the join link the latest session was joined with
 
 
 @dataclass
@@ -206,6 +216,7 @@ class InterviewStore:
         self._set_inflight = client.register_script(scripts.SET_INFLIGHT)
         self._clear_inflight = client.register_script(scripts.CLEAR_INFLIGHT)
         self._last_event = client.register_script(scripts.LAST_EVENT)
+        self._bump_link_gen = client.register_script(scripts.BUMP_LINK_GEN)
 
     def event(self, interview_id: str, **payload: object) -> interviews_pb2.Event:
         """An Event stamped now, e.g. store.event(iid, lifecycle=Lifecycle(kind=...))."""
@@ -244,7 +255,8 @@ class InterviewStore:
                         seq=int(raw.get(b"seq", 0)), epoch=int(raw.get(b"epoch", 0)),
                         owner=raw.get(b"owner", b"").decode(),
                         control_cursor=raw.get(b"control_cursor", b"0-0").decode(),
-                        created_by=raw.get(b"created_by", b"").decode())
+                        created_by=raw.get(b"created_by", b"").decode(),
+                        link_gen=int(raw.get(b"link_gen", 0)), link=raw.get(b"link", b"").decode())
 
     async def update(self, iid: str, mutate: Callable[[interviews_pb2.Interview], Change],
                      *, epoch: int | None = None, attempts: int = 20) -> tuple[interviews_pb2.Interview, list[str]]:
@@ -377,15 +389,35 @@ class InterviewStore:
 
     # ---- owner lease, fencing, control stream (used by the session loop) ----
 
-    async def acquire_lease(self, iid: str, owner: str, ttl_ms: int, *, force: bool = False) -> int:
-        """Become the session owner; returns the fencing epoch. Raises LeaseHeld or NotFound."""
+    async def acquire_lease(self, iid: str, owner: str, ttl_ms: int, *, force: bool = False, link: str = "") -> int:
+        """Become the session owner; returns the fencing epoch. With `link` (a join link's nonce) it
+        is refused (LinkInUse) while a session joined with the same link holds the lease. Raises
+        LeaseHeld or NotFound."""
         k = self.keys
-        result = await self._acquire(keys=[k.state(iid), k.lease(iid)], args=[owner, ttl_ms, "1" if force else "0"])
+        result = await self._acquire(keys=[k.state(iid), k.lease(iid)],
+                                     args=[owner, ttl_ms, "1" if force else "0", link])
         if result[0] == 1:
             return int(result[1])
         if result[1] == b"missing":
             raise NotFound(f"interview {iid} not found")
+        if result[1] == b"link_in_use":
+            raise LinkInUse(LINK_IN_USE)
         raise LeaseHeld(result[1].decode())
+
+    async def link_in_use(self, iid: str, link: str) -> bool:
+        """A session joined with this link holds the lease (checked again atomically at acquire)."""
+        lease, current = await self.redis.eval(
+            "return {redis.call('GET', KEYS[1]) or '', redis.call('HGET', KEYS[2], 'link') or ''}",
+            2, self.keys.lease(iid), self.keys.state(iid))
+        return bool(lease) and current.decode() == link
+
+    async def revoke_links(self, iid: str) -> int:
+        """Bump the link generation: every join link and session credential issued so far stops
+        working. Returns the new generation; NotFound for an unknown interview."""
+        gen = int(await self._bump_link_gen(keys=[self.keys.state(iid)]))
+        if gen < 0:
+            raise NotFound(f"interview {iid} not found")
+        return gen
 
     async def renew_lease(self, iid: str, owner: str, epoch: int, ttl_ms: int) -> bool:
         """False when the lease was lost (expired and taken, or forced away): stop the session."""
