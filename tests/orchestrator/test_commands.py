@@ -29,25 +29,29 @@ async def test_create_and_end_through_the_command_stream(orchestrator, client: I
                                                          store: InterviewStore, prefix: str):
     r = store.redis
     replies = f"{prefix}replies:hr-backend"
-    created = await command(r, prefix, replies, id="cmd-1", type="create", team="hr",
+    created = await command(r, prefix, replies, id="cmd-1", type="create", team="team-a",
                             request=json.dumps({"template": "frontend-engineer", "candidate": {"name": "Lin"}}))
     assert created["ok"] is True and created["status"] == "INTERVIEW_CREATED"
     iid = created["interview_id"]
     assert created["join_url"].endswith(f"/i/{iid}#token={created['join_token']}")
     JoinTokens(JOIN_SECRET.encode()).verify(created["join_token"], iid, time.time())
     iv = await client.get(iid)
-    assert iv.plan.name == "frontend-engineer" and iv.candidate.name == "Lin" and iv.created_by == "redis:hr"
+    assert iv.plan.name == "frontend-engineer" and iv.candidate.name == "Lin" and iv.created_by == "redis:team-a"
+    assert iv.team == "team-a"  # the command's team: the team-a API key sees it
 
     # At-least-once delivery: the same command again applies nothing new.
     again = await command(r, prefix, replies, id="cmd-1", type="create",
                           request=json.dumps({"template": "frontend-engineer", "candidate": {"name": "Lin"}}))
     assert again["interview_id"] == iid
 
-    ended = await command(r, prefix, replies, id="cmd-2", type="end",
+    other = await command(r, prefix, replies, id="cmd-x", type="end", team="hr",
+                          request=json.dumps({"interview_id": iid}))
+    assert other["ok"] is False and other["code"] == "NOT_FOUND"  # another team's command cannot end it
+    ended = await command(r, prefix, replies, id="cmd-2", type="end", team="team-a",
                           request=json.dumps({"interview_id": iid, "reason": "withdrawn"}))
     assert ended == {"command_id": "cmd-2", "ok": True, "interview_id": iid, "status": "INTERVIEW_ENDED"}
     assert (await client.get(iid)).end_reason == "withdrawn"
-    again = await command(r, prefix, replies, id="cmd-3", type="end", request=json.dumps({"interview_id": iid}))
+    again = await command(r, prefix, replies, id="cmd-3", type="end", team="team-a", request=json.dumps({"interview_id": iid}))
     assert again["ok"] is True  # ending an ended interview is idempotent on this path
 
     pending = await r.xpending(f"{prefix}commands", "orchestrators")

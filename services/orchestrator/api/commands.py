@@ -1,7 +1,7 @@
 """The Redis command path: backends create and end interviews with XADD, without gRPC.
 
     XADD iv:commands * id <command id> type create|end reply_to iv:replies:<name> \
-        request '<CreateInterviewRequest | EndInterviewRequest as protobuf JSON>' [team <name>]
+        request '<CreateInterviewRequest | EndInterviewRequest as protobuf JSON>' team <team>
 
 Every orchestrator instance reads the stream in the consumer group "orchestrators" (at-least-once:
 entries are acknowledged after the reply is written; entries a dead instance left pending are
@@ -13,6 +13,8 @@ with "<prefix>replies:" (so a command cannot make the orchestrator write arbitra
     {"command_id", "ok": true|false, "interview_id", "join_url", "join_token", "expires_at",
      "status", "code", "error"}
 
+A command acts as its `team` (default "commands"): a create makes an interview of that team, an
+end of another team's interview answers NOT_FOUND, as the API does for a key of another team.
 This path bypasses API keys: restrict who can XADD there with a Redis ACL user (README).
 """
 from __future__ import annotations
@@ -122,22 +124,23 @@ class CommandConsumer:
     async def _apply(self, command_id: str, fields: dict[str, str]) -> dict[str, Any]:
         """Run one command; every refusal becomes an error reply (transient store errors propagate)."""
         out: dict[str, Any] = {"command_id": command_id}
-        caller = "redis:" + fields.get("team", "commands")[:60]
+        team = fields.get("team", "")[:60] or "commands"
+        caller = "redis:" + team
         kind = fields.get("type", "")
         try:
             if kind == "create":
                 request = json_format.Parse(fields.get("request", "{}"), interviews_pb2.CreateInterviewRequest())
                 request.request_id = f"cmd:{command_id}"
-                created = await self.api.create(request, caller)
+                created = await self.api.create(request, caller, team)
                 out.update(ok=True, interview_id=created.interview.id, join_url=created.join_url,
                            join_token=created.join_token, expires_at=created.join_token_expires_at.ToJsonString(),
                            status=session_pb2.InterviewStatus.Name(created.interview.status))
             elif kind == "end":
                 request = json_format.Parse(fields.get("request", "{}"), interviews_pb2.EndInterviewRequest())
                 try:
-                    ended = await self.api.end(request, default_reason="ended_by_command")
+                    ended = await self.api.end(request, default_reason="ended_by_command", team=team)
                 except FailedPrecondition:
-                    ended = (await self.api.get(request.interview_id)).interview  # already ended: idempotent
+                    ended = (await self.api.get(request.interview_id, team)).interview  # already ended: idempotent
                 out.update(ok=True, interview_id=ended.id, status=session_pb2.InterviewStatus.Name(ended.status))
             else:
                 raise InvalidArgument(f"type {kind[:40]!r} is not a command: use create or end", field="type")

@@ -8,7 +8,7 @@ primary behind Sentinel) is assumed: the global index and lifecycle keys share t
 
 # KEYS: state, events, lifecycle, index_all, index_status, request_key
 # ARGV: id, proto, status, ttl_ms, events_maxlen, lifecycle_maxlen, event_data, request_value ("" = no
-#       idempotency key), created_by, request_ttl_ms
+#       idempotency key), created_by, request_ttl_ms, team (on the lifecycle entry: WatchEvents filters by it)
 CREATE = """
 if ARGV[8] ~= '' then
   local prev = redis.call('GET', KEYS[6])
@@ -23,7 +23,8 @@ redis.call('HSET', KEYS[1], 'ver', 1, 'proto', ARGV[2], 'status', ARGV[3], 'seq'
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
 redis.call('ZADD', KEYS[5], 0, ARGV[1])
 local eid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'lifecycle', 'data', ARGV[7])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'type', 'lifecycle', 'data', ARGV[7], 'interview_id', ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'type', 'lifecycle', 'data', ARGV[7], 'interview_id', ARGV[1],
+           'team', ARGV[11])
 if tonumber(ARGV[4]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
@@ -35,7 +36,8 @@ return {1, eid}
 # KEYS: state, events, control, lifecycle, index_all, index_old_status, index_new_status, then
 #       other interview keys that only get the TTL refreshed
 # ARGV: expected_ver, proto, status, ttl_ms, id, events_maxlen, lifecycle_maxlen, epoch ("" = not
-#       fenced), n, then n triples (type, data, flags: "c" = also to control, "l" = also to lifecycle)
+#       fenced), n, then n triples (type, data, flags: "c" = also to control, "l" = also to lifecycle),
+#       then the interview's team (on lifecycle entries)
 COMMIT = """
 local cur = redis.call('HGET', KEYS[1], 'ver')
 if not cur then return {0, 'missing'} end
@@ -55,7 +57,8 @@ for _ = 1, tonumber(ARGV[9]) do
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'type', ARGV[i], 'data', ARGV[i + 1], 'event_id', eid)
   end
   if string.find(ARGV[i + 2], 'l', 1, true) then
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'type', ARGV[i], 'data', ARGV[i + 1], 'interview_id', ARGV[5])
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'type', ARGV[i], 'data', ARGV[i + 1], 'interview_id', ARGV[5],
+               'team', ARGV[#ARGV])
   end
   table.insert(out, eid)
   i = i + 3
@@ -191,14 +194,15 @@ return 1
 """
 
 # Erasure. KEYS: the interview's keys (state first), then index keys, then lifecycle.
-# ARGV: id, n_interview_keys, n_index_keys, lifecycle_data, lifecycle_maxlen. Returns keys deleted or -1.
+# ARGV: id, n_interview_keys, n_index_keys, lifecycle_data, lifecycle_maxlen, team. Returns keys deleted or -1.
 DELETE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local n = tonumber(ARGV[2])
 local deleted = 0
 for k = 1, n do deleted = deleted + redis.call('DEL', KEYS[k]) end
 for k = n + 1, n + tonumber(ARGV[3]) do redis.call('ZREM', KEYS[k], ARGV[1]) end
-redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[5], '*', 'type', 'lifecycle', 'data', ARGV[4], 'interview_id', ARGV[1])
+redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[5], '*', 'type', 'lifecycle', 'data', ARGV[4], 'interview_id', ARGV[1],
+           'team', ARGV[6])
 return deleted
 """
 

@@ -87,6 +87,12 @@ class LeaseHeld(StoreError):
         super().__init__(f"the session is owned by {holder}")
 
 
+def team_of(iv: interviews_pb2.Interview) -> str:
+    """The team an interview belongs to (interviews created before teams: their creator's key
+    name, which was the team)."""
+    return iv.team or iv.created_by
+
+
 def new_interview_id(now: float) -> str:
     """Time-ordered (12 hex digits of ms) + 8 random hex digits: lexicographic = creation order."""
     return f"iv_{int(now * 1000):012x}{secrets.token_hex(4)}"
@@ -236,7 +242,7 @@ class InterviewStore:
             keys=[k.state(iid), k.events(iid), k.lifecycle, k.index(), k.index(interview.status), req_key],
             args=[iid, interview.SerializeToString(), interview.status, self.ttl_ms, EVENTS_MAXLEN, LIFECYCLE_MAXLEN,
                   event.SerializeToString(), f"{iid}|{fingerprint}" if request_id else "", created_by,
-                  self._request_ttl_ms])
+                  self._request_ttl_ms, team_of(interview)])
         if ok:
             return interview, False
         if not detail:
@@ -274,6 +280,7 @@ class InterviewStore:
                                   EVENTS_MAXLEN, LIFECYCLE_MAXLEN, "" if epoch is None else epoch, len(change.events)]
             for ev, flags in change.events:
                 args += [payload_type(ev), ev.SerializeToString(), flags]
+            args.append(team_of(interview))
             result = await self._commit(
                 keys=[k.state(iid), k.events(iid), k.control(iid), k.lifecycle, k.index(),
                       k.index(old_status), k.index(interview.status), k.transcript(iid), k.entries(iid)],
@@ -284,9 +291,11 @@ class InterviewStore:
                 _refused(result[1], iid, epoch)
         raise Conflict(f"interview {iid} is changing too fast; retry")
 
-    async def list(self, status: int = 0, page_size: int = 50,
-                   after_id: str = "") -> tuple[list[interviews_pb2.Interview], str]:
-        """A page in creation order; ids whose state expired (retention) are dropped from the index."""
+    async def list(self, status: int = 0, page_size: int = 50, after_id: str = "",
+                   keep: Callable[[interviews_pb2.Interview], bool] | None = None
+                   ) -> tuple[list[interviews_pb2.Interview], str]:
+        """A page in creation order of the interviews `keep` accepts (a team's); ids whose state
+        expired (retention) are dropped from the index."""
         index = self.keys.index(status)
         start = f"({after_id}" if after_id else "-"
         out: list[interviews_pb2.Interview] = []
@@ -301,7 +310,8 @@ class InterviewStore:
             stale = [i for i, p in zip(ids, protos) if not p]
             if stale:
                 await self.redis.zrem(index, *stale)
-            out += [interviews_pb2.Interview.FromString(p) for p in protos if p]
+            page = [interviews_pb2.Interview.FromString(p) for p in protos if p]
+            out += [iv for iv in page if keep is None or keep(iv)]
             last = ids[-1].decode()
             start = f"({last}"
         more = await self.redis.zrange(index, start, "+", bylex=True, offset=0, num=1)
@@ -310,12 +320,13 @@ class InterviewStore:
     async def delete(self, iid: str) -> int:
         """Erase every key of the interview; returns how many keys existed. Raises NotFound."""
         k = self.keys
-        req = await self.redis.hget(k.state(iid), "req")
+        req, proto = await self.redis.hmget(k.state(iid), "req", "proto")
         data_keys = k.interview_keys(iid) + ([req.decode()] if req else [])
         index_keys = [k.index()] + [k.index(s) for s in STATUSES] + [k.inflight_index]
         event = self.event(iid, lifecycle=interviews_pb2.Lifecycle(kind=interviews_pb2.Lifecycle.DELETED))
         n = await self._delete(keys=[*data_keys, *index_keys, k.lifecycle],
-                               args=[iid, len(data_keys), len(index_keys), event.SerializeToString(), LIFECYCLE_MAXLEN])
+                               args=[iid, len(data_keys), len(index_keys), event.SerializeToString(), LIFECYCLE_MAXLEN,
+                                     team_of(interviews_pb2.Interview.FromString(proto)) if proto else ""])
         if n < 0:
             raise NotFound(f"interview {iid} not found")
         return int(n)
@@ -380,6 +391,25 @@ class InterviewStore:
     async def last_event_id(self, key: str) -> str:
         rows = await self.redis.xrevrange(key, "+", "-", count=1)
         return rows[0][0].decode() if rows else "0-0"
+
+    async def read_lifecycle(self, after: str, team: str | None, *, block_ms: int | None = None,
+                             count: int = 100) -> tuple[list[interviews_pb2.Event], str]:
+        """Lifecycle events after `after` of one team's interviews (None: all), and the position
+        reached (past events of other teams too, so a reader never reads them again)."""
+        reply = await self.redis.xread({self.keys.lifecycle: after}, count=count, block=block_ms)
+        out, position = [], after
+        for _, rows in reply:
+            for sid, fields in rows:
+                position = sid.decode()
+                entry_team = fields.get(b"team")
+                if entry_team is None:  # written before teams: the interview's own, while it exists
+                    try:
+                        entry_team = team_of((await self.get(fields.get(b"interview_id", b"").decode())).interview).encode()
+                    except NotFound:
+                        entry_team = b""
+                if team is None or entry_team.decode() == team:
+                    out.append(parse_event(sid, fields))
+        return out, position
 
     async def read_events(self, key: str, after: str, *, block_ms: int | None = None,
                           count: int = 100) -> list[interviews_pb2.Event]:
