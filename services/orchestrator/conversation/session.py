@@ -39,6 +39,9 @@ from services.orchestrator.store.store import InterviewStore
 log = logging.getLogger("conversation.session")
 
 OUTBOX_SIZE, DRAIN_AT_END_S = 256, 3.0
+# The LLM's end / advance calls (spawned by Floor under these names) finish at shutdown instead of
+# being cancelled: a hangup right after the closing words must not leave the interview ACTIVE.
+API_CALLS, API_CALLS_AT_END_S = ("end", "advance-phase"), 5.0
 
 
 class Session:
@@ -159,6 +162,7 @@ class Session:
         cut = self.transcript.in_flight(self.listener.in_progress(), self.floor.in_progress(), ended=True)
         self.transcript.pending_user = []
         self.floor.cut_off()
+        await self._finish_api_calls()
         tasks = [t for t in self._tasks if t not in self.transcript.writes]
         for t in tasks:
             t.cancel()
@@ -179,6 +183,15 @@ class Session:
         if self.failure is None:
             self.outbound.control(session_pb2.ServerMessage(end=session_pb2.SessionEnd(reason=self.end_reason)))
         self.outbound.close()
+
+    async def _finish_api_calls(self) -> None:
+        calls = [t for t in self._tasks if t.get_name().rpartition(":")[2] in API_CALLS]
+        if not calls:
+            return
+        _, pending = await asyncio.wait(calls, timeout=API_CALLS_AT_END_S)
+        if pending:
+            log.error("the LLM's end / advance call did not finish at session end; cancelled",
+                      extra={"calls": [t.get_name() for t in pending]})
 
     def _marker(self) -> list[interviews_pb2.TranscriptEntry]:
         return self.transcript.marker(self.listener.in_progress(), self.floor.in_progress())
