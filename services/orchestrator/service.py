@@ -20,6 +20,7 @@ from services.common.channels import create_channel
 from services.common.config import ConfigError
 from services.common.server import ServiceRuntime
 from services.orchestrator import plans
+from services.orchestrator.readiness import StoreReadiness
 from services.orchestrator.api import auth
 from services.orchestrator.api.commands import CommandConsumer
 from services.orchestrator.api.interviews import InterviewsApi
@@ -142,6 +143,11 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     await serve_sessions(cfg, runtime, sessions)
     sweeper.start()
     runtime.on_shutdown(sweeper.stop)
+    readiness = StoreReadiness(client.ping, runtime.health.set,
+                               [interviews_pb2.DESCRIPTOR.services_by_name["Interviews"].full_name,
+                                session_pb2.DESCRIPTOR.services_by_name["Session"].full_name])
+    readiness.start()
+    runtime.on_shutdown(readiness.stop)
     if cfg.commands:
         consumer = CommandConsumer(api, instance)
         consumer.start()
