@@ -16,6 +16,7 @@ from services.common import errors
 from services.orchestrator import plans
 from services.orchestrator.api import validation
 from services.orchestrator.api.tokens import JoinTokens
+from services.orchestrator.store.spill import SpillFile
 from services.orchestrator.store.store import (TRANSIENT, Change, InterviewStore, NotFound, Snapshot, StoreError,
                                                fingerprint, new_interview_id, team_of, timestamp)
 
@@ -41,7 +42,8 @@ def _not_ended(iv: interviews_pb2.Interview, action: str) -> None:
 class InterviewsApi:
     def __init__(self, store: InterviewStore, join_tokens: JoinTokens, templates: dict[str, common_pb2.Plan],
                  public_base_url: str, join_token_ttl_s: int, *, owner: str = "api", lease_ttl_ms: int = 10_000,
-                 ended: Callable[[str], None] = lambda iid: None):
+                 ended: Callable[[str], None] = lambda iid: None, spill: SpillFile | None = None):
+        self.spill = spill  # this instance's spilled transcript entries: purged with their interview
         self.store = store
         self.owner, self.lease_ttl_ms = f"{owner}:end", lease_ttl_ms
         self.ended = ended  # the abandoned-session sweeper's wake-up
@@ -249,7 +251,10 @@ class InterviewsApi:
 
     async def delete(self, iid: str, team: str | None = None) -> int:
         await self.get(iid, team)
-        return await self.store.delete(iid)
+        n = await self.store.delete(iid)
+        if self.spill is not None:
+            await self.spill.purge(iid)
+        return n
 
     async def watch_position(self, r: interviews_pb2.WatchEventsRequest, team: str | None = None) -> tuple[str, str]:
         """(stream key, first position) for WatchEvents; NOT_FOUND for an unknown interview."""

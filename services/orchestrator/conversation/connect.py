@@ -28,6 +28,7 @@ from services.orchestrator.api.tokens import JoinTokens, TokenError
 from services.orchestrator.conversation import resume
 from services.orchestrator.conversation.session import Session, new_session_id
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
+from services.orchestrator.store.spill import SpillFile
 from services.orchestrator.store.store import LINK_IN_USE, Change, InterviewStore, NotFound, StoreError, timestamp
 
 log = logging.getLogger("conversation.connect")
@@ -39,7 +40,9 @@ PLAYBACK_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 
 class SessionServicer:
     def __init__(self, store: InterviewStore, api: Any, join_tokens: JoinTokens, stubs: Stubs,
-                 settings: LoopSettings, owner: str, credential_ttl_s: int = 4 * 3600, clock: Clock | None = None):
+                 settings: LoopSettings, owner: str, credential_ttl_s: int = 4 * 3600, clock: Clock | None = None,
+                 spill: SpillFile | None = None):
+        self.spill = spill
         self.store = store
         self.api = api
         self.join_tokens = join_tokens
@@ -134,7 +137,7 @@ class SessionServicer:
         session = Session(interview=interview, session_id=session_id, owner=self.owner, epoch=epoch,
                           control_cursor=cursor, store=self.store, api=self.api, stubs=self.stubs,
                           settings=self.settings, clock=self.clock, input_rate=rate, playback_rate=playback,
-                          earlier=earlier)
+                          earlier=earlier, spill=self.spill)
         self.live[iid] = session
         log.info("session joined", extra={"interview_id": iid, "session_id": session_id, "epoch": epoch,
                                           "client": join.client_info[:200], "by": kind})

@@ -34,6 +34,7 @@ from services.orchestrator.conversation.ownership import Ownership
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.conversation.transcript import AGENT, Transcript
 from services.orchestrator.store.outbox import TranscriptOutbox
+from services.orchestrator.store.spill import SpillFile
 from services.orchestrator.store.store import InterviewStore
 
 log = logging.getLogger("conversation.session")
@@ -47,13 +48,15 @@ API_CALLS, API_CALLS_AT_END_S = ("end", "advance-phase"), 5.0
 class Session:
     def __init__(self, *, interview: interviews_pb2.Interview, session_id: str, owner: str, epoch: int,
                  control_cursor: str, store: InterviewStore, api: Any, stubs: Stubs, settings: LoopSettings,
-                 clock: Clock, input_rate: int, playback_rate: int, earlier: resume.Earlier | None = None):
+                 clock: Clock, input_rate: int, playback_rate: int, earlier: resume.Earlier | None = None,
+                 spill: SpillFile | None = None):
         self.interview, self.iid, self.session_id = interview, interview.id, session_id
         self.clock = clock
         self.view = InterviewView(interview, clock, conversational_silence_ms=settings.conversational_silence_ms,
                                   coding_silence_ms=settings.coding_silence_ms, check_in_s=settings.check_in_s)
         self.outbound = Outbound()
         self.outbox = TranscriptOutbox(store, size=OUTBOX_SIZE, epoch=epoch)
+        self.spill = spill  # where the outbox's leftovers go when Redis is down at the end
         self.history = History(settings.history_max_messages, settings.history_max_chars)
         self.ownership = Ownership(store, self.iid, owner=owner, epoch=epoch, lease_ttl_ms=settings.lease_ttl_ms,
                                    control_cursor=control_cursor, marker=self._marker, apply=self.apply_event,
@@ -177,7 +180,11 @@ class Session:
         except asyncio.TimeoutError:
             drained = False
             log.error("transcript entries still pending at session end", extra={"pending": self.outbox.pending})
-        await self.outbox.close()
+        unwritten = await self.outbox.close()
+        if unwritten and self.spill is not None:
+            await self.spill.append(unwritten)  # replayed into Redis when it returns; overflow logged
+        elif unwritten:
+            log.error("transcript entries LOST at session end (no spill file)", extra={"entries": len(unwritten)})
         if self.end_reason != "replaced":
             await self.ownership.leave(self.session_id, self.end_reason, drained=drained)
         if self.failure is None:

@@ -27,6 +27,7 @@ class TranscriptOutbox:
         self._queue: asyncio.Queue[tuple[interviews_pb2.TranscriptEntry, asyncio.Future[Appended]]] = \
             asyncio.Queue(maxsize=size)
         self._task = OwnedTask(self._flush, "transcript-outbox")
+        self._current: tuple[interviews_pb2.TranscriptEntry, asyncio.Future[Appended]] | None = None
         self.retries = 0
 
     def start(self) -> "TranscriptOutbox":
@@ -51,19 +52,26 @@ class TranscriptOutbox:
         """Wait until every entry put so far is written (or has failed permanently)."""
         await self._queue.join()
 
-    async def close(self) -> None:
-        """Stop the flusher; entries still queued are reported as not written."""
+    async def close(self) -> list[interviews_pb2.TranscriptEntry]:
+        """Stop the flusher; returns the entries not written, in order (the one being retried
+        first), each also reported as not written to whoever waits for it (the session spills them)."""
         await self._task.stop()
+        left = [self._current] if self._current is not None else []
+        if self._current is not None:
+            self._current = None
+            self._queue.task_done()
         while not self._queue.empty():
-            entry, done = self._queue.get_nowait()
+            left.append(self._queue.get_nowait())
+            self._queue.task_done()
+        for entry, done in left:
             if not done.done():
                 done.set_exception(StoreError(f"outbox closed before entry {entry.entry_id} was written"))
-            self._queue.task_done()
+        return [entry for entry, _ in left]
 
     async def _flush(self) -> None:
         while True:
-            entry, done = await self._queue.get()
-            try:
+            entry, done = self._current = await self._queue.get()
+            try:  # a cancellation (close) leaves _current set: close() reports it as not written
                 result = await self._write(entry)
                 if not done.done():
                     done.set_result(result)
@@ -71,8 +79,8 @@ class TranscriptOutbox:
                 log.error("transcript entry refused", extra={"interview_id": entry.interview_id, "error": str(exc)})
                 if not done.done():
                     done.set_exception(exc)
-            finally:
-                self._queue.task_done()
+            self._current = None
+            self._queue.task_done()
 
     async def _write(self, entry: interviews_pb2.TranscriptEntry) -> Appended:
         delays = self.backoff.delays()
