@@ -69,7 +69,7 @@ async def test_bad_commands_get_error_replies_and_the_consumer_goes_on(orchestra
                             request=json.dumps({"interview_id": "iv_00000000000000000000"}))
     assert unknown["ok"] is False and unknown["code"] == "NOT_FOUND"
     kind = await command(r, prefix, replies, id="bad-4", type="explode")
-    assert kind["ok"] is False and "create or end" in kind["error"]
+    assert kind["ok"] is False and "create, end or reissue" in kind["error"]
 
     # A reply stream outside <prefix>replies: is refused (the command cannot make us write any key).
     await r.xadd(f"{prefix}commands", {"id": "bad-5", "type": "create", "reply_to": "victim",
@@ -78,3 +78,29 @@ async def test_bad_commands_get_error_replies_and_the_consumer_goes_on(orchestra
     assert ok["ok"] is True  # the consumer went on
     assert not await r.exists("victim")
     assert "reply_to" in orchestrator.logs()
+
+
+async def test_delete_erases_the_command_path_and_tokens_are_not_kept(orchestrator, store: InterviewStore, prefix: str):
+    """GDPR: deleting an interview also erases its reply entries and stored replies; applied
+    commands leave the command stream; the stored copy of a reply never holds the join token."""
+    r = store.redis
+    replies = f"{prefix}replies:gdpr"
+    created = await command(r, prefix, replies, id="gdpr-1", type="create", team="team-a",
+                            request=json.dumps({"template": "demo", "candidate": {"name": "Eve"}}))
+    iid = created["interview_id"]
+    assert created["join_token"]  # delivered once, in the reply
+    stored = json.loads(await r.get(store.keys.command_done("gdpr-1")))
+    assert "join_token" not in stored and "#token=" not in stored["join_url"]
+    assert created["join_token"] not in json.dumps(stored)
+    redelivered = await command(r, prefix, replies, id="gdpr-1", type="create", team="team-a",
+                                request=json.dumps({"template": "demo", "candidate": {"name": "Eve"}}))
+    assert redelivered["interview_id"] == iid and "join_token" not in redelivered
+    fresh = await command(r, prefix, replies, id="gdpr-2", type="reissue", team="team-a",
+                          request=json.dumps({"interview_id": iid}))
+    assert fresh["ok"] and fresh["join_url"].endswith(f"#token={fresh['join_token']}")
+    assert await r.xlen(f"{prefix}commands") == 0  # applied commands are removed (with the candidate's data)
+    assert await r.xlen(replies) == 3
+    await store.delete(iid)
+    assert await r.xlen(replies) == 0
+    assert not await r.exists(store.keys.command_done("gdpr-1"), store.keys.command_done("gdpr-2"),
+                              store.keys.command_traces(iid))

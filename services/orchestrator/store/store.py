@@ -7,6 +7,7 @@ Layout (prefix P, default "iv:"; ID = an interview id):
   P i:ID:entries     hash    entry_id -> "sequence event_id" (idempotent transcript writes)
   P i:ID:control     stream  UPDATE_CONFIG / SET_PHASE / END / code events for the session owner
   P i:ID:lease       string  "owner|epoch" with a TTL: who runs the live session
+  P i:ID:cmds        set     where the command path wrote about it (reply entries, stored replies): erased with it
   P i:ID:inflight    string  the owner's in-flight turns (GetTranscriptResponse of incomplete entries)
   P index:all, P index:s:N   sorted sets (score 0, lexicographic = creation order) for ListInterviews
   P inflight         sorted set: interviews with an in-flight marker, score = its last change (ms)
@@ -123,6 +124,10 @@ class Keys:
     def control(self, iid: str) -> str:
         return f"{self.prefix}i:{iid}:control"
 
+    def command_traces(self, iid: str) -> str:
+        """The interview's command path traces: "<reply stream> <entry id>" and "done <key>"."""
+        return f"{self.prefix}i:{iid}:cmds"
+
     def lease(self, iid: str) -> str:
         return f"{self.prefix}i:{iid}:lease"
 
@@ -132,7 +137,7 @@ class Keys:
     def interview_keys(self, iid: str) -> list[str]:
         """Every key holding this interview's data, state first (what Delete erases)."""
         return [self.state(iid), self.events(iid), self.transcript(iid), self.entries(iid),
-                self.control(iid), self.lease(iid), self.inflight(iid)]
+                self.control(iid), self.lease(iid), self.inflight(iid), self.command_traces(iid)]
 
     @property
     def inflight_index(self) -> str:
@@ -321,6 +326,7 @@ class InterviewStore:
         """Erase every key of the interview; returns how many keys existed. Raises NotFound."""
         k = self.keys
         req, proto = await self.redis.hmget(k.state(iid), "req", "proto")
+        traces = await self.redis.smembers(k.command_traces(iid))
         data_keys = k.interview_keys(iid) + ([req.decode()] if req else [])
         index_keys = [k.index()] + [k.index(s) for s in STATUSES] + [k.inflight_index]
         event = self.event(iid, lifecycle=interviews_pb2.Lifecycle(kind=interviews_pb2.Lifecycle.DELETED))
@@ -329,7 +335,24 @@ class InterviewStore:
                                      team_of(interviews_pb2.Interview.FromString(proto)) if proto else ""])
         if n < 0:
             raise NotFound(f"interview {iid} not found")
+        if traces:  # the command path's replies and stored replies that name the interview
+            pipe = self.redis.pipeline(transaction=False)
+            for trace in traces:
+                where, _, what = trace.decode().partition(" ")
+                if where == "done":
+                    pipe.delete(what)
+                elif where.startswith(k.reply_prefix):
+                    pipe.xdel(where, what)
+            await pipe.execute()
         return int(n)
+
+    async def remember_command(self, iid: str, traces: list[str]) -> None:
+        """Record where the command path wrote about this interview, so Delete erases it."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(self.keys.command_traces(iid), *traces)
+        if self.ttl_ms != "0":
+            pipe.pexpire(self.keys.command_traces(iid), int(self.ttl_ms))
+        await pipe.execute()
 
     # ---- events and transcript ----
 
