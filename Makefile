@@ -8,7 +8,7 @@ PROTOS := $(wildcard protos/interview/v1/*.proto)
 # deploy/system_deps.py installs (or lists) these: keep the two lists the same.
 APT_PACKAGES := python3-venv redis-server flite espeak-ng sox tesseract-ocr chromium chromium-driver
 
-.PHONY: install install-apt system-deps proto check-proto check-images run test bench loadtest clean distclean
+.PHONY: faults install install-apt system-deps proto check-proto check-images run test bench loadtest clean distclean
 
 install: system-deps $(VENV)/.installed ## everything `make run` and `make test` need (idempotent)
 
@@ -38,6 +38,11 @@ check-images: install ## each service from a clean venv holding only its extra (
 
 test: install ## the whole test suite (pytest's exit 5, "no tests collected", is not an error)
 	$(PY) -m pytest -q tests || [ $$? -eq 5 ]
+
+FAULT_RUNS ?= 10
+faults: install ## the orchestrator fault suite FAULT_RUNS times each; measurements appended to .run/faults.jsonl (docs/reliability.md)
+	mkdir -p .run && FAULT_RUNS=$(FAULT_RUNS) FAULT_RESULTS=.run/faults.jsonl $(PY) -m pytest -q -s tests/faults tests/orchestrator/test_abandoned.py -k "not sweeper and not no_session"
+	$(PY) -m tests.faults.summary .run/faults.jsonl
 
 bench: install ## benchmarks recorded in docs/benchmarks.md (long; not part of make test)
 	$(PY) -m tests.load.bench

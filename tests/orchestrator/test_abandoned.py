@@ -92,7 +92,9 @@ async def test_end_interview_on_another_instance_closes_the_cut_turn(
     _check(entries)
     assert not await store.redis.exists(store.keys.inflight(iid))
     assert not await store.redis.zscore(store.keys.inflight_index, iid)
-    print(f"closed {time.monotonic() - t0:.2f} s after EndInterview")
+    from tests.faults.conftest import record
+    record("orchestrator_sigkill_end_elsewhere", closed_after_end_s=round(time.monotonic() - t0, 3),
+           incomplete_entries=sum(e.incomplete for e in entries))
 
 
 @pytest.fixture

@@ -134,10 +134,17 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[1])
 return {1, epoch}
 """
 
-# KEYS: lease. ARGV: owner|epoch, ttl_ms. 1 = renewed, 0 = lost (expired or taken over).
+# A lease that merely expired (Redis was down longer than its TTL: the expiry is absolute) is
+# taken back when nobody took over meanwhile (the state's epoch is still the owner's).
+# KEYS: lease, state. ARGV: owner|epoch, ttl_ms, epoch. 1 = renewed, 0 = lost (taken over).
 RENEW_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not cur and redis.call('HGET', KEYS[2], 'epoch') == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
 return 0

@@ -473,8 +473,11 @@ class InterviewStore:
         return gen
 
     async def renew_lease(self, iid: str, owner: str, epoch: int, ttl_ms: int) -> bool:
-        """False when the lease was lost (expired and taken, or forced away): stop the session."""
-        return bool(await self._renew(keys=[self.keys.lease(iid)], args=[f"{owner}|{epoch}", ttl_ms]))
+        """False when the lease was lost (taken over, or forced away): stop the session. A lease
+        that only expired (e.g. Redis was down longer than the TTL) is taken back if no one took
+        over meanwhile (the epoch is unchanged)."""
+        return bool(await self._renew(keys=[self.keys.lease(iid), self.keys.state(iid)],
+                                      args=[f"{owner}|{epoch}", ttl_ms, epoch]))
 
     async def release_lease(self, iid: str, owner: str, epoch: int) -> bool:
         k = self.keys
