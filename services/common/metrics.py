@@ -45,6 +45,14 @@ ACTIVE_STREAMS = Gauge("interviewer_grpc_active_streams", "streaming gRPC calls 
 REFUSED_AT_CAPACITY = Counter("interviewer_grpc_refused_at_capacity",
                               "streams refused with RESOURCE_EXHAUSTED by admission control", ["service"])
 
+# ---- orchestrator: transcript entries that could not reach Redis at a session's end ----
+TRANSCRIPT_SPILLED = Counter("interviewer_transcript_spilled",
+                             "transcript entries written to the local spill file (Redis unreachable at a session's end)")
+TRANSCRIPT_SPILL_REPLAYED = Counter("interviewer_transcript_spill_replayed",
+                                    "spilled transcript entries written into Redis once it returned")
+TRANSCRIPT_SPILL_LOST = Counter("interviewer_transcript_spill_lost",
+                                "transcript entries LOST: Redis unreachable and the spill file full or unusable")
+
 
 def metrics_port(service: str, configured: int) -> int | None:
     """The port to serve on, or None when metrics are off."""

@@ -4,7 +4,7 @@ local append-only file instead of being dropped, and are replayed into Redis in 
 Format: records of a 4-byte big-endian length + one serialized TranscriptEntry. Each append is
 one write + fsync on a file opened 0600 (O_APPEND), so a crash loses at most a torn last record,
 which the reader ignores. The file is bounded (`max_bytes`): what does not fit is logged as an
-error and counted (`overflowed`), never silently dropped. Replay (at start-up and every
+error and counted (`overflowed`, metric interviewer_transcript_spill_lost), never silently dropped. Replay (at start-up and every
 `retry_s` while the file has records) writes each entry unfenced through the store's idempotent
 append (entry ids: a record written twice is stored once), skips interviews deleted meanwhile,
 stops at the first transient error and keeps the rest for the next try. DeleteInterview purges
@@ -24,6 +24,7 @@ import struct
 from pathlib import Path
 
 from interview.v1 import interviews_pb2
+from services.common.metrics import TRANSCRIPT_SPILL_LOST, TRANSCRIPT_SPILL_REPLAYED, TRANSCRIPT_SPILLED
 from services.common.tasks import OwnedTask, raise_if_cancelling
 from services.orchestrator.store.store import TRANSIENT, InterviewStore, NotFound
 
@@ -126,10 +127,12 @@ class SpillFile:
             lost = entries[kept:]
             if lost:
                 self.overflowed += len(lost)
+                TRANSCRIPT_SPILL_LOST.inc(len(lost))
                 log.error("transcript entries LOST: Redis is unreachable and the spill file is full or unusable",
                           extra={"path": str(self.path), "max_bytes": self.max_bytes, "lost": len(lost),
                                  "entries": [f"{e.interview_id}/{e.entry_id}" for e in lost][:50]})
             if kept:
+                TRANSCRIPT_SPILLED.inc(kept)
                 log.warning("transcript entries spilled to the local file; replayed when Redis returns",
                             extra={"path": str(self.path), "entries": kept})
             return kept
@@ -187,6 +190,7 @@ class SpillFile:
         await asyncio.to_thread(self._rewrite, entries[done:])
         if done:
             self.replayed += done - skipped
+            TRANSCRIPT_SPILL_REPLAYED.inc(done - skipped)
             log.warning("spilled transcript entries replayed into Redis", extra={
                 "written": done - skipped, "skipped_deleted": skipped, "left": len(entries) - done})
         return done - skipped
