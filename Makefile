@@ -8,7 +8,7 @@ PROTOS := $(wildcard protos/interview/v1/*.proto)
 # deploy/system_deps.py installs (or lists) these: keep the two lists the same.
 APT_PACKAGES := python3-venv redis-server flite espeak-ng sox tesseract-ocr fonts-dejavu-core openssl chromium chromium-driver
 
-.PHONY: install install-apt system-deps proto check-proto check-images run test fuzz soak bench loadtest clean distclean
+.PHONY: faults install install-apt system-deps proto check-proto check-images run test fuzz soak bench loadtest clean distclean
 
 install: system-deps $(VENV)/.installed ## everything `make run` and `make test` need (idempotent)
 
@@ -44,6 +44,11 @@ fuzz: install ## long random fuzzing of every endpoint (make test runs the same 
 
 soak: install ## N scripted candidates for 10 minutes: RSS, tasks, threads, fds, lost replies (docs/reliability.md)
 	$(PY) -m tests.load.soak --candidates $${SOAK_CANDIDATES:-20} --seconds $${SOAK_SECONDS:-600}
+
+FAULT_RUNS ?= 10
+faults: install ## the orchestrator fault suite FAULT_RUNS times each; measurements appended to .run/faults.jsonl (docs/reliability.md)
+	mkdir -p .run && FAULT_RUNS=$(FAULT_RUNS) FAULT_RESULTS=.run/faults.jsonl $(PY) -m pytest -q -s tests/faults tests/orchestrator/test_abandoned.py -k "not sweeper and not no_session"
+	$(PY) -m tests.faults.summary .run/faults.jsonl
 
 bench: install ## benchmarks recorded in docs/benchmarks.md (long; not part of make test)
 	$(PY) -m tests.load.bench

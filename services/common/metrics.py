@@ -95,6 +95,14 @@ def watch_event_loop(service: str, loop: asyncio.AbstractEventLoop) -> None:
     ASYNCIO_TASKS.labels(service).set_function(tasks)
     THREADS.labels(service).set_function(threading.active_count)
 
+# ---- orchestrator: transcript entries that could not reach Redis at a session's end ----
+TRANSCRIPT_SPILLED = Counter("interviewer_transcript_spilled",
+                             "transcript entries written to the local spill file (Redis unreachable at a session's end)")
+TRANSCRIPT_SPILL_REPLAYED = Counter("interviewer_transcript_spill_replayed",
+                                    "spilled transcript entries written into Redis once it returned")
+TRANSCRIPT_SPILL_LOST = Counter("interviewer_transcript_spill_lost",
+                                "transcript entries LOST: Redis unreachable and the spill file full or unusable")
+
 
 def metrics_port(service: str, configured: int) -> int | None:
     """The port to serve on, or None when metrics are off."""

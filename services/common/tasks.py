@@ -17,6 +17,16 @@ log = logging.getLogger("tasks")
 T = TypeVar("T")
 
 
+def raise_if_cancelling() -> None:
+    """Call in a retry loop (each turn, and in the `except` for a library's own errors): redis-py
+    (8.x) can swallow a cancellation (the call returns normally, or raises a ConnectionError), and
+    a loop that goes on would never stop: its owner's cancel-and-wait hangs (seen: a live session
+    ended by EndInterview never finished its shutdown). Honour the pending cancellation instead."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     """Cancel `task` and wait until it has finished; its own exception is logged, not raised."""
     if task is None or task.done() and task.cancelled():

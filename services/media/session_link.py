@@ -31,6 +31,8 @@ _HTTP = {
     grpc.StatusCode.INVALID_ARGUMENT: (400, "The interview service rejected the request."),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (503, "The interview service is busy. Please try again in a minute."),
 }
+_LINK_IN_USE = (409, "This interview is already open in another window or on another device. Close it there "
+                     "first (this page can join once that session has ended), or ask for a new link.")
 _UNAVAILABLE = (503, "The interview service is not reachable right now. Please try again in a minute.")
 
 
@@ -42,6 +44,8 @@ class JoinRefused(Exception):
     @staticmethod
     def from_rpc(exc: grpc.aio.AioRpcError) -> "JoinRefused":
         status, message = _HTTP.get(exc.code(), _UNAVAILABLE)
+        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "already in use" in (exc.details() or ""):
+            status, message = _LINK_IN_USE
         return JoinRefused(status, message, f"{exc.code().name}: {exc.details()}")
 
 

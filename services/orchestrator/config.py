@@ -56,6 +56,15 @@ class OrchestratorConfig:
                                                "silence_timeout_s overrides)")
     lease_ttl_ms: int = env(10_000, min=1000, max=120_000,
                             help="owner lease of a live session; renewed every third of it")
+    abandoned_grace_s: float = env(300.0, min=0,
+                                   help="a session whose owner died without a rejoin for this long gets its "
+                                        "in-flight turns closed as incomplete entries (at once once ended)")
+    spill_path: str = env("", help="local append-only file for transcript entries Redis could not take at a "
+                                   "session's end (replayed when it returns); put it on a writable volume; "
+                                   "'' = .run/orchestrator-spill-<key prefix>.bin")
+    spill_max_bytes: int = env(64 * 1024 * 1024, min=4096, help="bound of the spill file; beyond it entries are lost "
+                                                                 "with an error log")
+    sweep_interval_s: float = env(5.0, min=0.1, max=600, help="how often each instance looks for such sessions")
     session_credential_ttl_s: int = env(4 * 3600, min=60, help="lifetime of the reconnect credential issued at join")
     history_max_messages: int = env(40, min=6, max=400,
                                     help="history longer than this is summarised (by the LLM) before a reply")

@@ -20,14 +20,17 @@ from services.common.channels import create_channel
 from services.common.config import ConfigError
 from services.common.server import ServiceRuntime
 from services.orchestrator import plans
+from services.orchestrator.readiness import StoreReadiness
 from services.orchestrator.api import auth
 from services.orchestrator.api.commands import CommandConsumer
 from services.orchestrator.api.interviews import InterviewsApi
 from services.orchestrator.api.servicer import InterviewsServicer
 from services.orchestrator.api.tokens import JoinTokens
 from services.orchestrator.config import OrchestratorConfig
+from services.orchestrator.conversation.abandoned import AbandonedSweeper
 from services.orchestrator.conversation.connect import SessionServicer
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
+from services.orchestrator.store.spill import SpillFile, SpillReplayer
 from services.orchestrator.store.store import InterviewStore
 from services.orchestrator.evaluation.evaluator import Settings as EvaluationSettings
 from services.orchestrator.evaluation.jobs import EvaluationJobs
@@ -129,8 +132,13 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
         raise SystemExit(2) from None
     client = redis_client(cfg.redis_url)
     store = InterviewStore(client, prefix=cfg.key_prefix, retention_s=cfg.retention_s)
-    api = InterviewsApi(store, tokens, templates, cfg.public_base_url, cfg.join_token_ttl_s)
     instance = cfg.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+    sweeper = AbandonedSweeper(store, instance, lease_ttl_ms=cfg.lease_ttl_ms, grace_s=cfg.abandoned_grace_s,
+                               interval_s=cfg.sweep_interval_s)
+    spill = SpillFile(cfg.spill_path or f".run/orchestrator-spill-{cfg.key_prefix.strip(':') or 'default'}.bin",
+                      cfg.spill_max_bytes)
+    api = InterviewsApi(store, tokens, templates, cfg.public_base_url, cfg.join_token_ttl_s, owner=instance,
+                        lease_ttl_ms=cfg.lease_ttl_ms, ended=lambda iid: sweeper.wake(), spill=spill)
     channels = [create_channel(t) for t in (cfg.vad_addr, cfg.stt_addr, cfg.llm_addr, cfg.tts_addr)]
     stubs = Stubs(vad_pb2_grpc.VadStub(channels[0]), stt_pb2_grpc.SttStub(channels[1]),
                   llm_pb2_grpc.LlmStub(channels[2]), tts_pb2_grpc.TtsStub(channels[3]))
@@ -145,8 +153,19 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
                                   cfg.evaluate_wait_s)
     runtime.add(interviews_pb2.DESCRIPTOR.services_by_name["Interviews"].full_name,
                 interviews_pb2_grpc.add_InterviewsServicer_to_server, servicer)
-    sessions = SessionServicer(store, api, tokens, stubs, loop_settings(cfg), instance, cfg.session_credential_ttl_s)
+    sessions = SessionServicer(store, api, tokens, stubs, loop_settings(cfg), instance, cfg.session_credential_ttl_s,
+                               spill=spill)
     await serve_sessions(cfg, runtime, sessions)
+    sweeper.start()
+    runtime.on_shutdown(sweeper.stop)
+    replayer = SpillReplayer(spill, store)
+    replayer.start()  # at start-up, then while the file has records
+    runtime.on_shutdown(replayer.stop)
+    readiness = StoreReadiness(client.ping, runtime.health.set,
+                               [interviews_pb2.DESCRIPTOR.services_by_name["Interviews"].full_name,
+                                session_pb2.DESCRIPTOR.services_by_name["Session"].full_name])
+    readiness.start()
+    runtime.on_shutdown(readiness.stop)
     if cfg.commands:
         consumer = CommandConsumer(api, instance)
         consumer.start()

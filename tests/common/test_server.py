@@ -23,8 +23,10 @@ SERVICES = {
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_every_service_serves_health_and_reflection_and_exits_0_on_sigterm(service):
-    with ServiceProcess(service) as proc:
+def test_every_service_serves_health_and_reflection_and_exits_0_on_sigterm(service, redis_server):
+    # the orchestrator's named services are ready only with Redis reachable (readiness.py)
+    env = {"REDIS_URL": redis_server.url} if service == "orchestrator" else None
+    with ServiceProcess(service, env=env) as proc:
         with grpc.insecure_channel(proc.address) as ch:
             # What `grpcurl -plaintext ADDR list` does: list services over reflection ...
             db = ProtoReflectionDescriptorDatabase(ch)

@@ -26,6 +26,7 @@ import numpy as np
 from interview.v1 import common_pb2, session_pb2, session_pb2_grpc
 from services.common.audio import read_wav, resample
 from services.orchestrator.api.tokens import JoinTokens, TokenError
+from services.orchestrator.store.store import LINK_IN_USE
 
 AGENT_RATE = 24000
 GREETING = "Good morning and thank you for coming. Please tell me about your experience with software testing."
@@ -50,6 +51,7 @@ class Interview:
     credential: str = ""
     ended: bool = False
     live: "Recorded | None" = None
+    link: str = ""  # the nonce of the join link the live session was joined with
 
 
 @dataclass
@@ -136,6 +138,9 @@ class FakeSession(session_pb2_grpc.SessionServicer):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
             if claims.interview_id != iv.id:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the join token belongs to another interview")
+            if iv.live is not None and iv.link == claims.nonce:  # one live session per link, as the orchestrator
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, LINK_IN_USE)
+            iv.link = claims.nonce
         else:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a join token or session credential is required")
         if iv.ended:

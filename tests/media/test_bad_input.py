@@ -1,4 +1,4 @@
-"""Refusals: bad tokens map to readable 401/403/404/410 before any peer exists; malformed bodies
+"""Refusals: bad tokens map to readable 401/403/404/409/410 before any peer exists; malformed bodies
 and SDP are 400; a peer that never completes ICE and a client that vanishes end the session promptly."""
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def silent() -> WavTrack:
     ("unknown interview", 404, "no such interview"),
     ("ended", 410, "has ended"),
     ("no token", 401, "no join token"),
+    ("link in use", 409, "already open in another window"),
 ])
 async def test_join_refusals_are_readable_and_allocate_nothing(media, fake: FakeSession, case, status, words) -> None:
     iid, token = fake.create()
@@ -41,6 +42,9 @@ async def test_join_refusals_are_readable_and_allocate_nothing(media, fake: Fake
         fake.end(iid)
     elif case == "no token":
         token = ""
+    elif case == "link in use":  # a live session joined with this link holds it
+        fake.interviews[iid].live = object()  # type: ignore[assignment]
+        fake.interviews[iid].link = fake.tokens.verify(token, iid, time.time()).nonce
     code, body = await post_json(f"{media.url}/i/{iid}/offer", {"type": "offer", "sdp": SDP, "token": token})
     assert code == status and words in body["error"].lower()
     assert token[4:] not in body["error"] if token else True

@@ -17,7 +17,7 @@ JOIN_SECRET = secrets.token_hex(32)
 
 
 def orchestrator_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
-    return {"REDIS_URL": redis_url, "ORCHESTRATOR_API_KEYS": f"team-a:{API_KEY},reader:{READ_KEY}:ro",
+    return {"REDIS_URL": redis_url, "ORCHESTRATOR_API_KEYS": f"team-a:{API_KEY},reader:team-a:ro:{READ_KEY}",
             "ORCHESTRATOR_JOIN_TOKEN_SECRET": JOIN_SECRET, "ORCHESTRATOR_KEY_PREFIX": prefix,
             "ORCHESTRATOR_WATCH_BLOCK_MS": "500", "VIDEO_ADDR": "", **extra}  # no video unless a test starts one
 

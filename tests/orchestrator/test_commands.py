@@ -29,25 +29,29 @@ async def test_create_and_end_through_the_command_stream(orchestrator, client: I
                                                          store: InterviewStore, prefix: str):
     r = store.redis
     replies = f"{prefix}replies:hr-backend"
-    created = await command(r, prefix, replies, id="cmd-1", type="create", team="hr",
+    created = await command(r, prefix, replies, id="cmd-1", type="create", team="team-a",
                             request=json.dumps({"template": "frontend-engineer", "candidate": {"name": "Lin"}}))
     assert created["ok"] is True and created["status"] == "INTERVIEW_CREATED"
     iid = created["interview_id"]
     assert created["join_url"].endswith(f"/i/{iid}#token={created['join_token']}")
     JoinTokens(JOIN_SECRET.encode()).verify(created["join_token"], iid, time.time())
     iv = await client.get(iid)
-    assert iv.plan.name == "frontend-engineer" and iv.candidate.name == "Lin" and iv.created_by == "redis:hr"
+    assert iv.plan.name == "frontend-engineer" and iv.candidate.name == "Lin" and iv.created_by == "redis:team-a"
+    assert iv.team == "team-a"  # the command's team: the team-a API key sees it
 
     # At-least-once delivery: the same command again applies nothing new.
     again = await command(r, prefix, replies, id="cmd-1", type="create",
                           request=json.dumps({"template": "frontend-engineer", "candidate": {"name": "Lin"}}))
     assert again["interview_id"] == iid
 
-    ended = await command(r, prefix, replies, id="cmd-2", type="end",
+    other = await command(r, prefix, replies, id="cmd-x", type="end", team="hr",
+                          request=json.dumps({"interview_id": iid}))
+    assert other["ok"] is False and other["code"] == "NOT_FOUND"  # another team's command cannot end it
+    ended = await command(r, prefix, replies, id="cmd-2", type="end", team="team-a",
                           request=json.dumps({"interview_id": iid, "reason": "withdrawn"}))
     assert ended == {"command_id": "cmd-2", "ok": True, "interview_id": iid, "status": "INTERVIEW_ENDED"}
     assert (await client.get(iid)).end_reason == "withdrawn"
-    again = await command(r, prefix, replies, id="cmd-3", type="end", request=json.dumps({"interview_id": iid}))
+    again = await command(r, prefix, replies, id="cmd-3", type="end", team="team-a", request=json.dumps({"interview_id": iid}))
     assert again["ok"] is True  # ending an ended interview is idempotent on this path
 
     pending = await r.xpending(f"{prefix}commands", "orchestrators")
@@ -65,7 +69,7 @@ async def test_bad_commands_get_error_replies_and_the_consumer_goes_on(orchestra
                             request=json.dumps({"interview_id": "iv_00000000000000000000"}))
     assert unknown["ok"] is False and unknown["code"] == "NOT_FOUND"
     kind = await command(r, prefix, replies, id="bad-4", type="explode")
-    assert kind["ok"] is False and "create or end" in kind["error"]
+    assert kind["ok"] is False and "create, end or reissue" in kind["error"]
 
     # A reply stream outside <prefix>replies: is refused (the command cannot make us write any key).
     await r.xadd(f"{prefix}commands", {"id": "bad-5", "type": "create", "reply_to": "victim",
@@ -74,3 +78,29 @@ async def test_bad_commands_get_error_replies_and_the_consumer_goes_on(orchestra
     assert ok["ok"] is True  # the consumer went on
     assert not await r.exists("victim")
     assert "reply_to" in orchestrator.logs()
+
+
+async def test_delete_erases_the_command_path_and_tokens_are_not_kept(orchestrator, store: InterviewStore, prefix: str):
+    """GDPR: deleting an interview also erases its reply entries and stored replies; applied
+    commands leave the command stream; the stored copy of a reply never holds the join token."""
+    r = store.redis
+    replies = f"{prefix}replies:gdpr"
+    created = await command(r, prefix, replies, id="gdpr-1", type="create", team="team-a",
+                            request=json.dumps({"template": "demo", "candidate": {"name": "Eve"}}))
+    iid = created["interview_id"]
+    assert created["join_token"]  # delivered once, in the reply
+    stored = json.loads(await r.get(store.keys.command_done("gdpr-1")))
+    assert "join_token" not in stored and "#token=" not in stored["join_url"]
+    assert created["join_token"] not in json.dumps(stored)
+    redelivered = await command(r, prefix, replies, id="gdpr-1", type="create", team="team-a",
+                                request=json.dumps({"template": "demo", "candidate": {"name": "Eve"}}))
+    assert redelivered["interview_id"] == iid and "join_token" not in redelivered
+    fresh = await command(r, prefix, replies, id="gdpr-2", type="reissue", team="team-a",
+                          request=json.dumps({"interview_id": iid}))
+    assert fresh["ok"] and fresh["join_url"].endswith(f"#token={fresh['join_token']}")
+    assert await r.xlen(f"{prefix}commands") == 0  # applied commands are removed (with the candidate's data)
+    assert await r.xlen(replies) == 3
+    await store.delete(iid)
+    assert await r.xlen(replies) == 0
+    assert not await r.exists(store.keys.command_done("gdpr-1"), store.keys.command_done("gdpr-2"),
+                              store.keys.command_traces(iid))

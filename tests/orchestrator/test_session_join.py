@@ -82,3 +82,18 @@ async def test_newer_session_replaces_older_and_credential_reconnects(orch: Orch
             assert not second.of("end")
     snap = await orch.store.get(iid)
     assert snap.interview.status == session_pb2.INTERVIEW_ACTIVE  # same instance: same owner, same epoch
+
+
+async def test_end_interview_ends_the_live_session_promptly(orch: Orchestrator) -> None:
+    """The session's loops stop when cancelled even while redis-py blocks in XREAD (it can turn that
+    cancellation into a ConnectionError, which the loops retry): the shutdown does not hang."""
+    iid, token = await orch.create()
+    async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+        await cand.wait_generations(1)
+        await asyncio.sleep(1.5)  # the control loop is in its blocking read
+        t0 = time.monotonic()
+        await orch.api.end(interviews_pb2.EndInterviewRequest(interview_id=iid, reason="done"))
+        await cand.wait_for(lambda: [e for e in cand.of("end") if e.reason == "done"], timeout=5, what="SessionEnd")
+        assert time.monotonic() - t0 < 3
+    await orch.transcript(iid)
+    assert iid not in orch.servicer.live

@@ -70,7 +70,13 @@ async function connect() {
   const resp = await fetch(`/i/${encodeURIComponent(iid)}/offer`, { method: "POST",
     headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   const reply = await resp.json().catch(() => ({ error: "The server sent an unreadable answer." }));
-  if (!resp.ok) { pc.close(); const err = new Error(reply.error); err.status = resp.status; throw err; }
+  if (!resp.ok) {
+    pc.close();
+    if (resp.status === 401 && body.credential && token) { // credential revoked (a new link): join with the link
+      credential = ""; sessionStorage.removeItem(`cred:${iid}`); return connect();
+    }
+    const err = new Error(reply.error); err.status = resp.status; throw err;
+  }
   token = ""; // used once
   saveCredential(reply.credential);
   state.peerId = reply.peer_id;
@@ -108,7 +114,7 @@ async function reconnect() {
     try { state.pc && state.pc.close(); } catch (e) { /* already closed */ }
     try { await connect(); status("Reconnected."); state.reconnecting = false; restoreVideo(); return; }
     catch (e) {
-      if ([401, 403, 404, 410].includes(e.status)) { fail(e); return; }
+      if ([401, 403, 404, 409, 410].includes(e.status)) { fail(e); return; }
       await new Promise((r) => setTimeout(r, Math.min(10000, 1000 * 2 ** (state.attempt - 1))));
     }
   }
@@ -247,6 +253,7 @@ function finish(reason) {
   $("speaking").hidden = true;
   $("ended-reason").textContent = reason === "completed" ? "Thank you for your time. You can close this page."
     : reason === "replaced" ? "This interview was opened in another window or tab."
+    : reason === "link_reissued" ? "A new link was issued for this interview: use the newest link you were sent."
     : reason || "Thank you for your time. You can close this page.";
   status(""); show("ended");
 }

@@ -1,7 +1,8 @@
-"""API authentication: bearer API keys (one per team), checked in one place for every API call.
+"""API authentication: bearer API keys, each belonging to a team, checked in one place for every API call.
 
-Keys come from ORCHESTRATOR_API_KEYS as `name:key` (full access) or `name:key:ro` (read-only:
-Get, List, GetTranscript, WatchEvents). Keys are compared with hmac.compare_digest against every
+Keys come from ORCHESTRATOR_API_KEYS as `name:team:role:key` (role `rw` = full access, `ro` =
+read-only: Get, List, GetTranscript, WatchEvents), or the older `name:key` / `name:key:ro`, whose
+team is the key's name. A key sees and changes only its team's interviews (api/interviews.py). Keys are compared with hmac.compare_digest against every
 configured key (no early exit on the first match), and are registered with the log redactor.
 A candidate's join token is recognised and refused with PERMISSION_DENIED: it only opens a session.
 """
@@ -35,18 +36,33 @@ class ApiKey:
     name: str
     key: bytes
     read_only: bool
+    team: str = ""  # "" = the key's name (the older name:key format)
+
+    def __post_init__(self) -> None:
+        if not self.team:
+            object.__setattr__(self, "team", self.name)
 
 
 def parse_keys(spec: str) -> list[ApiKey]:
-    """`team-a:KEY,team-b:KEY2:ro` -> keys. Raises ValueError naming the bad entry (never the key)."""
+    """`backend:team-a:rw:KEY,dash:team-a:ro:KEY2,legacy:KEY3` -> keys. Raises ValueError naming
+    the bad entry (never the key)."""
     keys: list[ApiKey] = []
     for n, item in enumerate(p.strip() for p in spec.split(",") if p.strip()):
         parts = item.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or len(parts[1]) < 16 or (len(parts) == 3 and parts[2] != "ro"):
-            raise ValueError(f"API key entry {n + 1} must be name:key or name:key:ro with a key of at least 16 characters")
-        if any(k.name == parts[0] for k in keys):
-            raise ValueError(f"API key name {parts[0]!r} is used twice")
-        keys.append(ApiKey(parts[0], parts[1].encode(), len(parts) == 3))
+        if len(parts) == 4:
+            name, team, role, key = parts
+        elif len(parts) in (2, 3):
+            name, key, team, role = parts[0], parts[1], "", "ro" if len(parts) == 3 else "rw"
+            if len(parts) == 3 and parts[2] != "ro":
+                role = "?"
+        else:
+            name = key = team = role = ""
+        if not name or len(key) < 16 or role not in ("rw", "ro") or (len(parts) == 4 and not team):
+            raise ValueError(f"API key entry {n + 1} must be name:team:rw|ro:key (or name:key, name:key:ro) "
+                             "with a key of at least 16 characters")
+        if any(k.name == name for k in keys):
+            raise ValueError(f"API key name {name!r} is used twice")
+        keys.append(ApiKey(name, key.encode(), role == "ro", team))
     return keys
 
 
@@ -70,8 +86,8 @@ class Authenticator:
         for k in keys:
             logs.register_secret(k.key.decode())
 
-    def check(self, metadata: tuple[tuple[str, str | bytes], ...] | None, method: str) -> str:
-        """The caller's key name for `method`, or AuthError with the status and a clear message."""
+    def check(self, metadata: tuple[tuple[str, str | bytes], ...] | None, method: str) -> ApiKey:
+        """The caller's key for `method`, or AuthError with the status and a clear message."""
         header = ""
         for key, value in metadata or ():
             if key == "authorization":
@@ -96,4 +112,4 @@ class Authenticator:
         if match.read_only and method not in READ_ONLY_METHODS:
             raise AuthError(f"API key {match.name!r} is read-only and cannot call {method}",
                             code=grpc.StatusCode.PERMISSION_DENIED)
-        return match.name
+        return match

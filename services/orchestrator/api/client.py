@@ -122,6 +122,10 @@ class InterviewsClient:
         return await self._stub.EndInterview(interviews_pb2.EndInterviewRequest(interview_id=interview_id, reason=reason),
                                              **self._opts())
 
+    async def reissue_link(self, interview_id: str, ttl_s: int = 0) -> interviews_pb2.ReissueJoinLinkResponse:
+        return await self._stub.ReissueJoinLink(interviews_pb2.ReissueJoinLinkRequest(
+            interview_id=interview_id, join_token_ttl_s=ttl_s), **self._opts())
+
     async def transcript(self, interview_id: str, *, page_size: int = 0) -> AsyncIterator[interviews_pb2.TranscriptEntry]:
         token = ""
         while True:

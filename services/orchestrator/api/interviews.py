@@ -7,18 +7,31 @@ control stream for the session owner.
 """
 from __future__ import annotations
 
+import logging
 import urllib.parse
+from collections.abc import Callable
 
 from interview.v1 import common_pb2, interviews_pb2, session_pb2
 from services.common import errors
 from services.orchestrator import plans
 from services.orchestrator.api import validation
 from services.orchestrator.api.tokens import JoinTokens
-from services.orchestrator.store.store import (Change, InterviewStore, NotFound, Snapshot, fingerprint,
-                                               new_interview_id, timestamp)
+from services.orchestrator.store.spill import SpillFile
+from services.orchestrator.store.store import (TRANSIENT, Change, InterviewStore, NotFound, Snapshot, StoreError,
+                                               fingerprint, new_interview_id, team_of, timestamp)
+
+log = logging.getLogger("api.interviews")
 
 ENDED = session_pb2.INTERVIEW_ENDED
+LINK_REISSUED = "link_reissued"  # read by the live session (conversation/session.py) from the control stream
 RUN_KINDS = (common_pb2.CODE_EVENT_RUN, common_pb2.CODE_EVENT_SUBMIT)
+
+
+def _visible(iv: interviews_pb2.Interview, team: str | None) -> None:
+    """Another team's interview is NOT_FOUND, worded as for an unknown id, so ids do not leak.
+    team None: an internal caller (the live session's own actions)."""
+    if team is not None and team_of(iv) != team:
+        raise NotFound(f"interview {iv.id} not found")
 
 
 def _not_ended(iv: interviews_pb2.Interview, action: str) -> None:
@@ -28,8 +41,12 @@ def _not_ended(iv: interviews_pb2.Interview, action: str) -> None:
 
 class InterviewsApi:
     def __init__(self, store: InterviewStore, join_tokens: JoinTokens, templates: dict[str, common_pb2.Plan],
-                 public_base_url: str, join_token_ttl_s: int):
+                 public_base_url: str, join_token_ttl_s: int, *, owner: str = "api", lease_ttl_ms: int = 10_000,
+                 ended: Callable[[str], None] = lambda iid: None, spill: SpillFile | None = None):
+        self.spill = spill  # this instance's spilled transcript entries: purged with their interview
         self.store = store
+        self.owner, self.lease_ttl_ms = f"{owner}:end", lease_ttl_ms
+        self.ended = ended  # the abandoned-session sweeper's wake-up
         self.join_tokens = join_tokens
         self.templates = templates
         self.base_url = public_base_url.rstrip("/")
@@ -51,7 +68,8 @@ class InterviewsApi:
         except plans.PlanError as exc:
             raise validation.invalid(f"plan.{exc.field}" if exc.field else "plan", exc.problem) from None
 
-    async def create(self, r: interviews_pb2.CreateInterviewRequest, caller: str) -> interviews_pb2.CreateInterviewResponse:
+    async def create(self, r: interviews_pb2.CreateInterviewRequest, caller: str,
+                     team: str = "") -> interviews_pb2.CreateInterviewResponse:
         validation.create_request(r)
         template, plan = self._plan(r)
         now = self.store.now()
@@ -59,7 +77,7 @@ class InterviewsApi:
             id=new_interview_id(now), status=session_pb2.INTERVIEW_CREATED, template=template, plan=plan,
             candidate=r.candidate, role=r.role or plan.role, persona=r.persona or common_pb2.PERSONA_INTERVIEWER,
             video_policy=r.video_policy, config=r.config, phase_id=plan.phases[0].id, created_at=timestamp(now),
-            created_by=caller, labels=r.labels)
+            created_by=caller, team=team or caller, labels=r.labels)
         iv.mode = iv.config.mode = r.config.mode or plans.phase_mode(plan.phases[0])
         iv.join_url = self.join_link(iv.id)
         stored, _repeat = await self.store.create(iv, created_by=caller, request_id=r.request_id,
@@ -69,10 +87,12 @@ class InterviewsApi:
             interview=stored, join_url=f"{stored.join_url}#token={token}", join_token=token,
             join_token_expires_at=timestamp(expires))
 
-    async def get(self, iid: str) -> Snapshot:
-        return await self.store.get(validation.interview_id(iid))
+    async def get(self, iid: str, team: str | None = None) -> Snapshot:
+        snap = await self.store.get(validation.interview_id(iid))
+        _visible(snap.interview, team)
+        return snap
 
-    async def update_config(self, r: interviews_pb2.UpdateConfigRequest) -> interviews_pb2.Interview:
+    async def update_config(self, r: interviews_pb2.UpdateConfigRequest, team: str | None = None) -> interviews_pb2.Interview:
         iid = validation.interview_id(r.interview_id)
         if r.HasField("mode"):
             validation.mode(r.mode, "mode")
@@ -83,6 +103,7 @@ class InterviewsApi:
             raise validation.invalid("(request)", "nothing to update: set mode, silence_timeout_s or vad_params")
 
         def mutate(iv: interviews_pb2.Interview) -> Change:
+            _visible(iv, team)
             _not_ended(iv, "update the config")
             change = Change()
             if r.HasField("mode") and r.mode != iv.mode:
@@ -102,12 +123,14 @@ class InterviewsApi:
         iv, _ = await self.store.update(iid, mutate)
         return iv
 
-    async def set_phase(self, r: interviews_pb2.SetPhaseRequest, reason: str = "api") -> interviews_pb2.Interview:
+    async def set_phase(self, r: interviews_pb2.SetPhaseRequest, reason: str = "api",
+                        team: str | None = None) -> interviews_pb2.Interview:
         iid = validation.interview_id(r.interview_id)
         if not r.phase_id:
             raise validation.invalid("phase_id", "required")
 
         def mutate(iv: interviews_pb2.Interview) -> Change:
+            _visible(iv, team)
             _not_ended(iv, "change the phase")
             phase = next((p for p in iv.plan.phases if p.id == r.phase_id), None)
             if phase is None:
@@ -129,7 +152,8 @@ class InterviewsApi:
         iv, _ = await self.store.update(iid, mutate)
         return iv
 
-    async def post_code_event(self, r: interviews_pb2.PostCodeEventRequest) -> interviews_pb2.PostCodeEventResponse:
+    async def post_code_event(self, r: interviews_pb2.PostCodeEventRequest,
+                              team: str | None = None) -> interviews_pb2.PostCodeEventResponse:
         iid = validation.interview_id(r.interview_id)
         validation.code_snapshot(r.code)
         code = interviews_pb2.CodeEvent(code=r.code)
@@ -137,6 +161,7 @@ class InterviewsApi:
             code.code.time.CopyFrom(timestamp(self.store.now()))
 
         def mutate(iv: interviews_pb2.Interview) -> Change:
+            _visible(iv, team)
             _not_ended(iv, "post a code event")
             change = Change([(self.store.event(iv.id, code_event=code), "c")])
             switch = not iv.config.HasField("run_switches_to_conversational") or iv.config.run_switches_to_conversational
@@ -149,11 +174,13 @@ class InterviewsApi:
         iv, event_ids = await self.store.update(iid, mutate)
         return interviews_pb2.PostCodeEventResponse(event_id=event_ids[0], mode=iv.mode)
 
-    async def end(self, r: interviews_pb2.EndInterviewRequest, default_reason: str = "ended_by_api") -> interviews_pb2.Interview:
+    async def end(self, r: interviews_pb2.EndInterviewRequest, default_reason: str = "ended_by_api",
+                  team: str | None = None) -> interviews_pb2.Interview:
         iid = validation.interview_id(r.interview_id)
         validation.max_len(r.reason, "reason", 500)
 
         def mutate(iv: interviews_pb2.Interview) -> Change:
+            _visible(iv, team)
             if iv.status == ENDED:
                 raise errors.FailedPrecondition(f"interview {iv.id} has already ended ({iv.end_reason})")
             iv.status = ENDED
@@ -163,36 +190,77 @@ class InterviewsApi:
                 kind=interviews_pb2.Lifecycle.ENDED, reason=iv.end_reason)), "cl")])
 
         iv, _ = await self.store.update(iid, mutate)
+        await self._close_abandoned(iid)
         return iv
 
-    async def transcript(self, r: interviews_pb2.GetTranscriptRequest) -> interviews_pb2.GetTranscriptResponse:
+    async def _close_abandoned(self, iid: str) -> None:
+        """Turns a crashed owner left in flight become incomplete entries now if no session holds
+        the lease (a live owner writes its own as it ends); otherwise the sweeper closes them once
+        the dead owner's lease expires."""
+        try:
+            closed = await self.store.close_abandoned(iid, self.owner, self.lease_ttl_ms)
+        except (StoreError, *TRANSIENT) as exc:
+            log.warning("in-flight turns not closed at end; the sweeper retries", extra={"error": str(exc)[:200]})
+            closed = None
+        if closed is None:
+            self.ended(iid)
+        elif closed:
+            log.warning("closed turns an abandoned session left in flight",
+                        extra={"interview_id": iid, "entries": [e.entry_id for e in closed]})
+
+    async def reissue_link(self, r: interviews_pb2.ReissueJoinLinkRequest,
+                           team: str | None = None) -> interviews_pb2.ReissueJoinLinkResponse:
+        """Revoke the interview's join links and session credentials (the link generation goes up),
+        tell the live session joined with them to end (control stream), and issue a new link."""
+        iid = validation.interview_id(r.interview_id)
+        if r.join_token_ttl_s and not 60 <= r.join_token_ttl_s <= 30 * 24 * 3600:
+            raise validation.invalid("join_token_ttl_s", "must be between 60 s and 30 days (0 = the server default)")
+        _not_ended((await self.get(iid, team)).interview, "reissue the join link")
+        gen = await self.store.revoke_links(iid)
+
+        def mutate(iv: interviews_pb2.Interview) -> Change:
+            return Change([(self.store.event(iv.id, lifecycle=interviews_pb2.Lifecycle(
+                kind=interviews_pb2.Lifecycle.SESSION_LEFT, reason=LINK_REISSUED)), "c")])
+
+        await self.store.update(iid, mutate)
+        token, expires = self.join_tokens.issue(iid, self.store.now(), r.join_token_ttl_s or self.join_token_ttl_s, gen)
+        return interviews_pb2.ReissueJoinLinkResponse(join_url=f"{self.join_link(iid)}#token={token}",
+                                                      join_token=token, join_token_expires_at=timestamp(expires))
+
+    async def transcript(self, r: interviews_pb2.GetTranscriptRequest,
+                         team: str | None = None) -> interviews_pb2.GetTranscriptResponse:
         iid = validation.interview_id(r.interview_id)
         size = validation.page_size(r.page_size, "page_size", 100, 1000)
         if r.page_token and not r.page_token.isdigit():
             raise validation.invalid("page_token", "not a token returned by GetTranscript")
-        await self.store.get(iid)  # NOT_FOUND for unknown interviews, not an empty page
+        await self.get(iid, team)  # NOT_FOUND for unknown (or another team's) interviews, not an empty page
         entries = await self.store.transcript(iid, int(r.page_token or 0), size + 1)
         more = len(entries) > size
         entries = entries[:size]
         return interviews_pb2.GetTranscriptResponse(
             entries=entries, next_page_token=str(entries[-1].sequence) if more else "")
 
-    async def list(self, r: interviews_pb2.ListInterviewsRequest) -> interviews_pb2.ListInterviewsResponse:
+    async def list(self, r: interviews_pb2.ListInterviewsRequest, team: str | None = None) -> interviews_pb2.ListInterviewsResponse:
         size = validation.page_size(r.page_size, "page_size", 50, 500)
         validation.status_filter(r.status)
         if r.page_token:
             validation.interview_id(r.page_token, "page_token")
-        items, token = await self.store.list(r.status, size, r.page_token)
+        keep = None if team is None else (lambda iv: team_of(iv) == team)
+        items, token = await self.store.list(r.status, size, r.page_token, keep=keep)
         return interviews_pb2.ListInterviewsResponse(interviews=items, next_page_token=token)
 
-    async def delete(self, iid: str) -> int:
-        return await self.store.delete(validation.interview_id(iid))
+    async def delete(self, iid: str, team: str | None = None) -> int:
+        await self.get(iid, team)
+        n = await self.store.delete(iid)
+        if self.spill is not None:
+            await self.spill.purge(iid)
+        return n
 
-    async def watch_position(self, r: interviews_pb2.WatchEventsRequest) -> tuple[str, str]:
+    async def watch_position(self, r: interviews_pb2.WatchEventsRequest, team: str | None = None) -> tuple[str, str]:
         """(stream key, first position) for WatchEvents; NOT_FOUND for an unknown interview."""
         after = validation.stream_position(r.after_event_id)
         if r.interview_id:
-            await self.store.get(validation.interview_id(r.interview_id))
+            await self.get(r.interview_id, team)
         key = self.store.stream_key(r.interview_id)
         if after == "$":
             after = await self.store.last_event_id(key)

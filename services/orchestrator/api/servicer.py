@@ -15,7 +15,7 @@ from interview.v1 import interviews_pb2, interviews_pb2_grpc
 from services.common import logs
 from services.common.errors import ServiceError
 from services.orchestrator.api import validation
-from services.orchestrator.api.auth import Authenticator
+from services.orchestrator.api.auth import ApiKey, Authenticator
 from services.orchestrator.api.interviews import InterviewsApi
 from services.orchestrator.evaluation.jobs import EvaluationJobs, NotEnded
 
@@ -41,10 +41,10 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str)
 
 def api_call(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Authenticate, bind log context and map errors, for unary and server-streaming methods alike.
-    The wrapped method receives the caller's API key name as a third argument."""
+    The wrapped method receives the caller's API key (name, team) as a third argument."""
     method = fn.__name__
 
-    def _caller(self: "InterviewsServicer", request: Any, context: grpc.aio.ServicerContext) -> str:
+    def _caller(self: "InterviewsServicer", request: Any, context: grpc.aio.ServicerContext) -> ApiKey:
         return self.auth.check(context.invocation_metadata(), method)
 
     if getattr(fn, "__code__", None) and fn.__code__.co_flags & 0x200:  # async generator: server streaming
@@ -52,7 +52,7 @@ def api_call(fn: Callable[..., Any]) -> Callable[..., Any]:
         async def stream(self: "InterviewsServicer", request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
                 caller = _caller(self, request, context)
-                with logs.bind(interview_id=getattr(request, "interview_id", ""), caller=caller):
+                with logs.bind(interview_id=getattr(request, "interview_id", ""), caller=caller.name, team=caller.team):
                     async for item in fn(self, request, context, caller):
                         yield item
             except asyncio.CancelledError:
@@ -65,7 +65,7 @@ def api_call(fn: Callable[..., Any]) -> Callable[..., Any]:
     async def unary(self: "InterviewsServicer", request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             caller = _caller(self, request, context)
-            with logs.bind(interview_id=getattr(request, "interview_id", ""), caller=caller):
+            with logs.bind(interview_id=getattr(request, "interview_id", ""), caller=caller.name, team=caller.team):
                 return await fn(self, request, context, caller)
         except asyncio.CancelledError:
             raise
@@ -84,75 +84,87 @@ class InterviewsServicer(interviews_pb2_grpc.InterviewsServicer):
         self.evaluate_wait_s = evaluate_wait_s
 
     @api_call
-    async def CreateInterview(self, request: interviews_pb2.CreateInterviewRequest, context: Any, caller: str
+    async def CreateInterview(self, request: interviews_pb2.CreateInterviewRequest, context: Any, caller: ApiKey
                               ) -> interviews_pb2.CreateInterviewResponse:
-        response = await self.api.create(request, caller)
+        response = await self.api.create(request, caller.name, caller.team)
         log.info("interview created", extra={"interview_id": response.interview.id, "template": response.interview.template})
         return response
 
     @api_call
-    async def GetInterview(self, request: interviews_pb2.GetInterviewRequest, context: Any, caller: str
+    async def GetInterview(self, request: interviews_pb2.GetInterviewRequest, context: Any, caller: ApiKey
                            ) -> interviews_pb2.Interview:
-        return (await self.api.get(request.interview_id)).interview
+        return (await self.api.get(request.interview_id, caller.team)).interview
 
     @api_call
-    async def ListInterviews(self, request: interviews_pb2.ListInterviewsRequest, context: Any, caller: str
+    async def ListInterviews(self, request: interviews_pb2.ListInterviewsRequest, context: Any, caller: ApiKey
                              ) -> interviews_pb2.ListInterviewsResponse:
-        return await self.api.list(request)
+        return await self.api.list(request, caller.team)
 
     @api_call
-    async def UpdateConfig(self, request: interviews_pb2.UpdateConfigRequest, context: Any, caller: str
+    async def UpdateConfig(self, request: interviews_pb2.UpdateConfigRequest, context: Any, caller: ApiKey
                            ) -> interviews_pb2.Interview:
-        return await self.api.update_config(request)
+        return await self.api.update_config(request, caller.team)
 
     @api_call
-    async def SetPhase(self, request: interviews_pb2.SetPhaseRequest, context: Any, caller: str
+    async def SetPhase(self, request: interviews_pb2.SetPhaseRequest, context: Any, caller: ApiKey
                        ) -> interviews_pb2.Interview:
-        return await self.api.set_phase(request)
+        return await self.api.set_phase(request, team=caller.team)
 
     @api_call
-    async def PostCodeEvent(self, request: interviews_pb2.PostCodeEventRequest, context: Any, caller: str
+    async def PostCodeEvent(self, request: interviews_pb2.PostCodeEventRequest, context: Any, caller: ApiKey
                             ) -> interviews_pb2.PostCodeEventResponse:
-        return await self.api.post_code_event(request)
+        return await self.api.post_code_event(request, caller.team)
 
     @api_call
-    async def EndInterview(self, request: interviews_pb2.EndInterviewRequest, context: Any, caller: str
+    async def EndInterview(self, request: interviews_pb2.EndInterviewRequest, context: Any, caller: ApiKey
                            ) -> interviews_pb2.Interview:
-        return await self.api.end(request)
+        return await self.api.end(request, team=caller.team)
 
     @api_call
-    async def GetTranscript(self, request: interviews_pb2.GetTranscriptRequest, context: Any, caller: str
+    async def GetTranscript(self, request: interviews_pb2.GetTranscriptRequest, context: Any, caller: ApiKey
                             ) -> interviews_pb2.GetTranscriptResponse:
-        return await self.api.transcript(request)
+        return await self.api.transcript(request, caller.team)
 
     @api_call
-    async def DeleteInterview(self, request: interviews_pb2.DeleteInterviewRequest, context: Any, caller: str
+    async def DeleteInterview(self, request: interviews_pb2.DeleteInterviewRequest, context: Any, caller: ApiKey
                               ) -> interviews_pb2.DeleteInterviewResponse:
-        n = await self.api.delete(request.interview_id)
+        n = await self.api.delete(request.interview_id, caller.team)
         log.info("interview deleted", extra={"keys_deleted": n})
         return interviews_pb2.DeleteInterviewResponse(keys_deleted=n)
 
     @api_call
-    async def Evaluate(self, request: interviews_pb2.EvaluateRequest, context: Any, caller: str
+    async def ReissueJoinLink(self, request: interviews_pb2.ReissueJoinLinkRequest, context: Any, caller: ApiKey
+                              ) -> interviews_pb2.ReissueJoinLinkResponse:
+        response = await self.api.reissue_link(request, caller.team)
+        log.info("join link reissued: earlier links and session credentials revoked")
+        return response
+
+    @api_call
+    async def Evaluate(self, request: interviews_pb2.EvaluateRequest, context: Any, caller: ApiKey
                        ) -> interviews_pb2.Evaluation:
         if self.evaluations is None:
             raise ServiceError("evaluation is not configured on this instance", code=grpc.StatusCode.UNIMPLEMENTED)
         iid = validation.interview_id(request.interview_id)
+        await self.api.get(iid, caller.team)  # another team's interview is NOT_FOUND
         try:
             return await self.evaluations.evaluate_now(iid, force=request.force, wait_s=self.evaluate_wait_s)
         except NotEnded as exc:
             raise ServiceError(str(exc), code=grpc.StatusCode.FAILED_PRECONDITION) from None
 
     @api_call
-    async def WatchEvents(self, request: interviews_pb2.WatchEventsRequest, context: Any, caller: str
+    async def WatchEvents(self, request: interviews_pb2.WatchEventsRequest, context: Any, caller: ApiKey
                           ) -> AsyncIterator[interviews_pb2.Event]:
         """Every event after `after_event_id`, then new ones as they happen (XREAD BLOCK), until the
         caller cancels or the interview is deleted. Any instance can serve it: state is in Redis."""
-        key, position = await self.api.watch_position(request)
+        key, position = await self.api.watch_position(request, caller.team)
         while True:
-            events = await self.api.store.read_events(key, position, block_ms=self.watch_block_ms)
+            if request.interview_id:
+                events = await self.api.store.read_events(key, position, block_ms=self.watch_block_ms)
+                position = events[-1].event_id if events else position
+            else:  # the global lifecycle stream: only the caller's team's interviews
+                events, position = await self.api.store.read_lifecycle(position, caller.team,
+                                                                       block_ms=self.watch_block_ms)
             for event in events:
                 yield event
-                position = event.event_id
             if not events and request.interview_id and not await self.api.exists(request.interview_id):
                 return  # deleted (or expired) while watching: nothing more will come

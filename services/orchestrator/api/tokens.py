@@ -45,6 +45,7 @@ class JoinClaims:
     interview_id: str
     expires_at: float
     nonce: str
+    gen: int = 0  # the interview's link generation when issued (ReissueJoinLink bumps it)
 
 
 class JoinTokens:
@@ -60,10 +61,12 @@ class JoinTokens:
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._key, f"{PREFIX}.{body}".encode(), hashlib.sha256).digest())
 
-    def issue(self, interview_id: str, now: float, ttl_s: float) -> tuple[str, float]:
+    def issue(self, interview_id: str, now: float, ttl_s: float, gen: int = 0) -> tuple[str, float]:
         expires = int(now + ttl_s)
-        body = _b64(json.dumps({"iid": interview_id, "exp": expires, "n": secrets.token_hex(8)},
-                               separators=(",", ":")).encode())
+        payload: dict[str, object] = {"iid": interview_id, "exp": expires, "n": secrets.token_hex(8)}
+        if gen:
+            payload["g"] = gen
+        body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         return f"{PREFIX}.{body}.{self._sign(body)}", float(expires)
 
     def derive(self, purpose: str) -> "JoinTokens":
@@ -83,7 +86,8 @@ class JoinTokens:
             raise TokenError("the join token's signature is invalid (tampered, or signed with another key)")
         try:
             payload = json.loads(_unb64(parts[1]))
-            claims = JoinClaims(str(payload["iid"]), float(payload["exp"]), str(payload.get("n", "")))
+            claims = JoinClaims(str(payload["iid"]), float(payload["exp"]), str(payload.get("n", "")),
+                                int(payload.get("g", 0)))
         except (ValueError, KeyError, TypeError):
             raise TokenError("the join token's payload is malformed") from None
         if now >= claims.expires_at:

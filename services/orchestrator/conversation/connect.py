@@ -3,7 +3,9 @@ then the conversation loop (session.py) until the stream ends.
 
 Join checks, in order: first message is a Join (INVALID_ARGUMENT), credential valid
 (UNAUTHENTICATED) and for this interview (PERMISSION_DENIED), interview exists (NOT_FOUND) and
-has not ended (FAILED_PRECONDITION), audio format usable (INVALID_ARGUMENT). Then this instance
+has not ended (FAILED_PRECONDITION), credential not revoked by ReissueJoinLink (UNAUTHENTICATED), the
+join link not in use by a live session joined with it (FAILED_PRECONDITION: the live session's
+reconnects use its session credential), audio format usable (INVALID_ARGUMENT). Then this instance
 takes the owner lease by force: a newer stream replaces an older one, here (SessionEnd{replaced};
 the old session first writes what it has under its own lease, up to REPLACE_GRACE_S, so the cut-off
 turn is stored as it was heard, not as the in-flight marker last saw it) or on another instance
@@ -26,7 +28,8 @@ from services.orchestrator.api.tokens import JoinTokens, TokenError
 from services.orchestrator.conversation import resume
 from services.orchestrator.conversation.session import Session, new_session_id
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
-from services.orchestrator.store.store import Change, InterviewStore, NotFound, StoreError, timestamp
+from services.orchestrator.store.spill import SpillFile
+from services.orchestrator.store.store import LINK_IN_USE, Change, InterviewStore, NotFound, StoreError, timestamp
 
 log = logging.getLogger("conversation.connect")
 REPLACE_GRACE_S = 2.0  # how long a replaced session on this instance may take to write its last entries
@@ -37,7 +40,9 @@ PLAYBACK_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 
 class SessionServicer:
     def __init__(self, store: InterviewStore, api: Any, join_tokens: JoinTokens, stubs: Stubs,
-                 settings: LoopSettings, owner: str, credential_ttl_s: int = 4 * 3600, clock: Clock | None = None):
+                 settings: LoopSettings, owner: str, credential_ttl_s: int = 4 * 3600, clock: Clock | None = None,
+                 spill: SpillFile | None = None):
+        self.spill = spill
         self.store = store
         self.api = api
         self.join_tokens = join_tokens
@@ -84,7 +89,7 @@ class SessionServicer:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "join needs a join_token (from the candidate's link) or a session_credential")
         try:
-            signer.verify(getattr(join, kind), iid, self.clock.time())  # type: ignore[arg-type]
+            claims = signer.verify(getattr(join, kind), iid, self.clock.time())  # type: ignore[arg-type]
         except TokenError as exc:  # UNAUTHENTICATED, or PERMISSION_DENIED for another interview's token
             await context.abort(exc.code, exc.message.replace("join token", kind.replace("_", " ")))  # type: ignore[union-attr]
         rate = join.audio_format.sample_rate_hz or 16000
@@ -101,12 +106,18 @@ class SessionServicer:
             if snap.interview.status == session_pb2.INTERVIEW_ENDED:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                     f"interview {iid} has ended ({snap.interview.end_reason or 'no reason given'})")
+            if claims.gen != snap.link_gen:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"this {kind.replace('_', ' ')} was revoked: "  # type: ignore[union-attr]
+                                    "a new join link was issued for this interview; use the new link")
+            link = claims.nonce if kind == "join_token" else ""  # a credential reconnect keeps its session's link
+            if link and await self.store.link_in_use(iid, link):
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, LINK_IN_USE)
             rejoin = snap.interview.status != session_pb2.INTERVIEW_CREATED  # earlier sessions may have talked
             old = self.live.get(iid)
             if old is not None:  # on this instance: it writes what it has under its own lease first
                 await old.stop_and_wait("replaced", REPLACE_GRACE_S)
             cursor = await self.store.last_event_id(self.store.keys.control(iid))
-            epoch = await self.store.acquire_lease(iid, self.owner, self.settings.lease_ttl_ms, force=True)
+            epoch = await self.store.acquire_lease(iid, self.owner, self.settings.lease_ttl_ms, force=True, link=link)
             closed = await self.store.close_inflight(iid, epoch)  # a turn the last owner's crash cut off
             if closed:
                 log.warning("closed turns left in flight by the previous owner",
@@ -122,11 +133,11 @@ class SessionServicer:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"interview {iid[:60]} not found")
         except StoreError as exc:  # ended meanwhile, or a newer owner fenced this join
             await exc.abort(context)
-        token, expires = self.credentials.issue(iid, self.clock.time(), self.credential_ttl_s)
+        token, expires = self.credentials.issue(iid, self.clock.time(), self.credential_ttl_s, gen=snap.link_gen)
         session = Session(interview=interview, session_id=session_id, owner=self.owner, epoch=epoch,
                           control_cursor=cursor, store=self.store, api=self.api, stubs=self.stubs,
                           settings=self.settings, clock=self.clock, input_rate=rate, playback_rate=playback,
-                          earlier=earlier)
+                          earlier=earlier, spill=self.spill)
         session.vision.set_consent(join.consent)  # the candidate's video choice, made before joining
         self.live[iid] = session
         log.info("session joined", extra={"interview_id": iid, "session_id": session_id, "epoch": epoch,

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 from interview.v1 import interviews_pb2
+from services.common.tasks import raise_if_cancelling
 from services.orchestrator.store.store import TRANSIENT, InterviewStore
 
 log = logging.getLogger("conversation.inflight")
@@ -47,7 +48,7 @@ class InflightMarker:
         asyncio.timeout would turn the pending cancel into a TimeoutError and the loop would never
         end, so the session's shutdown would wait forever. Hence the explicit checks."""
         while True:
-            _raise_if_cancelling()
+            raise_if_cancelling()
             try:
                 # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a cancellation that
                 # arrives as the inner wait completes (CPython gh-86296), and this loop would never end.
@@ -57,7 +58,7 @@ class InflightMarker:
                 pass
             self._kick.clear()
             await self.write()
-            _raise_if_cancelling()
+            raise_if_cancelling()
             await asyncio.sleep(self.min_interval_s)
 
     async def write(self) -> bool:
@@ -69,16 +70,10 @@ class InflightMarker:
         try:
             await self.store.set_inflight(self.iid, self.epoch, entries)
         except TRANSIENT as exc:
-            _raise_if_cancelling()
+            raise_if_cancelling()
             log.warning("in-flight marker not written; retrying", extra={"error": str(exc)[:200]})
             self._kick.set()
             return False
         self._written = data
         self.writes += 1
         return True
-
-
-def _raise_if_cancelling() -> None:
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from interview.v1 import interviews_pb2
+from services.common.tasks import raise_if_cancelling
 from services.orchestrator.conversation.inflight import InflightMarker
 from services.orchestrator.store.store import TRANSIENT, Fenced, InterviewStore, StoreError
 
@@ -40,9 +41,11 @@ class Ownership:
     async def _control_loop(self) -> None:
         cursor = self._cursor
         while True:
+            raise_if_cancelling()  # a cancellation a redis call swallowed (it returned normally)
             try:
                 items = await self.store.read_control(self.iid, cursor, block_ms=1000)
             except TRANSIENT as exc:
+                raise_if_cancelling()
                 log.warning("control stream unreachable; retrying", extra={"error": str(exc)[:200]})
                 await asyncio.sleep(0.5)
                 continue
@@ -64,6 +67,7 @@ class Ownership:
                     self._lost()
                     return
             except TRANSIENT as exc:
+                raise_if_cancelling()
                 log.warning("lease renewal failed; retrying", extra={"error": str(exc)[:200]})
 
     async def _inflight_loop(self) -> None:

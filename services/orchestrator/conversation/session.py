@@ -21,6 +21,7 @@ from interview.v1 import common_pb2, interviews_pb2, llm_pb2, session_pb2
 from services.common import logs, metrics
 from services.common.clock import Clock
 from services.common.plan_questions import asked_in
+from services.orchestrator.api.interviews import LINK_REISSUED
 from services.orchestrator.conversation import modes, resume
 from services.orchestrator.conversation.floor import Floor
 from services.orchestrator.conversation.history import History
@@ -35,23 +36,29 @@ from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.conversation.transcript import AGENT, Transcript
 from services.orchestrator.conversation.vision import Vision
 from services.orchestrator.store.outbox import TranscriptOutbox
+from services.orchestrator.store.spill import SpillFile
 from services.orchestrator.store.store import InterviewStore
 
 log = logging.getLogger("conversation.session")
 
 OUTBOX_SIZE, DRAIN_AT_END_S, TASKS_STOP_S = 256, 3.0, 5.0  # TASKS_STOP_S: shutdown's wait for cancelled tasks
+# The LLM's end / advance calls (spawned by Floor under these names) finish at shutdown instead of
+# being cancelled: a hangup right after the closing words must not leave the interview ACTIVE.
+API_CALLS, API_CALLS_AT_END_S = ("end", "advance-phase"), 5.0
 
 
 class Session:
     def __init__(self, *, interview: interviews_pb2.Interview, session_id: str, owner: str, epoch: int,
                  control_cursor: str, store: InterviewStore, api: Any, stubs: Stubs, settings: LoopSettings,
-                 clock: Clock, input_rate: int, playback_rate: int, earlier: resume.Earlier | None = None):
+                 clock: Clock, input_rate: int, playback_rate: int, earlier: resume.Earlier | None = None,
+                 spill: SpillFile | None = None):
         self.interview, self.iid, self.session_id = interview, interview.id, session_id
         self.clock = clock
         self.view = InterviewView(interview, clock, conversational_silence_ms=settings.conversational_silence_ms,
                                   coding_silence_ms=settings.coding_silence_ms, check_in_s=settings.check_in_s)
         self.outbound = Outbound()
         self.outbox = TranscriptOutbox(store, size=OUTBOX_SIZE, epoch=epoch)
+        self.spill = spill  # where the outbox's leftovers go when Redis is down at the end
         self.history = History(settings.history_max_messages, settings.history_max_chars)
         self.ownership = Ownership(store, self.iid, owner=owner, epoch=epoch, lease_ttl_ms=settings.lease_ttl_ms,
                                    control_cursor=control_cursor, marker=self._marker, apply=self.apply_event,
@@ -167,6 +174,7 @@ class Session:
         self.transcript.pending_user = []
         self.floor.cut_off()
         self.vision.close()
+        await self._finish_api_calls()
         tasks = [t for t in self._tasks if t not in self.transcript.writes]
         for t in tasks:
             t.cancel()
@@ -183,12 +191,25 @@ class Session:
         except asyncio.TimeoutError:
             drained = False
             log.error("transcript entries still pending at session end", extra={"pending": self.outbox.pending})
-        await self.outbox.close()
+        unwritten = await self.outbox.close()
+        if unwritten and self.spill is not None:
+            await self.spill.append(unwritten)  # replayed into Redis when it returns; overflow logged
+        elif unwritten:
+            log.error("transcript entries LOST at session end (no spill file)", extra={"entries": len(unwritten)})
         if self.end_reason != "replaced":
             await self.ownership.leave(self.session_id, self.end_reason, drained=drained)
         if self.failure is None:
             self.outbound.control(session_pb2.ServerMessage(end=session_pb2.SessionEnd(reason=self.end_reason)))
         self.outbound.close()
+
+    async def _finish_api_calls(self) -> None:
+        calls = [t for t in self._tasks if t.get_name().rpartition(":")[2] in API_CALLS]
+        if not calls:
+            return
+        _, pending = await asyncio.wait(calls, timeout=API_CALLS_AT_END_S)
+        if pending:
+            log.error("the LLM's end / advance call did not finish at session end; cancelled",
+                      extra={"calls": [t.get_name() for t in pending]})
 
     def _marker(self) -> list[interviews_pb2.TranscriptEntry]:
         return self.transcript.marker(self.listener.in_progress(), self.floor.in_progress())
@@ -267,6 +288,9 @@ class Session:
         elif kind == "lifecycle" and event.lifecycle.kind == interviews_pb2.Lifecycle.ENDED:
             self.interview.status = session_pb2.INTERVIEW_ENDED
             self.stop(event.lifecycle.reason or "ended")
+        elif kind == "lifecycle" and event.lifecycle.kind == interviews_pb2.Lifecycle.SESSION_LEFT \
+                and event.lifecycle.reason == LINK_REISSUED:
+            self.stop(LINK_REISSUED)  # ReissueJoinLink: this session's link and credential are revoked
 
 
 def new_session_id() -> str:

@@ -13,7 +13,7 @@ import logging
 from interview.v1 import interviews_pb2
 from services.common import metrics
 from services.common.retry import Backoff
-from services.common.tasks import OwnedTask
+from services.common.tasks import OwnedTask, raise_if_cancelling
 from services.orchestrator.store.store import TRANSIENT, Appended, InterviewStore, StoreError
 
 log = logging.getLogger("outbox")
@@ -28,6 +28,7 @@ class TranscriptOutbox:
         self._queue: asyncio.Queue[tuple[interviews_pb2.TranscriptEntry, asyncio.Future[Appended]]] = \
             asyncio.Queue(maxsize=size)
         self._task = OwnedTask(self._flush, "transcript-outbox")
+        self._current: tuple[interviews_pb2.TranscriptEntry, asyncio.Future[Appended]] | None = None
         self.retries = 0
 
     def start(self) -> "TranscriptOutbox":
@@ -53,20 +54,26 @@ class TranscriptOutbox:
         """Wait until every entry put so far is written (or has failed permanently)."""
         await self._queue.join()
 
-    async def close(self) -> None:
-        """Stop the flusher; entries still queued are reported as not written."""
+    async def close(self) -> list[interviews_pb2.TranscriptEntry]:
+        """Stop the flusher; returns the entries not written, in order (the one being retried
+        first), each also reported as not written to whoever waits for it (the session spills them)."""
         await self._task.stop()
+        left = [self._current] if self._current is not None else []
+        if self._current is not None:
+            self._current = None
+            self._taken()
         while not self._queue.empty():
-            entry, done = self._queue.get_nowait()
+            left.append(self._queue.get_nowait())
+            self._taken()
+        for entry, done in left:
             if not done.done():
                 done.set_exception(StoreError(f"outbox closed before entry {entry.entry_id} was written"))
-            self._queue.task_done()
-            metrics.OUTBOX_DEPTH.dec()
+        return [entry for entry, _ in left]
 
     async def _flush(self) -> None:
         while True:
-            entry, done = await self._queue.get()
-            try:
+            entry, done = self._current = await self._queue.get()
+            try:  # a cancellation (close) leaves _current set: close() reports it as not written
                 result = await self._write(entry)
                 if not done.done():
                     done.set_result(result)
@@ -74,9 +81,12 @@ class TranscriptOutbox:
                 log.error("transcript entry refused", extra={"interview_id": entry.interview_id, "error": str(exc)})
                 if not done.done():
                     done.set_exception(exc)
-            finally:
-                self._queue.task_done()
-                metrics.OUTBOX_DEPTH.dec()
+            self._current = None
+            self._taken()
+
+    def _taken(self) -> None:
+        self._queue.task_done()
+        metrics.OUTBOX_DEPTH.dec()
 
     async def _write(self, entry: interviews_pb2.TranscriptEntry) -> Appended:
         delays = self.backoff.delays()
@@ -84,6 +94,7 @@ class TranscriptOutbox:
             try:
                 return await self.store.append_transcript(entry, epoch=self.epoch)
             except TRANSIENT as exc:
+                raise_if_cancelling()
                 self.retries += 1
                 delay = next(delays, self.backoff.cap_s)
                 log.warning("store unreachable; transcript entries wait in the outbox",

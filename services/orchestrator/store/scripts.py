@@ -8,7 +8,7 @@ primary behind Sentinel) is assumed: the global index and lifecycle keys share t
 
 # KEYS: state, events, lifecycle, index_all, index_status, request_key
 # ARGV: id, proto, status, ttl_ms, events_maxlen, lifecycle_maxlen, event_data, request_value ("" = no
-#       idempotency key), created_by, request_ttl_ms
+#       idempotency key), created_by, request_ttl_ms, team (on the lifecycle entry: WatchEvents filters by it)
 CREATE = """
 if ARGV[8] ~= '' then
   local prev = redis.call('GET', KEYS[6])
@@ -23,7 +23,8 @@ redis.call('HSET', KEYS[1], 'ver', 1, 'proto', ARGV[2], 'status', ARGV[3], 'seq'
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
 redis.call('ZADD', KEYS[5], 0, ARGV[1])
 local eid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'type', 'lifecycle', 'data', ARGV[7])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'type', 'lifecycle', 'data', ARGV[7], 'interview_id', ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'type', 'lifecycle', 'data', ARGV[7], 'interview_id', ARGV[1],
+           'team', ARGV[11])
 if tonumber(ARGV[4]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
@@ -35,7 +36,8 @@ return {1, eid}
 # KEYS: state, events, control, lifecycle, index_all, index_old_status, index_new_status, then
 #       other interview keys that only get the TTL refreshed
 # ARGV: expected_ver, proto, status, ttl_ms, id, events_maxlen, lifecycle_maxlen, epoch ("" = not
-#       fenced), n, then n triples (type, data, flags: "c" = also to control, "l" = also to lifecycle)
+#       fenced), n, then n triples (type, data, flags: "c" = also to control, "l" = also to lifecycle),
+#       then the interview's team (on lifecycle entries)
 COMMIT = """
 local cur = redis.call('HGET', KEYS[1], 'ver')
 if not cur then return {0, 'missing'} end
@@ -55,7 +57,8 @@ for _ = 1, tonumber(ARGV[9]) do
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'type', ARGV[i], 'data', ARGV[i + 1], 'event_id', eid)
   end
   if string.find(ARGV[i + 2], 'l', 1, true) then
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'type', ARGV[i], 'data', ARGV[i + 1], 'interview_id', ARGV[5])
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'type', ARGV[i], 'data', ARGV[i + 1], 'interview_id', ARGV[5],
+               'team', ARGV[#ARGV])
   end
   table.insert(out, eid)
   i = i + 3
@@ -104,29 +107,44 @@ return {1, eid}
 
 # Owner lease with a fencing epoch. The epoch lives in the state hash (it survives the lease) and
 # grows on every change of owner, so a stale owner's fenced writes are refused.
-# KEYS: state, lease. ARGV: owner, ttl_ms, force ("1" = take over from another holder)
+# A join by link (ARGV[4] = the link's nonce) is refused while a session joined with that same link
+# holds the lease; the link of the session that takes the lease is recorded in the state hash.
+# KEYS: state, lease. ARGV: owner, ttl_ms, force ("1" = take over from another holder), link ("" = a
+# reconnect with the session credential: the link stays the one the session was joined with)
 ACQUIRE_LEASE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 'missing'} end
 local cur = redis.call('GET', KEYS[2])
+if ARGV[4] ~= '' then
+  if cur and redis.call('HGET', KEYS[1], 'link') == ARGV[4] then return {0, 'link_in_use'} end
+end
 if cur then
   local sep = string.find(cur, '|', 1, true)
   local holder = string.sub(cur, 1, sep - 1)
   if holder == ARGV[1] then
     redis.call('PEXPIRE', KEYS[2], ARGV[2])
+    if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'link', ARGV[4]) end
     return {1, tonumber(string.sub(cur, sep + 1))}
   end
   if ARGV[3] ~= '1' then return {0, holder} end
 end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'link', ARGV[4]) end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('SET', KEYS[2], ARGV[1] .. '|' .. epoch, 'PX', ARGV[2])
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
 return {1, epoch}
 """
 
-# KEYS: lease. ARGV: owner|epoch, ttl_ms. 1 = renewed, 0 = lost (expired or taken over).
+# A lease that merely expired (Redis was down longer than its TTL: the expiry is absolute) is
+# taken back when nobody took over meanwhile (the state's epoch is still the owner's).
+# KEYS: lease, state. ARGV: owner|epoch, ttl_ms, epoch. 1 = renewed, 0 = lost (taken over).
 RENEW_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not cur and redis.call('HGET', KEYS[2], 'epoch') == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
 return 0
@@ -152,36 +170,46 @@ return 1
 
 # The owner's in-flight marker: what the transcript would get if the session were cut off now
 # (fenced, so a replaced owner cannot overwrite its successor's view). "" = nothing in flight.
-# KEYS: state, inflight. ARGV: epoch, data, ttl_ms
+# The index (sorted set, score = time of the last change in ms) lets the sweeper find markers
+# whose owner died without a successor.
+# KEYS: state, inflight, inflight index. ARGV: epoch, data, ttl_ms, id, now_ms
 SET_INFLIGHT = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[2])
-elseif tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[4])
 else
-  redis.call('SET', KEYS[2], ARGV[2])
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  else
+    redis.call('SET', KEYS[2], ARGV[2])
+  end
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
 end
 return 1
 """
 
 # A new owner, once the marker's entries are written: delete it unless it changed meanwhile.
-# KEYS: state, inflight. ARGV: epoch, data read
+# KEYS: state, inflight, inflight index. ARGV: epoch, data read, id
 CLEAR_INFLIGHT = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
 return 1
 """
 
 # Erasure. KEYS: the interview's keys (state first), then index keys, then lifecycle.
-# ARGV: id, n_interview_keys, n_index_keys, lifecycle_data, lifecycle_maxlen. Returns keys deleted or -1.
+# ARGV: id, n_interview_keys, n_index_keys, lifecycle_data, lifecycle_maxlen, team. Returns keys deleted or -1.
 DELETE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local n = tonumber(ARGV[2])
 local deleted = 0
 for k = 1, n do deleted = deleted + redis.call('DEL', KEYS[k]) end
 for k = n + 1, n + tonumber(ARGV[3]) do redis.call('ZREM', KEYS[k], ARGV[1]) end
-redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[5], '*', 'type', 'lifecycle', 'data', ARGV[4], 'interview_id', ARGV[1])
+redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[5], '*', 'type', 'lifecycle', 'data', ARGV[4], 'interview_id', ARGV[1],
+           'team', ARGV[6])
 return deleted
 """
 
@@ -206,4 +234,11 @@ while scanned < tonumber(ARGV[3]) do
   upto = '(' .. rows[#rows][1]
 end
 return false
+"""
+
+# Revoke every join link and session credential issued so far (they carry the generation).
+# KEYS: state. Returns the new generation, or -1 when the interview does not exist.
+BUMP_LINK_GEN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HINCRBY', KEYS[1], 'link_gen', 1)
 """

@@ -7,9 +7,11 @@ Layout (prefix P, default "iv:"; ID = an interview id):
   P i:ID:entries     hash    entry_id -> "sequence event_id" (idempotent transcript writes)
   P i:ID:control     stream  UPDATE_CONFIG / SET_PHASE / END / code events for the session owner
   P i:ID:lease       string  "owner|epoch" with a TTL: who runs the live session
+  P i:ID:cmds        set     where the command path wrote about it (reply entries, stored replies): erased with it
   P i:ID:inflight    string  the owner's in-flight turns (GetTranscriptResponse of incomplete entries)
   P i:ID:evaluation  hash    the evaluation job (evaluation/jobs.py); the evaluations are events
   P index:all, P index:s:N   sorted sets (score 0, lexicographic = creation order) for ListInterviews
+  P inflight         sorted set: interviews with an in-flight marker, score = its last change (ms)
   P lifecycle        stream  created / started / ended / deleted of every interview
   P req:HASH         string  "ID|fingerprint" for CreateInterview request ids
 
@@ -73,10 +75,24 @@ class Fenced(StoreError):
     """The writer's owner epoch is stale: another instance owns the session now."""
 
 
+class LinkInUse(StoreError):
+    """A join with a link whose session is still live (reconnects use the session credential)."""
+
+
+LINK_IN_USE = ("this join link is already in use by a live session; reconnect with its session credential "
+               "(the candidate page keeps it), wait until that session has ended, or ask for a new link")
+
+
 class LeaseHeld(StoreError):
     def __init__(self, holder: str):
         self.holder = holder
         super().__init__(f"the session is owned by {holder}")
+
+
+def team_of(iv: interviews_pb2.Interview) -> str:
+    """The team an interview belongs to (interviews created before teams: their creator's key
+    name, which was the team)."""
+    return iv.team or iv.created_by
 
 
 def new_interview_id(now: float) -> str:
@@ -109,6 +125,10 @@ class Keys:
     def control(self, iid: str) -> str:
         return f"{self.prefix}i:{iid}:control"
 
+    def command_traces(self, iid: str) -> str:
+        """The interview's command path traces: "<reply stream> <entry id>" and "done <key>"."""
+        return f"{self.prefix}i:{iid}:cmds"
+
     def lease(self, iid: str) -> str:
         return f"{self.prefix}i:{iid}:lease"
 
@@ -121,7 +141,13 @@ class Keys:
     def interview_keys(self, iid: str) -> list[str]:
         """Every key holding this interview's data, state first (what Delete erases)."""
         return [self.state(iid), self.events(iid), self.transcript(iid), self.entries(iid),
-                self.control(iid), self.lease(iid), self.inflight(iid), self.evaluation(iid)]
+                self.control(iid), self.lease(iid), self.inflight(iid), self.evaluation(iid),
+                self.command_traces(iid)]
+
+    @property
+    def inflight_index(self) -> str:
+        """Interviews with an in-flight marker, scored by its last change (ms): the sweeper's list."""
+        return f"{self.prefix}inflight"
 
     def index(self, status: int = 0) -> str:
         return f"{self.prefix}index:s:{status}" if status else f"{self.prefix}index:all"
@@ -154,6 +180,8 @@ class Snapshot:
     owner: str
     control_cursor: str
     created_by: str
+    link_gen: int = 0  # join links and session credentials of an older generation are revoked
+    link: str = ""  # the nonce of the join link the latest session was joined with
 
 
 @dataclass
@@ -204,6 +232,7 @@ class InterviewStore:
         self._set_inflight = client.register_script(scripts.SET_INFLIGHT)
         self._clear_inflight = client.register_script(scripts.CLEAR_INFLIGHT)
         self._last_event = client.register_script(scripts.LAST_EVENT)
+        self._bump_link_gen = client.register_script(scripts.BUMP_LINK_GEN)
 
     def event(self, interview_id: str, **payload: object) -> interviews_pb2.Event:
         """An Event stamped now, e.g. store.event(iid, lifecycle=Lifecycle(kind=...))."""
@@ -223,7 +252,7 @@ class InterviewStore:
             keys=[k.state(iid), k.events(iid), k.lifecycle, k.index(), k.index(interview.status), req_key],
             args=[iid, interview.SerializeToString(), interview.status, self.ttl_ms, EVENTS_MAXLEN, LIFECYCLE_MAXLEN,
                   event.SerializeToString(), f"{iid}|{fingerprint}" if request_id else "", created_by,
-                  self._request_ttl_ms])
+                  self._request_ttl_ms, team_of(interview)])
         if ok:
             return interview, False
         if not detail:
@@ -242,7 +271,8 @@ class InterviewStore:
                         seq=int(raw.get(b"seq", 0)), epoch=int(raw.get(b"epoch", 0)),
                         owner=raw.get(b"owner", b"").decode(),
                         control_cursor=raw.get(b"control_cursor", b"0-0").decode(),
-                        created_by=raw.get(b"created_by", b"").decode())
+                        created_by=raw.get(b"created_by", b"").decode(),
+                        link_gen=int(raw.get(b"link_gen", 0)), link=raw.get(b"link", b"").decode())
 
     async def update(self, iid: str, mutate: Callable[[interviews_pb2.Interview], Change],
                      *, epoch: int | None = None, attempts: int = 20) -> tuple[interviews_pb2.Interview, list[str]]:
@@ -260,6 +290,7 @@ class InterviewStore:
                                   EVENTS_MAXLEN, LIFECYCLE_MAXLEN, "" if epoch is None else epoch, len(change.events)]
             for ev, flags in change.events:
                 args += [payload_type(ev), ev.SerializeToString(), flags]
+            args.append(team_of(interview))
             result = await self._commit(
                 keys=[k.state(iid), k.events(iid), k.control(iid), k.lifecycle, k.index(),
                       k.index(old_status), k.index(interview.status), k.transcript(iid), k.entries(iid)],
@@ -270,9 +301,11 @@ class InterviewStore:
                 _refused(result[1], iid, epoch)
         raise Conflict(f"interview {iid} is changing too fast; retry")
 
-    async def list(self, status: int = 0, page_size: int = 50,
-                   after_id: str = "") -> tuple[list[interviews_pb2.Interview], str]:
-        """A page in creation order; ids whose state expired (retention) are dropped from the index."""
+    async def list(self, status: int = 0, page_size: int = 50, after_id: str = "",
+                   keep: Callable[[interviews_pb2.Interview], bool] | None = None
+                   ) -> tuple[list[interviews_pb2.Interview], str]:
+        """A page in creation order of the interviews `keep` accepts (a team's); ids whose state
+        expired (retention) are dropped from the index."""
         index = self.keys.index(status)
         start = f"({after_id}" if after_id else "-"
         out: list[interviews_pb2.Interview] = []
@@ -287,7 +320,8 @@ class InterviewStore:
             stale = [i for i, p in zip(ids, protos) if not p]
             if stale:
                 await self.redis.zrem(index, *stale)
-            out += [interviews_pb2.Interview.FromString(p) for p in protos if p]
+            page = [interviews_pb2.Interview.FromString(p) for p in protos if p]
+            out += [iv for iv in page if keep is None or keep(iv)]
             last = ids[-1].decode()
             start = f"({last}"
         more = await self.redis.zrange(index, start, "+", bylex=True, offset=0, num=1)
@@ -296,15 +330,34 @@ class InterviewStore:
     async def delete(self, iid: str) -> int:
         """Erase every key of the interview; returns how many keys existed. Raises NotFound."""
         k = self.keys
-        req = await self.redis.hget(k.state(iid), "req")
+        req, proto = await self.redis.hmget(k.state(iid), "req", "proto")
+        traces = await self.redis.smembers(k.command_traces(iid))
         data_keys = k.interview_keys(iid) + ([req.decode()] if req else [])
-        index_keys = [k.index()] + [k.index(s) for s in STATUSES]
+        index_keys = [k.index()] + [k.index(s) for s in STATUSES] + [k.inflight_index]
         event = self.event(iid, lifecycle=interviews_pb2.Lifecycle(kind=interviews_pb2.Lifecycle.DELETED))
         n = await self._delete(keys=[*data_keys, *index_keys, k.lifecycle],
-                               args=[iid, len(data_keys), len(index_keys), event.SerializeToString(), LIFECYCLE_MAXLEN])
+                               args=[iid, len(data_keys), len(index_keys), event.SerializeToString(), LIFECYCLE_MAXLEN,
+                                     team_of(interviews_pb2.Interview.FromString(proto)) if proto else ""])
         if n < 0:
             raise NotFound(f"interview {iid} not found")
+        if traces:  # the command path's replies and stored replies that name the interview
+            pipe = self.redis.pipeline(transaction=False)
+            for trace in traces:
+                where, _, what = trace.decode().partition(" ")
+                if where == "done":
+                    pipe.delete(what)
+                elif where.startswith(k.reply_prefix):
+                    pipe.xdel(where, what)
+            await pipe.execute()
         return int(n)
+
+    async def remember_command(self, iid: str, traces: list[str]) -> None:
+        """Record where the command path wrote about this interview, so Delete erases it."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(self.keys.command_traces(iid), *traces)
+        if self.ttl_ms != "0":
+            pipe.pexpire(self.keys.command_traces(iid), int(self.ttl_ms))
+        await pipe.execute()
 
     # ---- events and transcript ----
 
@@ -367,6 +420,25 @@ class InterviewStore:
         rows = await self.redis.xrevrange(key, "+", "-", count=1)
         return rows[0][0].decode() if rows else "0-0"
 
+    async def read_lifecycle(self, after: str, team: str | None, *, block_ms: int | None = None,
+                             count: int = 100) -> tuple[list[interviews_pb2.Event], str]:
+        """Lifecycle events after `after` of one team's interviews (None: all), and the position
+        reached (past events of other teams too, so a reader never reads them again)."""
+        reply = await self.redis.xread({self.keys.lifecycle: after}, count=count, block=block_ms)
+        out, position = [], after
+        for _, rows in reply:
+            for sid, fields in rows:
+                position = sid.decode()
+                entry_team = fields.get(b"team")
+                if entry_team is None:  # written before teams: the interview's own, while it exists
+                    try:
+                        entry_team = team_of((await self.get(fields.get(b"interview_id", b"").decode())).interview).encode()
+                    except NotFound:
+                        entry_team = b""
+                if team is None or entry_team.decode() == team:
+                    out.append(parse_event(sid, fields))
+        return out, position
+
     async def read_events(self, key: str, after: str, *, block_ms: int | None = None,
                           count: int = 100) -> list[interviews_pb2.Event]:
         """Events after stream id `after` (XREAD; blocks up to block_ms when there are none)."""
@@ -375,19 +447,42 @@ class InterviewStore:
 
     # ---- owner lease, fencing, control stream (used by the session loop) ----
 
-    async def acquire_lease(self, iid: str, owner: str, ttl_ms: int, *, force: bool = False) -> int:
-        """Become the session owner; returns the fencing epoch. Raises LeaseHeld or NotFound."""
+    async def acquire_lease(self, iid: str, owner: str, ttl_ms: int, *, force: bool = False, link: str = "") -> int:
+        """Become the session owner; returns the fencing epoch. With `link` (a join link's nonce) it
+        is refused (LinkInUse) while a session joined with the same link holds the lease. Raises
+        LeaseHeld or NotFound."""
         k = self.keys
-        result = await self._acquire(keys=[k.state(iid), k.lease(iid)], args=[owner, ttl_ms, "1" if force else "0"])
+        result = await self._acquire(keys=[k.state(iid), k.lease(iid)],
+                                     args=[owner, ttl_ms, "1" if force else "0", link])
         if result[0] == 1:
             return int(result[1])
         if result[1] == b"missing":
             raise NotFound(f"interview {iid} not found")
+        if result[1] == b"link_in_use":
+            raise LinkInUse(LINK_IN_USE)
         raise LeaseHeld(result[1].decode())
 
+    async def link_in_use(self, iid: str, link: str) -> bool:
+        """A session joined with this link holds the lease (checked again atomically at acquire)."""
+        lease, current = await self.redis.eval(
+            "return {redis.call('GET', KEYS[1]) or '', redis.call('HGET', KEYS[2], 'link') or ''}",
+            2, self.keys.lease(iid), self.keys.state(iid))
+        return bool(lease) and current.decode() == link
+
+    async def revoke_links(self, iid: str) -> int:
+        """Bump the link generation: every join link and session credential issued so far stops
+        working. Returns the new generation; NotFound for an unknown interview."""
+        gen = int(await self._bump_link_gen(keys=[self.keys.state(iid)]))
+        if gen < 0:
+            raise NotFound(f"interview {iid} not found")
+        return gen
+
     async def renew_lease(self, iid: str, owner: str, epoch: int, ttl_ms: int) -> bool:
-        """False when the lease was lost (expired and taken, or forced away): stop the session."""
-        return bool(await self._renew(keys=[self.keys.lease(iid)], args=[f"{owner}|{epoch}", ttl_ms]))
+        """False when the lease was lost (taken over, or forced away): stop the session. A lease
+        that only expired (e.g. Redis was down longer than the TTL) is taken back if no one took
+        over meanwhile (the epoch is unchanged)."""
+        return bool(await self._renew(keys=[self.keys.lease(iid), self.keys.state(iid)],
+                                      args=[f"{owner}|{epoch}", ttl_ms, epoch]))
 
     async def release_lease(self, iid: str, owner: str, epoch: int) -> bool:
         k = self.keys
@@ -421,7 +516,8 @@ class InterviewStore:
                 entry.end_time.CopyFrom(timestamp(self.now()))
         data = interviews_pb2.GetTranscriptResponse(entries=entries).SerializeToString() if entries else b""
         k = self.keys
-        if not await self._set_inflight(keys=[k.state(iid), k.inflight(iid)], args=[epoch, data, self.ttl_ms]):
+        if not await self._set_inflight(keys=[k.state(iid), k.inflight(iid), k.inflight_index],
+                                        args=[epoch, data, self.ttl_ms, iid, int(self.now() * 1000)]):
             raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
 
     async def close_inflight(self, iid: str, epoch: int) -> list[interviews_pb2.TranscriptEntry]:
@@ -431,6 +527,7 @@ class InterviewStore:
         k = self.keys
         raw = await self.redis.get(k.inflight(iid))
         if not raw:
+            await self.redis.zrem(k.inflight_index, iid)  # expired with the retention, or never there
             return []
         written = []
         for entry in interviews_pb2.GetTranscriptResponse.FromString(raw).entries:
@@ -438,9 +535,36 @@ class InterviewStore:
             if not appended.duplicate:
                 entry.sequence = appended.sequence
                 written.append(entry)
-        if not await self._clear_inflight(keys=[k.state(iid), k.inflight(iid)], args=[epoch, raw]):
+        if not await self._clear_inflight(keys=[k.state(iid), k.inflight(iid), k.inflight_index], args=[epoch, raw, iid]):
             raise Fenced(f"interview {iid}: owner epoch {epoch} is stale")
         return written
+
+    async def inflight_since(self, older_than_s: float) -> list[tuple[str, float]]:
+        """(interview id, time of the marker's last change) of markers unchanged for older_than_s."""
+        rows = await self.redis.zrangebyscore(self.keys.inflight_index, "-inf", int((self.now() - older_than_s) * 1000),
+                                              start=0, num=500, withscores=True)
+        return [(i.decode(), score / 1000) for i, score in rows]
+
+    async def lease_holder(self, iid: str) -> str:
+        """The live owner ("owner|epoch"), or "" when no session holds the lease."""
+        raw = await self.redis.get(self.keys.lease(iid))
+        return raw.decode() if raw else ""
+
+    async def close_abandoned(self, iid: str, owner: str, ttl_ms: int) -> list[interviews_pb2.TranscriptEntry] | None:
+        """Close the turns a dead owner left in flight when no session holds the lease: take the
+        lease (never by force, so a live or rejoining session keeps it), close, release. None when
+        a session holds the lease (it writes its own turns)."""
+        if not await self.redis.exists(self.keys.inflight(iid)):
+            await self.redis.zrem(self.keys.inflight_index, iid)
+            return []
+        try:
+            epoch = await self.acquire_lease(iid, owner, ttl_ms)
+        except LeaseHeld:
+            return None
+        try:
+            return await self.close_inflight(iid, epoch)
+        finally:
+            await self.release_lease(iid, owner, epoch)
 
 
 def _transcript_entry(stream_id: bytes, fields: dict[bytes, bytes]) -> interviews_pb2.TranscriptEntry:
