@@ -46,3 +46,12 @@ def test_a_forbidden_import_breaks_the_contract(tmp_path: Path, module: str, lin
     assert result.returncode != 0, result.stdout
     broken = result.stdout.split("Broken contracts")[-1]
     assert contract in " ".join(broken.split()), result.stdout
+
+
+def test_conversation_rooms_stay_small():
+    """The split holds: no module in conversation/ over 300 lines, session.py (lifecycle and
+    routing only) at most 250."""
+    folder = Path(__file__).resolve().parents[1] / "services" / "orchestrator" / "conversation"
+    sizes = {p.name: len(p.read_text().splitlines()) for p in folder.glob("*.py")}
+    assert sizes["session.py"] <= 250, sizes["session.py"]
+    assert not {n: k for n, k in sizes.items() if k > 300}, sizes

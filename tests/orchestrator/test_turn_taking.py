@@ -19,7 +19,7 @@ from services.common.clock import FakeClock
 from services.common import errors
 from services.orchestrator.conversation import modes
 from services.orchestrator.conversation.end_of_turn import EndOfTurn, policy_config
-from services.orchestrator.conversation.listener import TurnPaused
+from services.orchestrator.conversation.heard import TurnPaused
 from services.orchestrator.conversation.turn_policy import TurnPolicyConfig
 from tests.fakes.ai_services import Latencies, add_all, speech_end
 from tests.orchestrator.session_support import SPEECH, Candidate, Orchestrator, Tap, speech

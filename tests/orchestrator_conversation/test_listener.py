@@ -7,8 +7,8 @@ import pytest
 
 from interview.v1 import common_pb2, stt_pb2, vad_pb2
 from services.common.clock import FakeClock
-from services.orchestrator.conversation.listener import (EarlySpeech, Final, Heard, Interim, Listener, SessionFailed,
-                                                         SpeechStarted, SpeechStopped)
+from services.orchestrator.conversation.heard import EarlySpeech, Final, Heard, Interim, SpeechStarted, SpeechStopped
+from services.orchestrator.conversation.listener import Listener, SessionFailed
 
 
 class Recorder:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from interview.v1 import interviews_pb2
 from services.common.clock import Clock, Timer
-from services.orchestrator.conversation.listener import TurnPaused
+from services.orchestrator.conversation.heard import TurnPaused
 from services.orchestrator.conversation.turn_policy import Decision, TurnPolicyConfig, Verdict, decide
 
 log = logging.getLogger("conversation.end_of_turn")

@@ -17,19 +17,22 @@ import grpc
 
 from interview.v1 import common_pb2, interviews_pb2, llm_pb2, session_pb2, tts_pb2
 from services.common.clock import Clock
-from services.orchestrator.conversation.barge_in import BargeIn, Stage
-from services.orchestrator.conversation.interview_view import InterviewView
 from services.orchestrator.conversation import modes
+from services.orchestrator.conversation.actions import apply_actions
+from services.orchestrator.conversation.barge_in import BargeIn, Stage
 from services.orchestrator.conversation.end_of_turn import EndOfTurn, policy_config
-from services.orchestrator.conversation.listener import EarlySpeech, Final, Interim, Listener, SpeechStopped, TurnPaused
+from services.orchestrator.conversation.heard import EarlySpeech, Final, Interim, SpeechStopped, TurnPaused
+from services.orchestrator.conversation.interruption import Interruption
+from services.orchestrator.conversation.interview_view import InterviewView
+from services.orchestrator.conversation.listener import Listener
 from services.orchestrator.conversation.llm_request import ANSWERS, LlmRequests
 from services.orchestrator.conversation.metrics import observe as observe_metrics, turn_metrics
 from services.orchestrator.conversation.outbound import Outbound
+from services.orchestrator.conversation.preemptive import PreemptiveReply
 from services.orchestrator.conversation.settings import LoopSettings, Stubs
 from services.orchestrator.conversation.silence_timer import SilenceTimer
 from services.orchestrator.conversation.transcript import AGENT, USER, InFlight, Spawn, Transcript
-from services.orchestrator.conversation.turn_policy import Decision
-from services.orchestrator.conversation.turns import AgentTurn, TurnTimes
+from services.orchestrator.conversation.turns import AgentTurn, OpenTurnSpan, TurnTimes, agent_entry_id
 
 log = logging.getLogger("conversation.floor")
 
@@ -42,24 +45,21 @@ class Floor:
         self.session_id, self.view, self.transcript, self.requests = session_id, view, transcript, requests
         self.listener, self.outbound, self.api, self.stubs, self.s = listener, outbound, api, stubs, settings
         self.clock, self.playback_rate = clock, playback_rate
-        self._spawn, self._stopped, self._changed, self._publish = spawn, stopped, changed, publish
-        self.barge = BargeIn(clock, pause=self._pause, resume=self._resume, commit=self._commit_barge_in,
+        self._spawn, self.stopped, self._changed, self._publish = spawn, stopped, changed, publish
+        self.interruption = Interruption(self)
+        self.barge = BargeIn(clock, pause=self.interruption.pause, resume=self.interruption.resume,
+                             commit=self.interruption.commit,
                              commit_after_s=settings.barge_in_commit_ms / 1000, still_speaking=listener.voiced_recently)
         self.timer = SilenceTimer(clock, self._check_in, view.check_in_timeout_s())
         self.eot = EndOfTurn(clock, self.maybe_reply)
-        self.preemptive = False
-        self.spec: AgentTurn | None = None  # the speculative reply (at most one), audio held
-        self._spec_task: asyncio.Task[None] | None = None
-        self._spec_text = ""  # the candidate's words it was generated from
-        self._spec_counts = [0, 0, 0]  # this candidate turn: speculative starts, cancellations, wasted tokens
+        self.pre = PreemptiveReply(self)
         self.turn: AgentTurn | None = None
         self._turn_task: asyncio.Task[None] | None = None
         self._generation_seq = 0
         self._turn_started = 0.0
-        self._resumed = False  # playback resumed after a false alarm, within the same VAD utterance
         self._vad_stop_at: float | None = None
-        self._utterance_trace = common_pb2.TraceContext()
-        self._utterance_span: Any = None  # the open 'turn' span until a turn answers (ends it at first audio)
+        self.utterance_trace = common_pb2.TraceContext()
+        self.turn_span = OpenTurnSpan()
         self.ending_after_turn = False
         self.metrics: list[interviews_pb2.TurnMetrics] = []
         self.check_ins = 0
@@ -71,20 +71,20 @@ class Floor:
         config = self.view.interview.config
         turns = modes.turn_taking(config)
         self.eot.configure(modes.turn_taking_on(self.view.mode, config), policy_config(turns), config.language or "en")
-        self.preemptive = turns.preemptive_reply
-        if not (self.preemptive and self.eot.on):
-            self._drop_speculation("turned off")
+        self.pre.on = turns.preemptive_reply
+        if not (self.pre.on and self.eot.on):
+            self.pre.drop("turned off")
 
     def speech_started(self) -> None:
-        self._resumed = False
+        self.interruption.resumed = False
         self.eot.speech_started()
-        self._drop_speculation("the candidate spoke again")
+        self.pre.drop("the candidate spoke again")
         self.barge.speech_started()
 
     def turn_paused(self, e: TurnPaused) -> None:
         self._vad_stop_at = e.at
-        self._utterance_trace = e.trace
-        self._hand_over_span(e.span)
+        self.utterance_trace = e.trace
+        self.turn_span.hand_over(e.span)
         self.eot.paused(e)
 
     def speech_resumed(self) -> None:
@@ -92,7 +92,7 @@ class Floor:
         yet is withdrawn silently (their words stay pending, joined by the next ones); one being
         heard is a barge-in."""
         self.eot.resumed()
-        self._drop_speculation("the candidate went on")
+        self.pre.drop("the candidate went on")
         turn = self.turn
         if turn is None or turn.task not in ANSWERS:
             return
@@ -104,12 +104,8 @@ class Floor:
     def _withdraw(self, turn: AgentTurn) -> None:
         log.info("reply withdrawn: the candidate went on", extra={"generation_id": turn.generation_id})
         self.outbound.clear(turn.generation_id)  # a first chunk queued but not yet counted as sent
-        turn.cancel_calls()
-        if self._turn_task is not None:
-            self._turn_task.cancel()
-        self.turn = None
+        self.stop_turn(turn)
         self.barge.turn_finished()
-        self.timer.agent_speaking(False)
         self.send_state()
 
     def early_speech(self, e: EarlySpeech) -> None:
@@ -117,15 +113,15 @@ class Floor:
             return
         if not e.in_utterance:  # SPEECH_STARTED (after min speech) confirms it
             self.barge.early_pause(confirm_within_s=e.confirm_within_s)
-        elif self._resumed:  # speech again after a false alarm, same VAD utterance
-            self._resumed = False
+        elif self.interruption.resumed:  # speech again after a false alarm, same VAD utterance
+            self.interruption.resumed = False
             self.barge.speech_started()
 
     def speech_stopped(self, e: SpeechStopped) -> None:
         if self.eot.pause is None:  # a committed or pending scored pause keeps its own timings
             self._vad_stop_at = e.at
-            self._utterance_trace = e.trace
-            self._hand_over_span(e.span)
+            self.utterance_trace = e.trace
+            self.turn_span.hand_over(e.span)
         elif e.span is not None:  # the scored pause's turn span stands for this utterance
             e.span.set_attribute("turn.outcome", "pause already scored")
             e.span.end()
@@ -147,7 +143,7 @@ class Floor:
             self.transcript.add_pending(e.text, self.listener.utterance_start_time)
         self.eot.finalized(e.finalize_id, " ".join(self.transcript.pending_user))
         self.maybe_reply()
-        self._maybe_speculate()
+        self.pre.maybe_start()
 
     def mark(self, mark: session_pb2.PlaybackMark) -> None:
         turn = self.turn
@@ -155,7 +151,7 @@ class Floor:
             turn.mark(mark)
             self._changed()
             if not turn.user_committed and turn.heard_text():
-                self._commit_user_turn(turn)  # the reply is being heard: no merge any more
+                self.commit_user_turn(turn)  # the reply is being heard: no merge any more
 
     def maybe_reply(self) -> None:
         """Answer the pending words once the candidate's turn is over (end_of_turn.py), every
@@ -164,86 +160,41 @@ class Floor:
         if (self.transcript.pending_user and self.eot.committed and not self.listener.finalizing
                 and self.turn is None):
             task = llm_pb2.TASK_WRAP_UP if self.view.wrap_up_due() else llm_pb2.TASK_REPLY
-            if self.spec is not None and task == llm_pb2.TASK_REPLY and self._spec_text == self._pending_text():
+            if task == llm_pb2.TASK_REPLY and self.pre.matches(self.pending_text()):
                 self._promote()
                 return
-            self._drop_speculation("the committed words differ from what it was generated from")
+            self.pre.drop("the committed words differ from what it was generated from")
             self.start_turn(task)
 
-    # ---- the preemptive (speculative) reply ----
-
-    def _pending_text(self) -> str:
+    def pending_text(self) -> str:
         return " ".join(self.transcript.pending_user)
 
-    def _maybe_speculate(self) -> None:
-        """At a pause the policy could not decide (it waits for its fallback), prepare the reply:
-        LLM and TTS run, audio is held. It is played only if the turn commits with the same words;
-        nothing of it (audio, transcript, history, check-in timer, actions) exists before that."""
-        v = self.eot.verdict
-        if (not self.preemptive or not self.eot.on or self.eot.committed or v is None or v.decision is not Decision.UNDECIDED
-                or self.turn is not None or not self.transcript.pending_user or self.listener.finalizing
-                or self.view.wrap_up_pending() or self._stopped()):
-            return
-        if self.spec is not None and self._spec_text == self._pending_text():
-            return
-        self._drop_speculation("replaced")
+    def next_generation_id(self) -> str:
         self._generation_seq += 1
-        gid = f"{self.session_id}-g{self._generation_seq}"
-        request = self.requests.generate(llm_pb2.TASK_REPLY, gid)
-        turn = AgentTurn(gid, llm_pb2.TASK_REPLY, request, self.playback_rate, self.clock, self.outbound,
-                         margin_s=self.s.playback_margin_ms / 1000, held=True,
-                         times=TurnTimes(stt_final=self.clock.monotonic()),
-                         user_texts=list(self.transcript.pending_user), on_first_audio=self._publish_metrics)
-        turn.trace.CopyFrom(self._utterance_trace)
-        request.trace.CopyFrom(turn.trace)
-        self.spec, self._spec_text = turn, self._pending_text()
-        self._spec_counts[0] += 1
-        log.info("speculative reply started", extra={"generation_id": gid, "reason": v.reason})
-        self._spec_task = self._spawn(self._run_turn(turn), f"spec-{gid}")
+        return f"{self.session_id}-g{self._generation_seq}"
+
+    def spawn_turn(self, turn: AgentTurn, name: str) -> "asyncio.Task[None]":
+        return self._spawn(self._run_turn(turn), name)
 
     def _promote(self) -> None:
-        """The turn committed with the words the speculative reply answers: it becomes the turn."""
-        turn, self.spec = self.spec, None
-        assert turn is not None
+        turn, self._turn_task = self.pre.promote()
         turn.times.vad_stop, turn.times.speech_end = self._vad_stop_at, self.eot.speech_end
         turn.times.committed = self.eot.committed_at
-        turn.speculative = True
-        turn.turn_span, self._utterance_span = self._utterance_span, None
-        self._take_counts(turn)
-        self.turn, self._turn_task = turn, self._spec_task
+        turn.turn_span = self.turn_span.take()
+        self.turn = turn
         self._turn_started = self.clock.time()
         self.eot.taken()
         self.barge.turn_started(turn.generation_id)
         self.timer.agent_speaking(True)
         self.send_state()
-        log.info("speculative reply used", extra={"generation_id": turn.generation_id})
         turn.release.set()
-
-    def _drop_speculation(self, reason: str) -> None:
-        """Cancel the speculative reply silently: it sent nothing and recorded nothing."""
-        turn, self.spec = self.spec, None
-        if turn is None:
-            return
-        turn.cancel_calls()
-        if self._spec_task is not None:
-            self._spec_task.cancel()
-        tokens = turn.output_tokens()
-        self._spec_counts[1] += 1
-        self._spec_counts[2] += tokens
-        log.info("speculative reply cancelled", extra={"generation_id": turn.generation_id, "reason": reason,
-                                                       "wasted_tokens": tokens})
-
-    def _take_counts(self, turn: AgentTurn) -> None:
-        turn.spec_counts = (self._spec_counts[0], self._spec_counts[1], self._spec_counts[2])
-        self._spec_counts = [0, 0, 0]
 
     # ---- agent turns ----
 
     def start_turn(self, task: int) -> None:
-        if self._stopped():
+        if self.stopped():
             return
-        self._generation_seq += 1
-        gid = f"{self.session_id}-g{self._generation_seq}"
+        gid = self.next_generation_id()
         request = self.requests.generate(task, gid)
         answers = task in ANSWERS
         turn = AgentTurn(gid, task, request, self.playback_rate, self.clock, self.outbound,
@@ -252,19 +203,19 @@ class Floor:
                                          speech_end=self.eot.speech_end if answers else None,
                                          committed=self.eot.committed_at if answers else None),
                          user_texts=list(self.transcript.pending_user) if answers else [],
-                         on_first_audio=self._publish_metrics)
+                         on_first_audio=self.publish_metrics)
         if answers:
-            turn.trace.CopyFrom(self._utterance_trace)
-            turn.turn_span, self._utterance_span = self._utterance_span, None
+            turn.trace.CopyFrom(self.utterance_trace)
+            turn.turn_span = self.turn_span.take()
             self.eot.taken()
-            self._take_counts(turn)
+            self.pre.take_counts(turn)
         request.trace.CopyFrom(turn.trace)
         self.turn = turn
         self._turn_started = self.clock.time()
         self.barge.turn_started(gid)
         self.timer.agent_speaking(True)
         self.send_state()
-        self._turn_task = self._spawn(self._run_turn(turn), f"turn-{gid}")
+        self._turn_task = self.spawn_turn(turn, f"turn-{gid}")
 
     async def _run_turn(self, turn: AgentTurn) -> None:
         tts_cfg = tts_pb2.TtsConfig(provider=self.s.tts_provider, voice=self.view.interview.config.tts_voice,
@@ -274,8 +225,8 @@ class Floor:
         except* grpc.aio.AioRpcError as eg:
             exc: Any = eg.exceptions[0]
             log.error("agent turn failed", extra={"code": exc.code().name, "detail": (exc.details() or "")[:200]})
-        if self.spec is turn:  # a speculative reply failed before its turn committed: a fresh one then
-            self._drop_speculation("failed")
+        if self.pre.turn is turn:  # a speculative reply failed before its turn committed: a fresh one then
+            self.pre.drop("failed")
             return
         if self.turn is not turn:
             return  # cancelled by a barge-in, which did the bookkeeping
@@ -285,18 +236,19 @@ class Floor:
         self.turn = None
         self.barge.turn_finished()
         self.timer.agent_speaking(False)
-        self._commit_user_turn(turn)  # also when no reply came (NO_REPLY)
+        self.commit_user_turn(turn)  # also when no reply came (NO_REPLY)
         text = turn.log.text
         if turn.sent_any_audio and text:
             self.transcript.record(AGENT, text, entry_id=agent_entry_id(turn))
             self.outbound.control(session_pb2.ServerMessage(caption=session_pb2.Caption(
                 role=AGENT, text=text, is_final=True, generation_id=turn.generation_id)))
         self.send_state()
-        self._apply_actions(turn)
+        if apply_actions(turn.actions, self.view, self.api, self._spawn):
+            self.ending_after_turn = True
         if not self.ending_after_turn:
             self.maybe_reply()
 
-    def _commit_user_turn(self, turn: AgentTurn) -> None:
+    def commit_user_turn(self, turn: AgentTurn) -> None:
         """The candidate's words a turn answers become one transcript entry once the reply's first
         words are heard (playback marks; without marks, when the turn ends) or none is coming, so
         speech resumed during the LLM/TTS latency merges into one entry. Words that arrived later
@@ -305,23 +257,8 @@ class Floor:
             turn.user_committed = True
             self.transcript.commit_user(len(turn.user_texts))
 
-    def _apply_actions(self, turn: AgentTurn) -> None:
-        """State changes go through the API code and come back on the control stream (one path)."""
-        iid = self.view.iid
-        for action in turn.actions:
-            if action.type == llm_pb2.ADVANCE_PHASE:
-                target = action.target_phase_id or self.view.next_phase_id()
-                if target:
-                    self._spawn(_quiet_api(self.api.set_phase(
-                        interviews_pb2.SetPhaseRequest(interview_id=iid, phase_id=target), reason="llm")),
-                        "advance-phase")
-            elif action.type == llm_pb2.END_INTERVIEW:
-                self.ending_after_turn = True
-                self._spawn(_quiet_api(self.api.end(
-                    interviews_pb2.EndInterviewRequest(interview_id=iid, reason="completed"))), "end")
-
     def _check_in(self) -> None:
-        if self.turn is None and not self.listener.speaking and not self._stopped():
+        if self.turn is None and not self.listener.speaking and not self.stopped():
             self.check_ins += 1
             self.start_turn(llm_pb2.TASK_CHECK_IN)
 
@@ -334,69 +271,26 @@ class Floor:
 
     def cut_off(self) -> None:
         """The session ends: no timer, no barge-in; a turn being heard stops (its entry is in flight)."""
-        self._end_utterance_span("session ended")
+        self.turn_span.end("session ended")
         self.timer.cancel()
         self.barge.turn_finished()
-        self._drop_speculation("the session ends")
+        self.pre.drop("the session ends")
         if self.turn is not None and self.turn.sent_any_audio:
             self.turn.cancel_calls()
             self.turn = None
 
-    def _hand_over_span(self, span: Any) -> None:
-        """A new decision point's 'turn' span replaces the open one: the candidate went on, so the
-        earlier pause started no turn."""
-        self._end_utterance_span("continued")
-        self._utterance_span = span
-
-    def _end_utterance_span(self, outcome: str) -> None:
-        if self._utterance_span is not None:
-            self._utterance_span.set_attribute("turn.outcome", outcome)
-            self._utterance_span.end()
-            self._utterance_span = None
-
     def send_state(self) -> None:
         self.outbound.control(self.view.state(agent_speaking=self.turn is not None))
 
-    # ---- barge-in (barge_in.BargeIn decides; these act) ----
-
-    def _playback(self, action: int, gid: str) -> None:
-        control = session_pb2.PlaybackControl(action=action, generation_id=gid)
-        if self.turn is not None:
-            control.trace.CopyFrom(self.turn.trace)
-        self.outbound.control(session_pb2.ServerMessage(playback=control))
-
-    def _pause(self, gid: str) -> None:
-        if self.turn is not None:
-            self.turn.pause()
-        self._playback(session_pb2.PLAYBACK_PAUSE, gid)
-
-    def _resume(self, gid: str) -> None:
-        self._resumed = True
-        if self.turn is not None:
-            self.turn.resume()
-        self._playback(session_pb2.PLAYBACK_RESUME, gid)
-
-    def _commit_barge_in(self, gid: str) -> None:
-        """CLEAR first (stale audio never plays), then stop the turn and keep what was heard."""
-        turn = self.turn
-        self.outbound.clear(gid)
-        self._playback(session_pb2.PLAYBACK_CLEAR, gid)
-        if turn is None or turn.generation_id != gid:
-            return
+    def stop_turn(self, turn: AgentTurn) -> None:
+        """The turn ends early (a barge-in, or the candidate went on): its calls stop, the floor is free."""
         turn.cancel_calls()
         if self._turn_task is not None:
             self._turn_task.cancel()
         self.turn = None
         self.timer.agent_speaking(False)
-        heard = turn.heard_text()
-        if heard:  # the candidate heard part of the reply: their earlier words were answered
-            self._commit_user_turn(turn)
-            self.transcript.record(AGENT, heard, interrupted=True, entry_id=agent_entry_id(turn))
-        self.send_state()
-        if turn.sent_any_audio and turn.task in ANSWERS:
-            self._publish_metrics(turn, interrupted=True, once=False)
 
-    def _publish_metrics(self, turn: AgentTurn, interrupted: bool = False, once: bool = True) -> None:
+    def publish_metrics(self, turn: AgentTurn, interrupted: bool = False, once: bool = True) -> None:
         if turn.task not in ANSWERS or turn.times.vad_stop is None:
             return
         m = turn_metrics(turn, interrupted)
@@ -404,14 +298,3 @@ class Floor:
         if once:
             self.metrics.append(m)
         self._spawn(self._publish(turn_metrics=m), "metrics")
-
-
-def agent_entry_id(turn: AgentTurn) -> str:
-    return f"{turn.generation_id}-a"
-
-
-async def _quiet_api(aw: Any) -> None:
-    try:
-        await aw
-    except Exception as exc:  # e.g. ended meanwhile: nothing to do
-        log.warning("state change refused", extra={"error": str(exc)[:200]})

@@ -3,7 +3,7 @@
 Audio goes to VAD as it arrives and into a pre-roll ring; on SPEECH_STARTED the gate opens (the
 pre-roll first, never audio STT already has, then live audio) until SPEECH_STOPPED, which sends a
 FINALIZE with a new id. The listener decides nothing about turns: it reports what it heard as
-typed events (SpeechStarted, EarlySpeech, SpeechStopped, Interim, Final) to its `ListenerHooks`
+typed events (heard.py: SpeechStarted, EarlySpeech, SpeechStopped, TurnPaused, Interim, Final…) to its `ListenerHooks`
 and never calls up. Both streams reopen by themselves (clients.ReopeningStream); what a new
 stream needs (config, params, the utterance in progress, unanswered FINALIZEs) is re-sent.
 
@@ -15,17 +15,17 @@ has said which params it applied, only its events count.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
-from opentelemetry import trace
 
 from interview.v1 import common_pb2, stt_pb2, vad_pb2
 from services.common import errors, telemetry
 from services.common.audio import PreRoll, check_chunk
 from services.common.clock import Clock
 from services.orchestrator.conversation.clients import ReopeningStream
+from services.orchestrator.conversation.heard import (EarlySpeech, Final, Interim, ListenerHooks, SpeechResumed,
+                                                      SpeechStarted, SpeechStopped, TurnPaused, TurnScoringUnavailable)
 
 log = logging.getLogger("conversation.listener")
 
@@ -34,68 +34,6 @@ VOICED_RECENTLY_S = 0.25  # "still speaking" when a voiced window ended this rec
 
 class SessionFailed(errors.InvalidArgument):
     """Bad input from media: ends the stream with its status and a message for a person."""
-
-
-@dataclass(frozen=True)
-class SpeechStarted:
-    offset: int  # VAD's start of speech on the input timeline (samples)
-
-
-@dataclass(frozen=True)
-class EarlySpeech:
-    """Voiced windows for at least `pause_ms`, before (or, after a false alarm, within) an utterance."""
-
-    in_utterance: bool
-    confirm_within_s: float  # SPEECH_STARTED should follow within this (the VAD's min speech + slack)
-
-
-@dataclass(frozen=True)
-class SpeechStopped:
-    at: float  # monotonic time the SPEECH_STOPPED was received
-    trace: common_pb2.TraceContext  # the turn's trace, started here
-    span: trace.Span | None = None  # the open 'turn' span: whoever answers ends it at first audio
-
-
-@dataclass(frozen=True)
-class TurnPaused:
-    """A short pause inside speech, scored by the VAD's end-of-turn model (turn scoring on). The
-    utterance so far was FINALIZEd as `finalize_id`; the VAD still counts the speaker as speaking."""
-
-    probability: float  # the model's: the turn is complete
-    pause_ms: int       # silence so far when scored
-    at: float           # monotonic time the score was received
-    finalize_id: str
-    trace: common_pb2.TraceContext  # the turn's trace, started here
-    span: trace.Span | None = None  # its open 'turn' span (as SpeechStopped's)
-
-
-@dataclass(frozen=True)
-class SpeechResumed:
-    """Voiced again (for at least `early_pause_ms`) after a TurnPaused, in the same VAD utterance."""
-
-
-@dataclass(frozen=True)
-class TurnScoringUnavailable:
-    reason: str  # the VAD's Problem: its end-of-turn model is not loaded
-
-
-@dataclass(frozen=True)
-class Interim:
-    text: str
-    is_final: bool  # a provider final that answers no FINALIZE (no caption then)
-
-
-@dataclass(frozen=True)
-class Final:
-    text: str  # may be empty: the FINALIZE was answered, nothing was said
-    finalize_id: str
-
-
-Heard = SpeechStarted | EarlySpeech | SpeechStopped | TurnPaused | SpeechResumed | TurnScoringUnavailable | Interim | Final
-
-
-class ListenerHooks(Protocol):
-    def heard(self, event: Heard) -> None: ...
 
 
 class Listener:

@@ -22,13 +22,13 @@ from services.common import logs, metrics
 from services.common.clock import Clock
 from services.common.plan_questions import asked_in
 from services.orchestrator.api.interviews import LINK_REISSUED
-from services.orchestrator.conversation import modes, resume
+from services.orchestrator.conversation import ending, modes, resume
 from services.orchestrator.conversation.floor import Floor
 from services.orchestrator.conversation.history import History
 from services.orchestrator.conversation.interview_view import InterviewView
-from services.orchestrator.conversation.listener import (EarlySpeech, Final, Heard, Interim, Listener, SessionFailed,
-                                                         SpeechResumed, SpeechStarted, SpeechStopped, TurnPaused,
-                                                         TurnScoringUnavailable)
+from services.orchestrator.conversation.heard import (EarlySpeech, Final, Heard, Interim, SpeechResumed, SpeechStarted,
+                                                      SpeechStopped, TurnPaused, TurnScoringUnavailable)
+from services.orchestrator.conversation.listener import Listener, SessionFailed
 from services.orchestrator.conversation.llm_request import LlmRequests
 from services.orchestrator.conversation.outbound import Outbound
 from services.orchestrator.conversation.ownership import Ownership
@@ -41,10 +41,7 @@ from services.orchestrator.store.store import InterviewStore
 
 log = logging.getLogger("conversation.session")
 
-OUTBOX_SIZE, DRAIN_AT_END_S, TASKS_STOP_S = 256, 3.0, 5.0  # TASKS_STOP_S: shutdown's wait for cancelled tasks
-# The LLM's end / advance calls (spawned by Floor under these names) finish at shutdown instead of
-# being cancelled: a hangup right after the closing words must not leave the interview ACTIVE.
-API_CALLS, API_CALLS_AT_END_S = ("end", "advance-phase"), 5.0
+OUTBOX_SIZE = 256
 
 
 class Session:
@@ -80,7 +77,7 @@ class Session:
                              phase_kind=lambda: (p.kind if (p := self.view.phase()) else 0),
                              to_media=self.outbound.control, record=self.ownership.append_event)
         self.requests.observations = self.vision.recent
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
         self._stopped = asyncio.Event()
         self._finished = asyncio.Event()  # run() returned: the shutdown's writes are done
         self.end_reason = ""
@@ -95,12 +92,12 @@ class Session:
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a task owned by this session: cancelled by stop(); its failure ends the session."""
         task = asyncio.create_task(coro, name=f"{self.iid}:{name}")
-        self._tasks.add(task)
+        self.tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        self.tasks.discard(task)
         if task.cancelled() or self._stopped.is_set():
             return
         exc = task.exception()
@@ -140,7 +137,7 @@ class Session:
             try:
                 with metrics.ACTIVE_SESSIONS.track_inprogress():
                     await self._stopped.wait()
-                await self._shutdown()
+                await ending.shut_down(self)
             finally:
                 self._finished.set()
 
@@ -166,50 +163,6 @@ class Session:
         log.info("picking the interview up", extra={
             "interview_id": self.iid, "messages": len(self.history.messages), "older": len(self._older),
             "phase_time_left_s": self.view.phase_time_left_s()})
-
-    async def _shutdown(self) -> None:
-        """A turn cut off by the disconnect is closed as an incomplete entry, never dropped."""
-        log.info("session ending", extra={"reason": self.end_reason})
-        cut = self.transcript.in_flight(self.listener.in_progress(), self.floor.in_progress(), ended=True)
-        self.transcript.pending_user = []
-        self.floor.cut_off()
-        self.vision.close()
-        await self._finish_api_calls()
-        tasks = [t for t in self._tasks if t not in self.transcript.writes]
-        for t in tasks:
-            t.cancel()
-        stuck = (await asyncio.wait(tasks, timeout=TASKS_STOP_S))[1] if tasks else set()  # bounded: never hold
-        if stuck:  # the lease forever because a task swallowed its cancellation
-            log.error("session tasks did not stop", extra={"tasks": ",".join(t.get_name() for t in stuck)})
-        await self.history.close()
-        await asyncio.gather(*self.transcript.writes, return_exceptions=True)
-        for entry in cut:
-            await self.outbox.put(entry)
-        drained = True
-        try:
-            await asyncio.wait_for(self.outbox.drain(), DRAIN_AT_END_S)
-        except asyncio.TimeoutError:
-            drained = False
-            log.error("transcript entries still pending at session end", extra={"pending": self.outbox.pending})
-        unwritten = await self.outbox.close()
-        if unwritten and self.spill is not None:
-            await self.spill.append(unwritten)  # replayed into Redis when it returns; overflow logged
-        elif unwritten:
-            log.error("transcript entries LOST at session end (no spill file)", extra={"entries": len(unwritten)})
-        if self.end_reason != "replaced":
-            await self.ownership.leave(self.session_id, self.end_reason, drained=drained)
-        if self.failure is None:
-            self.outbound.control(session_pb2.ServerMessage(end=session_pb2.SessionEnd(reason=self.end_reason)))
-        self.outbound.close()
-
-    async def _finish_api_calls(self) -> None:
-        calls = [t for t in self._tasks if t.get_name().rpartition(":")[2] in API_CALLS]
-        if not calls:
-            return
-        _, pending = await asyncio.wait(calls, timeout=API_CALLS_AT_END_S)
-        if pending:
-            log.error("the LLM's end / advance call did not finish at session end; cancelled",
-                      extra={"calls": [t.get_name() for t in pending]})
 
     def _marker(self) -> list[interviews_pb2.TranscriptEntry]:
         return self.transcript.marker(self.listener.in_progress(), self.floor.in_progress())

@@ -218,3 +218,31 @@ class AgentTurn:
         if self._play_timer is not None:
             self._play_timer.cancel()
             self._play_timer = None
+
+
+def agent_entry_id(turn: AgentTurn) -> str:
+    """The transcript entry id of what the candidate heard of a turn (idempotent across retries)."""
+    return f"{turn.generation_id}-a"
+
+
+class OpenTurnSpan:
+    """The candidate turn's open 'turn' span, from its decision point (a scored pause or the end of
+    speech) until a reply takes it (and ends it at first audio); a newer decision point replaces it
+    when the candidate went on."""
+
+    def __init__(self) -> None:
+        self.span: Any = None
+
+    def hand_over(self, span: Any) -> None:
+        self.end("continued")  # the earlier pause started no turn
+        self.span = span
+
+    def take(self) -> Any:
+        span, self.span = self.span, None
+        return span
+
+    def end(self, outcome: str) -> None:
+        if self.span is not None:
+            self.span.set_attribute("turn.outcome", outcome)
+            self.span.end()
+            self.span = None
