@@ -10,12 +10,16 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from services.common.audio import read_wav, resample
 from services.vad.detector import Detector, Event, Params, ParamsError, segments
 from services.vad.model import WINDOWS, SileroModel, StreamState
+
+if TYPE_CHECKING:
+    from services.vad.turn_model import SmartTurnModel
 
 HYSTERESIS = 0.15  # Silero's rule: deactivation = activation - 0.15 unless given
 
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 # --- `turns FILE.wav`: a turn score at every pause ----------------------------------------------
 
 def turn_pauses(samples: np.ndarray, rate: int, params: Params, model: SileroModel | None = None,
-                turn_model: "SmartTurnModel | None" = None) -> list[dict[str, float | bool]]:
+                turn_model: SmartTurnModel | None = None) -> list[dict[str, float | bool]]:
     """One record per pause of at least `params.turn_pause_ms` inside speech, scored by the same
     Detector, TurnTracker and model call as a Detect stream with turn scoring on (unbatched).
 

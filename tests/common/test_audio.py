@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soxr
 
-from services.common.audio import Rebuffer, Resampler, pcm_to_int16, read_wav, resample
+from services.common.audio import Rebuffer, Resampler, pcm_to_int16, read_wav
 from tests.load.harness import FIXTURES
 
 

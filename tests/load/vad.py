@@ -15,7 +15,6 @@ import asyncio
 import os
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import grpc

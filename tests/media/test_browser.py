@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import numpy as np
 
 from services.common.audio import write_wav
 import pytest

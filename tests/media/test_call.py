@@ -2,15 +2,11 @@
 real Opus both ways, real speech, transcribed with the offline STT."""
 from __future__ import annotations
 
-import time
 
-import numpy as np
 
-from interview.v1 import common_pb2
-from services.common.audio import resample
 from services.media.client import RATE, ClientPeer, WavTrack
 from tests.fakes.session import GREETING, FakeSession, flite_speech
-from tests.media.helpers import candidate_text, first_utterance, load_candidate, speech_span, transcribe, until
+from tests.media.helpers import candidate_text, first_utterance, load_candidate, transcribe, until
 from tests.support.wer import wer
 
 

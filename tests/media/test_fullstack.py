@@ -27,8 +27,8 @@ from interview.v1 import common_pb2, interviews_pb2
 from services.common.audio import read_wav, write_wav
 from services.orchestrator.api.client import InterviewsClient
 from tests.media.browser import ARTIFACTS, Recording, chromium, mic_file, recording
-from tests.media.helpers import CANDIDATE_WAV, SPEECH, candidate_text, first_utterance, speech_span, transcribe, until
-from tests.support.procs import ROOT, MediaProcess, RedisServer, ServiceProcess
+from tests.media.helpers import SPEECH, candidate_text, first_utterance, speech_span, transcribe, until
+from tests.support.procs import MediaProcess, RedisServer, ServiceProcess
 from tests.support.wer import wer
 
 

@@ -15,7 +15,6 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from services.media.ratelimit import RateLimiter, client_address, parse_networks
-from services.media.turn import turn_credentials
 from tests.fakes.session import FakeSession
 
 

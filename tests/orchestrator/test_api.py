@@ -5,7 +5,6 @@ import time
 
 import grpc
 import pytest
-import redis.asyncio as aioredis
 
 from interview.v1 import common_pb2, interviews_pb2, interviews_pb2_grpc, session_pb2
 from services.orchestrator import plans

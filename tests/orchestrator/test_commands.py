@@ -1,7 +1,6 @@
 """The Redis command path: XADD create/end on the command stream, replies on the named stream."""
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 

@@ -9,7 +9,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from interview.v1 import common_pb2, llm_pb2
+from interview.v1 import llm_pb2
 from tests.orchestrator.test_session_loop import LONG_GREETING
 from tests.orchestrator.session_support import Candidate, Orchestrator, Tap, plan, speech
 from tests.support.procs import RedisServer

@@ -20,7 +20,7 @@ from services.orchestrator.api.client import InterviewsClient
 from tests.fakes.ai_services import speech_end
 from tests.load.harness import load_recordings
 from tests.load.orchestrator_sessions import RATE, Candidate, Clip, Ticker
-from tests.support.otlp import OtlpReceiver, ReceivedSpan
+from tests.support.otlp import OtlpReceiver
 from tests.support.procs import RedisServer, ServiceProcess
 
 CHUNK = 512
