@@ -30,7 +30,10 @@ def prefix() -> str:
 
 @pytest.fixture(scope="module")
 def orchestrator(redis_server: RedisServer, prefix: str) -> Iterator[ServiceProcess]:
-    with ServiceProcess("orchestrator", env=orchestrator_env(redis_server.url, prefix)) as proc:
+    # No background evaluation jobs here: a job finishing after EndInterview would append an
+    # evaluation event while a test reads the event stream (Evaluate itself still works).
+    with ServiceProcess("orchestrator", env=orchestrator_env(redis_server.url, prefix,
+                                                            ORCHESTRATOR_EVALUATION_WORKERS="0")) as proc:
         yield proc
 
 
