@@ -15,11 +15,12 @@ import asyncio
 import functools
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.http_fake import HttpFake
 from google.genai import types
 
 from tests.fakes import validated
@@ -80,57 +81,20 @@ def error_body(status: int) -> dict[str, Any]:
                       "status": names.get(status, "UNKNOWN")}}
 
 
-class FakeGemini:
+class FakeGemini(HttpFake["Reply"]):
     """aiohttp server; `async with FakeGemini() as fake: fake.base_url`."""
+
+    route = "/{version}/models/{rest}"
 
     def __init__(self, *, first_delay_s: float = 0.0, chunk_delay_s: float = 0.0,
                  default: Reply | None = None, port: int = 0, record: bool = True):
-        self.first_delay_s = first_delay_s
-        self.chunk_delay_s = chunk_delay_s
-        self.default = default or Reply(chunks=["Thanks, ", "that helps. ", "What would you ", "try next?"])
-        self.script: list[Reply] = []  # consumed in order; then `default`
-        self.responder: Callable[[dict[str, Any]], Reply] | None = None
-        self.requests: list[dict[str, Any]] = []
+        super().__init__(default or Reply(chunks=["Thanks, ", "that helps. ", "What would you ", "try next?"]),
+                         first_delay_s=first_delay_s, chunk_delay_s=chunk_delay_s, port=port, record=record)
         self.paths: list[str] = []
-        self.disconnects: list[float] = []
-        self.completed = 0
-        self._runner: web.AppRunner | None = None
-        self.port = port
-        self.record = record  # off for long load runs: nothing grows
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> "FakeGemini":
-        app = web.Application()
-        app.router.add_post("/{version}/models/{rest}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def wait_disconnect(self, timeout: float = 2.0) -> float:
-        """Monotonic time the last client disconnect was noticed."""
-        deadline = time.monotonic() + timeout
-        while not self.disconnects and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)
-        if not self.disconnects:
-            raise TimeoutError("the client never closed the stream")
-        return self.disconnects[-1]
-
-    def _next_reply(self, body: dict[str, Any]) -> Reply:
-        if self.script:
-            return self.script.pop(0)
-        if self.responder is not None:
-            return self.responder(body)
-        return self.default
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         rest = request.match_info["rest"]

@@ -24,11 +24,12 @@ import asyncio
 import functools
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.http_fake import HttpFake
 from openai.types.chat import ChatCompletionChunk
 
 from tests.fakes import validated
@@ -120,57 +121,20 @@ def error_body(status: int, message: str = "") -> dict[str, Any]:
                       "type": kinds.get(status, "server_error"), "param": None, "code": codes.get(status)}}
 
 
-class FakeOpenAI:
+class FakeOpenAI(HttpFake["Reply"]):
     """aiohttp server; `async with FakeOpenAI() as fake: fake.base_url` (ends in /v1)."""
+
+    route = "/v1/chat/completions"
 
     def __init__(self, *, first_delay_s: float = 0.0, chunk_delay_s: float = 0.0,
                  default: Reply | None = None, port: int = 0, record: bool = True):
-        self.first_delay_s = first_delay_s
-        self.chunk_delay_s = chunk_delay_s
-        self.default = default or Reply(chunks=["Thanks, ", "that helps. ", "What would you ", "try next?"])
-        self.script: list[Reply] = []  # consumed in order; then `default`
-        self.responder: Callable[[dict[str, Any]], Reply] | None = None
-        self.requests: list[dict[str, Any]] = []
+        super().__init__(default or Reply(chunks=["Thanks, ", "that helps. ", "What would you ", "try next?"]),
+                         first_delay_s=first_delay_s, chunk_delay_s=chunk_delay_s, port=port, record=record)
         self.headers: list[dict[str, str]] = []
-        self.disconnects: list[float] = []
-        self.completed = 0
-        self._runner: web.AppRunner | None = None
-        self.port = port
-        self.record = record  # off for long load runs: nothing grows
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    async def __aenter__(self) -> "FakeOpenAI":
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def wait_disconnect(self, timeout: float = 2.0) -> float:
-        """Monotonic time the last client disconnect was noticed."""
-        deadline = time.monotonic() + timeout
-        while not self.disconnects and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)
-        if not self.disconnects:
-            raise TimeoutError("the client never closed the stream")
-        return self.disconnects[-1]
-
-    def _next_reply(self, body: dict[str, Any]) -> Reply:
-        if self.script:
-            return self.script.pop(0)
-        if self.responder is not None:
-            return self.responder(body)
-        return self.default
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
