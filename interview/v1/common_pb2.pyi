@@ -793,3 +793,80 @@ class Plan(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Plan: _TypeAlias = Plan  # noqa: Y015
+
+@_typing.final
+class CapabilitiesRequest(_message.Message):
+    """What a service can do with its configured providers, so callers validate config against the
+    service instead of a copy (Stt.Capabilities, Tts.Capabilities).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapabilitiesRequest: _TypeAlias = CapabilitiesRequest  # noqa: Y015
+
+@_typing.final
+class ProviderCapabilities(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    LANGUAGES_FIELD_NUMBER: _builtins.int
+    VOICES_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """registry name, e.g. "offline", "deepgram" """
+    available: _builtins.bool
+    """configured and usable now (key present, model loaded)"""
+    @_builtins.property
+    def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """BCP-47 tags it accepts; empty = any"""
+
+    @_builtins.property
+    def voices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """voice ids it accepts (TTS); empty = any"""
+
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        languages: _abc.Iterable[_builtins.str] | None = ...,
+        voices: _abc.Iterable[_builtins.str] | None = ...,
+        available: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "languages", b"languages", "provider", b"provider", "voices", b"voices"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderCapabilities: _TypeAlias = ProviderCapabilities  # noqa: Y015
+
+@_typing.final
+class CapabilitiesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderCapabilities]:
+        """in the server's failover order"""
+
+    def __init__(
+        self,
+        *,
+        providers: _abc.Iterable[Global___ProviderCapabilities] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["providers", b"providers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapabilitiesResponse: _TypeAlias = CapabilitiesResponse  # noqa: Y015

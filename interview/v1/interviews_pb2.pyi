@@ -19,6 +19,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from interview.v1 import common_pb2 as _common_pb2
 from interview.v1 import session_pb2 as _session_pb2
+from interview.v1 import video_pb2 as _video_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -550,12 +551,17 @@ class UpdateConfigRequest(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     SILENCE_TIMEOUT_S_FIELD_NUMBER: _builtins.int
     VAD_PARAMS_FIELD_NUMBER: _builtins.int
+    TURN_TAKING_FIELD_NUMBER: _builtins.int
     interview_id: _builtins.str
     mode: _common_pb2.Mode.ValueType
     silence_timeout_s: _builtins.int
     @_builtins.property
     def vad_params(self) -> _common_pb2.VadParams:
         """applies to the given (or current) mode"""
+
+    @_builtins.property
+    def turn_taking(self) -> Global___TurnTakingConfig:
+        """set fields replace the interview's; a live session applies them at once"""
 
     def __init__(
         self,
@@ -564,10 +570,11 @@ class UpdateConfigRequest(_message.Message):
         mode: _common_pb2.Mode.ValueType | None = ...,
         silence_timeout_s: _builtins.int | None = ...,
         vad_params: _common_pb2.VadParams | None = ...,
+        turn_taking: Global___TurnTakingConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_mode", b"_mode", "_silence_timeout_s", b"_silence_timeout_s", "mode", b"mode", "silence_timeout_s", b"silence_timeout_s", "vad_params", b"vad_params"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_mode", b"_mode", "_silence_timeout_s", b"_silence_timeout_s", "mode", b"mode", "silence_timeout_s", b"silence_timeout_s", "turn_taking", b"turn_taking", "vad_params", b"vad_params"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mode", b"_mode", "_silence_timeout_s", b"_silence_timeout_s", "interview_id", b"interview_id", "mode", b"mode", "silence_timeout_s", b"silence_timeout_s", "vad_params", b"vad_params"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mode", b"_mode", "_silence_timeout_s", b"_silence_timeout_s", "interview_id", b"interview_id", "mode", b"mode", "silence_timeout_s", b"silence_timeout_s", "turn_taking", b"turn_taking", "vad_params", b"vad_params"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__mode: _TypeAlias = _typing.Literal["mode"]  # noqa: Y015
     _WhichOneofArgType__mode: _TypeAlias = _typing.Literal["_mode", b"_mode"]  # noqa: Y015
@@ -1060,6 +1067,8 @@ class Event(_message.Message):
     CODE_EVENT_FIELD_NUMBER: _builtins.int
     CONFIG_CHANGED_FIELD_NUMBER: _builtins.int
     EVALUATION_FIELD_NUMBER: _builtins.int
+    VIDEO_STATS_FIELD_NUMBER: _builtins.int
+    COACHING_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Redis stream id; pass as after_event_id to resume"""
     interview_id: _builtins.str
@@ -1083,6 +1092,14 @@ class Event(_message.Message):
     def config_changed(self) -> Global___ConfigChanged: ...
     @_builtins.property
     def evaluation(self) -> Global___Evaluation: ...
+    @_builtins.property
+    def video_stats(self) -> _video_pb2.VideoStats:
+        """a video stream's counters and cost when it ends (and periodically)"""
+
+    @_builtins.property
+    def coaching(self) -> Global___CoachingNote:
+        """practice interviews: feedback given between answers"""
+
     def __init__(
         self,
         *,
@@ -1098,16 +1115,54 @@ class Event(_message.Message):
         code_event: Global___CodeEvent | None = ...,
         config_changed: Global___ConfigChanged | None = ...,
         evaluation: Global___Evaluation | None = ...,
+        video_stats: _video_pb2.VideoStats | None = ...,
+        coaching: Global___CoachingNote | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["code_event", b"code_event", "config_changed", b"config_changed", "evaluation", b"evaluation", "lifecycle", b"lifecycle", "mode_changed", b"mode_changed", "observation", b"observation", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time", "transcript", b"transcript", "turn_metrics", b"turn_metrics"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coaching", b"coaching", "code_event", b"code_event", "config_changed", b"config_changed", "evaluation", b"evaluation", "lifecycle", b"lifecycle", "mode_changed", b"mode_changed", "observation", b"observation", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time", "transcript", b"transcript", "turn_metrics", b"turn_metrics", "video_stats", b"video_stats"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_event", b"code_event", "config_changed", b"config_changed", "evaluation", b"evaluation", "event_id", b"event_id", "interview_id", b"interview_id", "lifecycle", b"lifecycle", "mode_changed", b"mode_changed", "observation", b"observation", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time", "transcript", b"transcript", "turn_metrics", b"turn_metrics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coaching", b"coaching", "code_event", b"code_event", "config_changed", b"config_changed", "evaluation", b"evaluation", "event_id", b"event_id", "interview_id", b"interview_id", "lifecycle", b"lifecycle", "mode_changed", b"mode_changed", "observation", b"observation", "payload", b"payload", "phase_changed", b"phase_changed", "time", b"time", "transcript", b"transcript", "turn_metrics", b"turn_metrics", "video_stats", b"video_stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["transcript", "phase_changed", "mode_changed", "observation", "turn_metrics", "lifecycle", "code_event", "config_changed", "evaluation"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["transcript", "phase_changed", "mode_changed", "observation", "turn_metrics", "lifecycle", "code_event", "config_changed", "evaluation", "video_stats", "coaching"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class CoachingNote(_message.Message):
+    """Feedback the COACH gives between answers: never a score, always tied to the entries it is about."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    SEQUENCES_FIELD_NUMBER: _builtins.int
+    SPOKEN_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """what was said to the candidate"""
+    metric: _builtins.str
+    """e.g. "answer_duration", "filler_rate" """
+    spoken: _builtins.bool
+    """it was spoken (false: recorded only, e.g. the candidate was talking)"""
+    @_builtins.property
+    def sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """transcript entries the note is about"""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        metric: _builtins.str = ...,
+        sequences: _abc.Iterable[_builtins.int] | None = ...,
+        spoken: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metric", b"metric", "sequences", b"sequences", "spoken", b"spoken", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoachingNote: _TypeAlias = CoachingNote  # noqa: Y015
 
 @_typing.final
 class WatchEventsRequest(_message.Message):

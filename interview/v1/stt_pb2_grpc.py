@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from interview.v1 import common_pb2 as interview_dot_v1_dot_common__pb2
 from interview.v1 import stt_pb2 as interview_dot_v1_dot_stt__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -39,6 +40,11 @@ class SttStub:
                 request_serializer=interview_dot_v1_dot_stt__pb2.RecognizeRequest.SerializeToString,
                 response_deserializer=interview_dot_v1_dot_stt__pb2.RecognizeResponse.FromString,
                 _registered_method=True)
+        self.Capabilities = channel.unary_unary(
+                '/interview.v1.Stt/Capabilities',
+                request_serializer=interview_dot_v1_dot_common__pb2.CapabilitiesRequest.SerializeToString,
+                response_deserializer=interview_dot_v1_dot_common__pb2.CapabilitiesResponse.FromString,
+                _registered_method=True)
 
 
 class SttServicer:
@@ -56,6 +62,13 @@ class SttServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Capabilities(self, request, context):
+        """Languages and voices of the configured providers (for validating interview config).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SttServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -63,6 +76,11 @@ def add_SttServicer_to_server(servicer, server):
                     servicer.Recognize,
                     request_deserializer=interview_dot_v1_dot_stt__pb2.RecognizeRequest.FromString,
                     response_serializer=interview_dot_v1_dot_stt__pb2.RecognizeResponse.SerializeToString,
+            ),
+            'Capabilities': grpc.unary_unary_rpc_method_handler(
+                    servicer.Capabilities,
+                    request_deserializer=interview_dot_v1_dot_common__pb2.CapabilitiesRequest.FromString,
+                    response_serializer=interview_dot_v1_dot_common__pb2.CapabilitiesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -92,6 +110,33 @@ class Stt:
             '/interview.v1.Stt/Recognize',
             interview_dot_v1_dot_stt__pb2.RecognizeRequest.SerializeToString,
             interview_dot_v1_dot_stt__pb2.RecognizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Capabilities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interview.v1.Stt/Capabilities',
+            interview_dot_v1_dot_common__pb2.CapabilitiesRequest.SerializeToString,
+            interview_dot_v1_dot_common__pb2.CapabilitiesResponse.FromString,
             options,
             channel_credentials,
             insecure,

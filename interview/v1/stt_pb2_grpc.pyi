@@ -5,6 +5,7 @@ Speech to text (services/stt): Deepgram streaming or offline pocketsphinx."""
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from interview.v1 import common_pb2 as _common_pb2
 from interview.v1 import stt_pb2 as _stt_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -39,6 +40,8 @@ class SttStub:
     UNAUTHENTICATED / FAILED_PRECONDITION (provider rejected our credentials),
     UNAVAILABLE (provider unreachable and no fallback), RESOURCE_EXHAUSTED (at capacity).
     """
+    Capabilities: _grpc.UnaryUnaryMultiCallable[_common_pb2.CapabilitiesRequest, _common_pb2.CapabilitiesResponse]
+    """Languages and voices of the configured providers (for validating interview config)."""
 
 @_typing.type_check_only
 class SttAsyncStub(SttStub):
@@ -51,6 +54,8 @@ class SttAsyncStub(SttStub):
     UNAUTHENTICATED / FAILED_PRECONDITION (provider rejected our credentials),
     UNAVAILABLE (provider unreachable and no fallback), RESOURCE_EXHAUSTED (at capacity).
     """
+    Capabilities: _aio.UnaryUnaryMultiCallable[_common_pb2.CapabilitiesRequest, _common_pb2.CapabilitiesResponse]  # type: ignore[assignment]
+    """Languages and voices of the configured providers (for validating interview config)."""
 
 class SttServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -66,5 +71,13 @@ class SttServicer(metaclass=_abc_1.ABCMeta):
         UNAUTHENTICATED / FAILED_PRECONDITION (provider rejected our credentials),
         UNAVAILABLE (provider unreachable and no fallback), RESOURCE_EXHAUSTED (at capacity).
         """
+
+    @_abc_1.abstractmethod
+    def Capabilities(
+        self,
+        request: _common_pb2.CapabilitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.CapabilitiesResponse, _abc.Awaitable[_common_pb2.CapabilitiesResponse]]:
+        """Languages and voices of the configured providers (for validating interview config)."""
 
 def add_SttServicer_to_server(servicer: SttServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,6 +5,7 @@ Text to speech (services/tts): Cartesia websocket streaming or offline flite / e
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from interview.v1 import common_pb2 as _common_pb2
 from interview.v1 import tts_pb2 as _tts_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -39,6 +40,8 @@ class TtsStub:
     RESOURCE_EXHAUSTED (text over the size limit, or at capacity), UNAVAILABLE (every provider
     failed).
     """
+    Capabilities: _grpc.UnaryUnaryMultiCallable[_common_pb2.CapabilitiesRequest, _common_pb2.CapabilitiesResponse]
+    """Languages and voices of the configured providers (for validating interview config)."""
 
 @_typing.type_check_only
 class TtsAsyncStub(TtsStub):
@@ -51,6 +54,8 @@ class TtsAsyncStub(TtsStub):
     RESOURCE_EXHAUSTED (text over the size limit, or at capacity), UNAVAILABLE (every provider
     failed).
     """
+    Capabilities: _aio.UnaryUnaryMultiCallable[_common_pb2.CapabilitiesRequest, _common_pb2.CapabilitiesResponse]  # type: ignore[assignment]
+    """Languages and voices of the configured providers (for validating interview config)."""
 
 class TtsServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -66,5 +71,13 @@ class TtsServicer(metaclass=_abc_1.ABCMeta):
         RESOURCE_EXHAUSTED (text over the size limit, or at capacity), UNAVAILABLE (every provider
         failed).
         """
+
+    @_abc_1.abstractmethod
+    def Capabilities(
+        self,
+        request: _common_pb2.CapabilitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.CapabilitiesResponse, _abc.Awaitable[_common_pb2.CapabilitiesResponse]]:
+        """Languages and voices of the configured providers (for validating interview config)."""
 
 def add_TtsServicer_to_server(servicer: TtsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
