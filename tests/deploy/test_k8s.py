@@ -311,3 +311,19 @@ def test_network_policies_only_media_reaches_session_connect(rendered):
 
 def test_old_flat_manifests_are_gone():
     assert not list((ROOT / "deploy" / "k8s").glob("*.yaml")), "deploy/k8s/*.yaml are replaced by base/ + overlays/"
+
+
+SCRAPER = {"labels": {"app": "prometheus"}, "namespace_labels": {"interviewer.dev/metrics-scraper": "true"},
+           "same_namespace": False}
+
+
+def test_network_policies_admit_the_metrics_scraper_to_metrics_only(rendered):
+    _, docs = rendered
+    for target in SERVICES:
+        pod = find(docs, "Deployment", target)["spec"]["template"]
+        (c,) = pod["spec"]["containers"]
+        assert port_of(c, "metrics") == int(pod["metadata"]["annotations"]["prometheus.io/port"]), target
+        assert allowed(docs, SCRAPER, target, "metrics"), target
+        assert not allowed(docs, STRANGER, target, "metrics"), target
+        if target in GRPC_SERVICES:
+            assert not allowed(docs, SCRAPER, target, "grpc"), target
