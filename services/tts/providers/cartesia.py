@@ -18,7 +18,7 @@ from typing import Any, get_args
 import numpy as np
 from cartesia import AsyncCartesia
 from cartesia.lib._tts import AsyncTTSResourceConnection
-from cartesia.types.supported_language import _SupportedLanguage
+from cartesia.types.supported_language import SupportedLanguage
 from cartesia.types.websocket_client_event import CancelContextRequest
 from websockets.exceptions import ConnectionClosed
 
@@ -29,9 +29,9 @@ from services.tts.providers.base import ProviderError, ProviderStream, TtsProvid
 
 log = logging.getLogger("tts.cartesia")
 CLOSE_TIMEOUT_S = 1.0
-# The languages Cartesia documents, from its own SDK (the SupportedLanguage type generated from its
-# OpenAPI spec), so an SDK upgrade brings new ones along.
-LANGUAGES: tuple[str, ...] = get_args(_SupportedLanguage)
+# The languages Cartesia documents, from its own SDK (SupportedLanguage = Union[Literal[...], str],
+# generated from its OpenAPI spec), so an SDK upgrade brings new ones along.
+LANGUAGES: tuple[str, ...] = next(get_args(t) for t in get_args(SupportedLanguage) if get_args(t))
 
 
 class CartesiaProvider(TtsProvider):
