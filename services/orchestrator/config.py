@@ -43,6 +43,11 @@ class OrchestratorConfig:
                           help="video service target ('' = no video: media is told to send no frames)")
     stt_provider: str = env("", help="STT provider asked for ('' = the STT server's default)")
     tts_provider: str = env("", help="TTS provider asked for ('' = the TTS server's chain)")
+    capabilities_refresh_s: float = env(60.0, min=1, max=3600,
+                                        help="how often the STT and TTS services are asked what languages and voices "
+                                             "they support (CreateInterview checks against the last answer)")
+    capabilities_retry_s: float = env(5.0, min=0.1, max=600,
+                                      help="how soon to ask again while a service has never answered")
     pre_roll_ms: int = env(500, min=0, max=2000, help="audio before VAD's speech start sent to STT")
     barge_in_commit_ms: int = env(500, min=0, max=5000,
                                   help="candidate speech during agent speech this long (or a first STT word) "

@@ -20,6 +20,7 @@ from services.common.channels import create_channel
 from services.common.config import ConfigError
 from services.common.server import ServiceRuntime
 from services.orchestrator import plans
+from services.orchestrator.capabilities import Capabilities, grpc_fetch
 from services.orchestrator.readiness import StoreReadiness
 from services.orchestrator.api import auth
 from services.orchestrator.api.commands import CommandConsumer
@@ -137,11 +138,17 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
                                interval_s=cfg.sweep_interval_s)
     spill = SpillFile(cfg.spill_path or f".run/orchestrator-spill-{cfg.key_prefix.strip(':') or 'default'}.bin",
                       cfg.spill_max_bytes)
-    api = InterviewsApi(store, tokens, templates, cfg.public_base_url, cfg.join_token_ttl_s, owner=instance,
-                        lease_ttl_ms=cfg.lease_ttl_ms, ended=lambda iid: sweeper.wake(), spill=spill)
     channels = [create_channel(t) for t in (cfg.vad_addr, cfg.stt_addr, cfg.llm_addr, cfg.tts_addr)]
     stubs = Stubs(vad_pb2_grpc.VadStub(channels[0]), stt_pb2_grpc.SttStub(channels[1]),
                   llm_pb2_grpc.LlmStub(channels[2]), tts_pb2_grpc.TtsStub(channels[3]))
+    capabilities = Capabilities(grpc_fetch(stubs.stt, 2.0), grpc_fetch(stubs.tts, 2.0),
+                                stt_provider=cfg.stt_provider, tts_provider=cfg.tts_provider,
+                                refresh_s=cfg.capabilities_refresh_s, retry_s=cfg.capabilities_retry_s)
+    capabilities.start()
+    runtime.on_shutdown(capabilities.stop)
+    api = InterviewsApi(store, tokens, templates, cfg.public_base_url, cfg.join_token_ttl_s, owner=instance,
+                        lease_ttl_ms=cfg.lease_ttl_ms, ended=lambda iid: sweeper.wake(), spill=spill,
+                        capabilities=capabilities)
     if cfg.video_addr:  # optional: a session without a video service carries on with voice only
         channels.append(create_channel(cfg.video_addr))
         stubs.video = video_pb2_grpc.VideoStub(channels[-1])

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from interview.v1 import stt_pb2, stt_pb2_grpc
-from services.common import logs
+from interview.v1 import common_pb2, stt_pb2, stt_pb2_grpc
+from services.common import languages, logs
 from services.common.clock import Clock, RealClock
 from services.common.errors import FailedPrecondition, InvalidArgument, ServiceError, invalid
 from services.common.fallback import ProviderChain
@@ -51,8 +51,24 @@ class SttServicer(stt_pb2_grpc.SttServicer):
             raise FailedPrecondition(f"the {provider} provider is not configured on this server ({unmet} is unset); "
                                      f"use provider {' or '.join(repr(n) for n in self.chain.names)} or leave it empty",
                                      field="config.provider")
+        if not c.provider and c.language and not languages.supported(self.chain.get(provider).languages, c.language):
+            # no provider asked for: start on one that recognises the language, if the default does not
+            provider = next((n for n in self.chain.names
+                             if languages.supported(self.chain.get(n).languages, c.language)), provider)
         self.chain.get(provider).check(c)
         return provider
+
+    async def Capabilities(self, request: common_pb2.CapabilitiesRequest,
+                           context: grpc.aio.ServicerContext) -> common_pb2.CapabilitiesResponse:
+        """Every provider in failover order: the configured ones with what they declare, the others
+        (no API key) as unavailable."""
+        out = common_pb2.CapabilitiesResponse()
+        for name in PROVIDERS.names:
+            if name in self.chain.names:
+                out.providers.append(self.chain.get(name).capabilities())
+            else:
+                out.providers.append(common_pb2.ProviderCapabilities(provider=name, available=False))
+        return out
 
     async def Recognize(self, request_iterator: AsyncIterator[stt_pb2.RecognizeRequest],
                         context: grpc.aio.ServicerContext) -> AsyncIterator[stt_pb2.RecognizeResponse]:

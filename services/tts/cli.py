@@ -32,6 +32,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 async def _say(args: argparse.Namespace) -> int:
     cfg = config.load_or_exit(TtsConfig, "tts")
     servicer, providers = make_servicer(cfg)
+    await servicer.offline.warm()
     try:
         utterance, start = servicer.check(tts_pb2.TtsConfig(
             provider=args.provider, voice=args.voice, sample_rate_hz=args.rate, language=args.language))

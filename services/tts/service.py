@@ -37,6 +37,9 @@ def make_servicer(cfg: TtsConfig) -> tuple[TtsServicer, list[TtsProvider]]:
 
 async def build(cfg: TtsConfig, runtime: ServiceRuntime) -> None:
     servicer, providers = make_servicer(cfg)
+    for provider in providers:
+        await provider.warm()
+    await servicer.offline.warm()  # it answers voice checks even when not in the chain
     runtime.add(tts_pb2.DESCRIPTOR.services_by_name["Tts"].full_name,
                 tts_pb2_grpc.add_TtsServicer_to_server, servicer)
 

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from interview.v1 import tts_pb2, tts_pb2_grpc
-from services.common import logs
+from interview.v1 import common_pb2, tts_pb2, tts_pb2_grpc
+from services.common import languages, logs
 from services.common.errors import InvalidArgument, ServiceError
 from services.common.fallback import ProviderChain
 from services.tts.config import PROVIDERS, SUPPORTED_RATES
@@ -45,17 +45,38 @@ class TtsServicer(tts_pb2_grpc.TtsServicer):
         if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
             raise InvalidArgument(f"speed {cfg.speed} is out of range: use {SPEED_RANGE[0]}..{SPEED_RANGE[1]} (0 = normal)",
                                   field="config.speed")
-        start = cfg.provider or None
-        first = start or names[0]
-        if cfg.voice and not self.offline.has_voice(cfg.voice) and (first == "offline" or "cartesia" not in names):
-            raise InvalidArgument(f"unknown voice {cfg.voice!r}: the offline voices are "
-                                  f"{', '.join(self.offline.voices)}", field="config.voice")
-        language = cfg.language or "en"
-        if first == "offline" and not self.offline.speaks(language):
-            raise InvalidArgument(f"language {language!r} is not available offline; use an espeak-ng language "
-                                  "code such as en, fr, de, es", field="config.language")
+        voice, language = cfg.voice, cfg.language or "en"
+        candidates = [cfg.provider] if cfg.provider else names
+        fit = [n for n in candidates if self.chain.get(n).supports(voice, language)]
+        if voice:  # a provider that lists the voice by name before one that takes any id
+            fit = [n for n in fit if voice in self.chain.get(n).capabilities().voices] or fit
+        if not fit:
+            raise self._unsupported(candidates, voice, language)
+        start = cfg.provider or (fit[0] if fit[0] != names[0] else None)
         return Utterance(rate=rate, voice=cfg.voice, language=language, speed=speed,
                          generation_id=cfg.generation_id), start
+
+    def _unsupported(self, candidates: list[str], voice: str, language: str) -> InvalidArgument:
+        """Which field no candidate provider can serve, and what each one offers."""
+        caps = [self.chain.get(n).capabilities() for n in candidates]
+        voices = "; ".join(f"the {c.provider} voices are {languages.listing(c.voices)}" if c.voices
+                           else f"{c.provider} takes any voice id" for c in caps)
+        langs = "; ".join(f"{c.provider}: {languages.listing(c.languages)}" if c.languages
+                          else f"{c.provider}: any" for c in caps)
+        if voice and not any(not c.voices or voice in c.voices for c in caps):
+            return InvalidArgument(f"unknown voice {voice!r}: {voices}", field="config.voice")
+        if not any(c.available and languages.supported(c.languages, language) for c in caps):
+            return InvalidArgument(f"language {language!r} is not available ({langs})", field="config.language")
+        return InvalidArgument(f"voice {voice!r} does not speak {language!r} ({langs})", field="config.voice")
+
+    async def Capabilities(self, request: common_pb2.CapabilitiesRequest,
+                           context: grpc.aio.ServicerContext) -> common_pb2.CapabilitiesResponse:
+        """The chain in failover order with what each provider declares, then providers this server
+        does not run (no API key, or left out of TTS_PROVIDERS) as unavailable."""
+        out = common_pb2.CapabilitiesResponse(providers=[self.chain.get(n).capabilities() for n in self.chain.names])
+        out.providers.extend(common_pb2.ProviderCapabilities(provider=n, available=False)
+                             for n in PROVIDERS.names if n not in self.chain.names)
+        return out
 
     async def Synthesize(self, request_iterator: AsyncIterator[tts_pb2.SynthesizeRequest],
                          context: grpc.aio.ServicerContext) -> AsyncIterator[tts_pb2.SynthesizeResponse]:

@@ -128,6 +128,12 @@ class FakeStt(stt_pb2_grpc.SttServicer):
     def __init__(self, latencies: Latencies):
         self.lat = latencies
 
+    async def Capabilities(self, request: common_pb2.CapabilitiesRequest,
+                           context: grpc.aio.ServicerContext) -> common_pb2.CapabilitiesResponse:
+        """English only: its one transcript is English (so CreateInterview refuses other languages)."""
+        return common_pb2.CapabilitiesResponse(providers=[common_pb2.ProviderCapabilities(
+            provider="fake", languages=["en"], available=True)])
+
     async def Recognize(self, request_iterator: AsyncIterator[stt_pb2.RecognizeRequest],
                         context: grpc.aio.ServicerContext) -> AsyncIterator[stt_pb2.RecognizeResponse]:
         out: asyncio.Queue[stt_pb2.RecognizeResponse | None] = asyncio.Queue()
@@ -195,6 +201,12 @@ class FakeTts(tts_pb2_grpc.TtsServicer):
 
     def __init__(self, latencies: Latencies):
         self.lat = latencies
+
+    async def Capabilities(self, request: common_pb2.CapabilitiesRequest,
+                           context: grpc.aio.ServicerContext) -> common_pb2.CapabilitiesResponse:
+        """Any voice, any language: the tone it plays does not depend on either."""
+        return common_pb2.CapabilitiesResponse(providers=[common_pb2.ProviderCapabilities(
+            provider="fake", available=True)])
 
     async def Synthesize(self, request_iterator: AsyncIterator[tts_pb2.SynthesizeRequest],
                          context: grpc.aio.ServicerContext) -> AsyncIterator[tts_pb2.SynthesizeResponse]:

@@ -53,6 +53,23 @@ def _streams(request_cls, config_field: str, valid_config, **fixed) -> st.Search
     )
 
 
+# BCP-47 tags a caller may send: valid in any case, a bare language, regional, unsupported, malformed
+LANGUAGES = st.one_of(st.sampled_from(["", "en", "EN-us", "en-GB", "fr-FR", "de", "xx-XX", "e", "en_US", "x" * 60]),
+                      st.text(max_size=12))
+
+
+def _capabilities(proc: ServiceProcess, service: str) -> None:
+    """Capabilities (an empty request): answered with every provider, while the fuzzing goes on."""
+    with grpc.insecure_channel(proc.address) as channel:
+        call = channel.unary_unary(f"/interview.v1.{service}/Capabilities",
+                                   request_serializer=common_pb2.CapabilitiesRequest.SerializeToString,
+                                   response_deserializer=common_pb2.CapabilitiesResponse.FromString)
+        for _ in range(5):
+            answer = call(common_pb2.CapabilitiesRequest(), timeout=CALL_TIMEOUT_S)
+            assert any(p.available for p in answer.providers), answer
+            CASES[f"{service.lower()}.Capabilities"] += 1
+
+
 def _fuzz_stream(proc: ServiceProcess, endpoint: str, method: str, response_cls, streams, examples: list,
                  allowed: set[grpc.StatusCode] = CLEAR) -> None:
     channel = grpc.insecure_channel(proc.address, options=[("grpc.max_send_message_length", 8 * MB)])
@@ -123,12 +140,13 @@ def test_fuzz_stt_recognize(stt: ServiceProcess) -> None:
     fin = stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(finalize_id="f"))
     with Canary("stt", exchange, pause_s=0.2) as canary:
         _fuzz_stream(stt, "stt.Recognize", "/interview.v1.Stt/Recognize", stt_pb2.RecognizeResponse,
-                     _streams(stt_pb2.RecognizeRequest, "config", config),
+                     _streams(stt_pb2.RecognizeRequest, "config", config, language=LANGUAGES),
                      [[stt_pb2.RecognizeRequest(config=config), stt_pb2.RecognizeRequest(audio=OVERSIZED)],
                       [stt_pb2.RecognizeRequest(config=config), stt_pb2.RecognizeRequest(audio=BIG), fin],
                       [fin, stt_pb2.RecognizeRequest(config=config)],
                       [stt_pb2.RecognizeRequest(config=stt_pb2.SttConfig(sample_rate_hz=44100)),
                        stt_pb2.RecognizeRequest(audio=_audio(b"\x07" * 4411)), fin, fin]])
+        _capabilities(stt, "Stt")
     canary.assert_healthy()
 
 
@@ -216,7 +234,7 @@ def test_fuzz_tts_synthesize(tts: ServiceProcess) -> None:
     with Canary("tts", exchange, pause_s=0.2) as canary:
         _fuzz_stream(tts, "tts.Synthesize", "/interview.v1.Tts/Synthesize", tts_pb2.SynthesizeResponse,
                      _streams(tts_pb2.SynthesizeRequest, "config", config, text=text,
-                              voice=st.sampled_from(["", "nope", "kal16", "x" * 100]),
+                              voice=st.sampled_from(["", "nope", "kal16", "espeak-ng", "x" * 100]), language=LANGUAGES,
                               speed=st.floats(width=32)),
                      [[tts_pb2.SynthesizeRequest(config=config),
                        tts_pb2.SynthesizeRequest(text=tts_pb2.TextInput(text="a" * (5 * MB)))],
@@ -226,6 +244,7 @@ def test_fuzz_tts_synthesize(tts: ServiceProcess) -> None:
                       [tts_pb2.SynthesizeRequest(end=tts_pb2.EndOfText()), tts_pb2.SynthesizeRequest(config=config)],
                       [tts_pb2.SynthesizeRequest(config=tts_pb2.TtsConfig(sample_rate_hz=7)),
                        tts_pb2.SynthesizeRequest(text=tts_pb2.TextInput(text="Hello."))]])
+        _capabilities(tts, "Tts")
     canary.assert_healthy()
 
 

@@ -116,6 +116,11 @@ async def _candidate_turn(address: str) -> None:
 def test_fuzz_interviews_api(orchestrator: ServiceProcess) -> None:
     channel = grpc.insecure_channel(orchestrator.address, options=[("grpc.max_send_message_length", 8 * MB)])
     ids = [_create(channel).interview.id for _ in range(3)]
+    with pytest.raises(grpc.RpcError) as unsupported:  # a language the STT service does not declare
+        interviews_pb2_grpc.InterviewsStub(channel).CreateInterview(interviews_pb2.CreateInterviewRequest(
+            template="demo", config=interviews_pb2.InterviewConfig(language="xx-XX")), metadata=AUTH, timeout=10)
+    assert unsupported.value.code() == grpc.StatusCode.INVALID_ARGUMENT, unsupported.value.details()
+    assert "config.language" in unsupported.value.details() and "fake: en" in unsupported.value.details()
     ended = _create(channel).interview.id
     interviews_pb2_grpc.InterviewsStub(channel).EndInterview(
         interviews_pb2.EndInterviewRequest(interview_id=ended), metadata=AUTH, timeout=10)
@@ -123,7 +128,11 @@ def test_fuzz_interviews_api(orchestrator: ServiceProcess) -> None:
                                        st.text(max_size=20)),
              "template": st.one_of(st.sampled_from(["demo", "backend-engineer", "nope", ""]), st.text(max_size=10)),
              "after_event_id": st.sampled_from(["", "0-0", "$", "garbage", "99999999999999-0", "-1"]),
-             "page_token": st.sampled_from(["", "garbage", "0", "-1"])}
+             "page_token": st.sampled_from(["", "garbage", "0", "-1"]),
+             # checked against what the (fake) STT and TTS declare: English, any voice
+             "language": st.one_of(st.sampled_from(["", "en", "EN-us", "en-GB", "xx-XX", "fr-FR", "en_US"]),
+                                   st.text(max_size=12)),
+             "tts_voice": st.sampled_from(["", "rms", "nobody", "x" * 101])}
     auth = st.sampled_from([AUTH, AUTH, AUTH, (("authorization", f"Bearer {RO_KEY}"),), (),
                             (("authorization", "Bearer nope"),), (("authorization", "Basic Zm9vOmJhcg=="),)])
 

@@ -29,6 +29,7 @@ async def tts_server() -> AsyncIterator[StartServer]:
         cfg = config.load(TtsConfig, "tts", env)
         runtime = ServiceRuntime("tts", cfg.server)
         servicer, providers = make_servicer(cfg)
+        await servicer.offline.warm()  # as the service does before serving
         runtime.add(tts_pb2.DESCRIPTOR.services_by_name["Tts"].full_name,
                     tts_pb2_grpc.add_TtsServicer_to_server, servicer)
         for provider in providers:

@@ -16,6 +16,7 @@ from services.common import errors
 from services.orchestrator import plans
 from services.orchestrator.api import validation
 from services.orchestrator.api.tokens import JoinTokens
+from services.orchestrator.capabilities import Capabilities
 from services.orchestrator.store.spill import SpillFile
 from services.orchestrator.store.store import (TRANSIENT, Change, InterviewStore, NotFound, Snapshot, StoreError,
                                                fingerprint, new_interview_id, team_of, timestamp)
@@ -42,7 +43,9 @@ def _not_ended(iv: interviews_pb2.Interview, action: str) -> None:
 class InterviewsApi:
     def __init__(self, store: InterviewStore, join_tokens: JoinTokens, templates: dict[str, common_pb2.Plan],
                  public_base_url: str, join_token_ttl_s: int, *, owner: str = "api", lease_ttl_ms: int = 10_000,
-                 ended: Callable[[str], None] = lambda iid: None, spill: SpillFile | None = None):
+                 ended: Callable[[str], None] = lambda iid: None, spill: SpillFile | None = None,
+                 capabilities: Capabilities | None = None):
+        self.capabilities = capabilities  # what STT/TTS support: a config they cannot serve is refused
         self.spill = spill  # this instance's spilled transcript entries: purged with their interview
         self.store = store
         self.owner, self.lease_ttl_ms = f"{owner}:end", lease_ttl_ms
@@ -72,6 +75,8 @@ class InterviewsApi:
                      team: str = "") -> interviews_pb2.CreateInterviewResponse:
         validation.create_request(r)
         template, plan = self._plan(r)
+        if self.capabilities is not None:
+            await self.capabilities.check(r.config)
         now = self.store.now()
         iv = interviews_pb2.Interview(
             id=new_interview_id(now), status=session_pb2.INTERVIEW_CREATED, template=template, plan=plan,

@@ -218,8 +218,8 @@ class Floor:
         self._turn_task = self.spawn_turn(turn, f"turn-{gid}")
 
     async def _run_turn(self, turn: AgentTurn) -> None:
-        tts_cfg = tts_pb2.TtsConfig(provider=self.s.tts_provider, voice=self.view.interview.config.tts_voice,
-                                    sample_rate_hz=self.playback_rate)
+        c = self.view.interview.config  # the language too: TTS starts on a provider that speaks it
+        tts_cfg = tts_pb2.TtsConfig(provider=self.s.tts_provider, voice=c.tts_voice, language=c.language, sample_rate_hz=self.playback_rate)
         try:
             await turn.run(self.stubs.llm, self.stubs.tts, tts_cfg)
         except* grpc.aio.AioRpcError as eg:

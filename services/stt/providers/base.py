@@ -15,7 +15,9 @@ from typing import Union
 
 import grpc
 
-from interview.v1 import stt_pb2
+from interview.v1 import common_pb2, stt_pb2
+from services.common import languages as lang
+from services.common.errors import invalid
 
 
 @dataclass
@@ -98,13 +100,23 @@ class Session(abc.ABC):
 
 
 class SttProvider(abc.ABC):
-    """A speech recogniser. Built by the registry as `Provider(settings)`."""
+    """A speech recogniser. Built by the registry as `Provider(settings)`.
+
+    `languages` declares what it recognises (BCP-47, matched by services.common.languages; empty =
+    any): Stt.Capabilities reports it, so the orchestrator refuses an interview language no
+    provider has, and `check` refuses such a stream."""
 
     name: str
+    languages: tuple[str, ...] = ()
+
+    def capabilities(self) -> common_pb2.ProviderCapabilities:
+        return common_pb2.ProviderCapabilities(provider=self.name, languages=self.languages, available=True)
 
     def check(self, config: stt_pb2.SttConfig) -> None:
         """Refuse a stream config this provider cannot serve (raise services.common.errors.InvalidArgument)."""
-        return None
+        if config.language and not lang.supported(self.languages, config.language):
+            raise invalid("config.language", f"the {self.name} provider does not recognise {config.language!r}; "
+                                             f"it supports {lang.listing(self.languages)}")
 
     @abc.abstractmethod
     def session(self, rate: int, emit: Emit, config: stt_pb2.SttConfig) -> Session:

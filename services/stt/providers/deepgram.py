@@ -28,6 +28,19 @@ log = logging.getLogger("stt.deepgram")
 
 _Event = common_pb2.ProviderEvent
 
+# Languages Deepgram documents per streaming model (developers.deepgram.com "Models & Languages
+# Overview" and its Nova-3 changelog entries, 2025-08 .. 2026-03), without "multi" (code-switching,
+# not a BCP-47 tag). A model not listed here declares none (= any): Deepgram itself refuses a
+# language it lacks when the stream connects.
+DOCUMENTED_LANGUAGES: dict[str, tuple[str, ...]] = {
+    "nova-3": (
+        "en", "en-US", "en-AU", "en-GB", "en-IN", "en-NZ", "de", "de-CH", "nl", "nl-BE", "sv", "sv-SE", "da",
+        "da-DK", "es", "es-419", "fr", "fr-CA", "pt", "pt-BR", "pt-PT", "it", "tr", "no", "id", "bg", "cs", "fi",
+        "hi", "hu", "ja", "ko", "ko-KR", "pl", "ru", "uk", "vi", "ca", "et", "el", "lv", "lt", "ms", "ro", "sk",
+        "be", "bn", "bs", "hr", "kn", "mk", "mr", "sr", "sl", "ta", "tl", "te", "he", "fa", "ur", "th", "th-TH",
+        "zh", "zh-CN", "zh-Hans", "zh-TW", "zh-Hant", "zh-HK"),
+}
+
 
 class DeepgramProvider(SttProvider):
     """Process-wide Deepgram settings and SDK client; makes one session per stream."""
@@ -45,6 +58,12 @@ class DeepgramProvider(SttProvider):
         self.keepalive_s = settings.keepalive_s
         self.backoff = settings.backoff
         self.max_replay_s = settings.max_replay_s
+        self.languages = DOCUMENTED_LANGUAGES.get(self.model, ())
+
+    def check(self, config: stt_pb2.SttConfig) -> None:
+        if config.model and config.model != self.model:  # another model's languages are Deepgram's to judge
+            return
+        super().check(config)
 
     def session(self, rate: int, emit: Emit, config: stt_pb2.SttConfig) -> "DeepgramSession":
         # Interim results always on, even when the caller wants none: a FINALIZE answered by

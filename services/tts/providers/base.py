@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from interview.v1 import common_pb2
+from services.common import languages as lang
 from services.common.errors import ProviderError
 
 __all__ = ["ProviderError", "ProviderStream", "TtsProvider", "Utterance"]
@@ -47,13 +49,31 @@ class ProviderStream(abc.ABC):
 
 
 class TtsProvider(abc.ABC):
-    """A speech synthesiser. Built by the registry as `Provider(settings)`."""
+    """A speech synthesiser. Built by the registry as `Provider(settings)`.
+
+    `capabilities` declares its voices and languages (empty = any): Tts.Capabilities reports them,
+    so the orchestrator refuses an interview voice or language no provider has, and the servicer
+    starts a stream on a provider that has them."""
 
     name: str
 
     @abc.abstractmethod
+    def capabilities(self) -> common_pb2.ProviderCapabilities:
+        """Voices and languages it accepts; `available` = usable now (binary present, key set)."""
+
+    def supports(self, voice: str, language: str) -> bool:
+        """Whether a stream with this voice ("" = default) and language can start here."""
+        caps = self.capabilities()
+        return (caps.available and (not voice or not caps.voices or voice in caps.voices)
+                and (not language or lang.supported(caps.languages, language)))
+
+    @abc.abstractmethod
     def has_voice(self, voice: str) -> bool:
-        """Whether `voice` is one of this provider's voices (checked before a stream starts)."""
+        """Whether `voice` is one of this provider's voices (else the stream uses its default voice)."""
+
+    async def warm(self) -> None:
+        """Probe what the first streams would otherwise wait for (called at start-up, before serving)."""
+        return None
 
     @abc.abstractmethod
     def open(self, utterance: Utterance) -> ProviderStream:

@@ -13,20 +13,25 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from cartesia import AsyncCartesia
 from cartesia.lib._tts import AsyncTTSResourceConnection
+from cartesia.types.supported_language import SupportedLanguage
 from cartesia.types.websocket_client_event import CancelContextRequest
 from websockets.exceptions import ConnectionClosed
 
+from interview.v1 import common_pb2
 from services.common.audio import pcm_to_int16
 from services.tts.config import CartesiaSettings
 from services.tts.providers.base import ProviderError, ProviderStream, TtsProvider, Utterance
 
 log = logging.getLogger("tts.cartesia")
 CLOSE_TIMEOUT_S = 1.0
+# The languages Cartesia documents, from its own SDK (SupportedLanguage = Union[Literal[...], str],
+# generated from its OpenAPI spec), so an SDK upgrade brings new ones along.
+LANGUAGES: tuple[str, ...] = next(get_args(t) for t in get_args(SupportedLanguage) if get_args(t))
 
 
 class CartesiaProvider(TtsProvider):
@@ -38,6 +43,11 @@ class CartesiaProvider(TtsProvider):
         self.model, self.default_voice, self.timeout_s = s.model, s.voice, s.timeout_s
         self.idle_max = s.idle_connections
         self._idle: list[AsyncTTSResourceConnection] = []
+
+    def capabilities(self) -> common_pb2.ProviderCapabilities:
+        """Voices: any id (they are account-specific: cloned and library voices), so none listed.
+        Built only with an API key, hence available (a dead key shows as failures, then fallback)."""
+        return common_pb2.ProviderCapabilities(provider=self.name, languages=LANGUAGES, available=True)
 
     def has_voice(self, voice: str) -> bool:
         """Cartesia voice ids cannot be checked offline; any non-empty id is passed on."""

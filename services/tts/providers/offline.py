@@ -11,16 +11,19 @@ import logging
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from interview.v1 import common_pb2
 from services.common.audio import resample
+from services.common.languages import canonical, supported
 from services.tts.config import OfflineSettings
 from services.tts.providers.base import ProviderError, ProviderStream, TtsProvider, Utterance
 
 log = logging.getLogger("tts.offline")
 
-FLITE_VOICES = ("rms", "slt", "awb", "kal16", "kal")
+FLITE_VOICES = ("rms", "slt", "awb", "kal16", "kal")  # flite's built-in general voices (TTS_OFFLINE_VOICE choices)
 ESPEAK = "espeak-ng"
 
 
@@ -52,6 +55,25 @@ def parse_wav(data: bytes) -> tuple[np.ndarray, int]:
     raise EngineError("WAV stream without audio data")
 
 
+@dataclass(frozen=True)
+class Installed:
+    """What this machine has, probed once at start-up: flite's voices and espeak-ng's languages."""
+
+    flite_voices: tuple[str, ...] = ()
+    espeak_languages: frozenset[str] = frozenset()  # lower case, as espeak-ng names them ("en-gb-x-rp")
+    espeak: bool = False
+
+
+def flite_voices() -> tuple[str, ...]:
+    """`flite -lv` without its limited-domain voices (awb_time only says the time of day)."""
+    if shutil.which("flite") is None:
+        return ()
+    out = subprocess.run(["flite", "-lv"], capture_output=True, text=True, timeout=10).stdout
+    listed = out.partition(":")[2].split()
+    return tuple(v for v in FLITE_VOICES if v in listed) + tuple(
+        v for v in listed if v not in FLITE_VOICES and not v.endswith("_time"))
+
+
 def espeak_languages() -> frozenset[str]:
     """Language codes espeak-ng has a voice for (empty if it is not installed)."""
     if shutil.which(ESPEAK) is None:
@@ -60,31 +82,67 @@ def espeak_languages() -> frozenset[str]:
     return frozenset(line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1)
 
 
+def probe() -> Installed:
+    """Runs flite and espeak-ng (blocking: call it in a thread)."""
+    return Installed(flite_voices(), espeak_languages(), shutil.which(ESPEAK) is not None)
+
+
 class OfflineProvider(TtsProvider):
     """flite / espeak-ng, at most `concurrency` processes at once (a bounded pool: extra pieces
     wait their turn instead of forking without limit)."""
 
     name = "offline"
 
-    def __init__(self, settings: OfflineSettings | None = None, *, on_spawn: Callable[[int], None] | None = None):
+    def __init__(self, settings: OfflineSettings | None = None, *, on_spawn: Callable[[int], None] | None = None,
+                 installed: Installed | None = None):
         settings = settings or OfflineSettings()
         default_voice, concurrency = settings.voice, settings.concurrency
-        self.languages = espeak_languages()
         if default_voice not in (*FLITE_VOICES, ESPEAK):
             raise ValueError(f"unknown offline voice {default_voice!r}")
         self.default_voice = default_voice
+        self._installed = installed
+        self._caps: common_pb2.ProviderCapabilities | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self.on_spawn = on_spawn  # tests observe the processes they expect to be killed
 
+    async def warm(self) -> None:
+        """Probe the installed voices in a thread: `flite -lv` and `espeak-ng --voices` take ~50 ms."""
+        if self._installed is None:
+            self._installed = await asyncio.to_thread(probe)
+            self._caps = None
+
+    @property
+    def installed(self) -> Installed:
+        if self._installed is None:  # not warmed (a CLI, a unit test): probe now, once
+            self._installed = probe()
+        return self._installed
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """espeak-ng's language codes."""
+        return self.installed.espeak_languages
+
     @property
     def voices(self) -> tuple[str, ...]:
-        return (*FLITE_VOICES, ESPEAK)
+        return self.installed.flite_voices + ((ESPEAK,) if self.installed.espeak else ())
+
+    def capabilities(self) -> common_pb2.ProviderCapabilities:
+        """The installed voices (flite's, and "espeak-ng"); languages: English (flite) and every
+        language espeak-ng has a voice for."""
+        if self._caps is None:
+            tags = (["en"] if self.installed.flite_voices else []) + sorted(
+                {canonical(code) for code in self.installed.espeak_languages})
+            self._caps = common_pb2.ProviderCapabilities(
+                provider=self.name, voices=self.voices, languages=list(dict.fromkeys(tags)),
+                available=bool(self.voices))
+        return self._caps
 
     def has_voice(self, voice: str) -> bool:
         return voice in self.voices
 
     def speaks(self, language: str) -> bool:
-        return language.lower().startswith("en") or self.espeak_voice(language) is not None
+        caps = self.capabilities()
+        return bool(caps.languages) and supported(caps.languages, language)
 
     def espeak_voice(self, language: str) -> str | None:
         """espeak-ng's voice for a language code: exact ("fr-be") or the first regional one ("fr")."""

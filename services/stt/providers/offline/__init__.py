@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 
-from interview.v1 import stt_pb2
-from services.common.errors import invalid
+from interview.v1 import common_pb2, stt_pb2
 from services.stt.config import OfflineSettings
 from services.stt.providers.base import Emit, SttProvider
+from services.stt.providers.offline.decoder import model_language
 from services.stt.providers.offline.session import OfflineSession
 from services.stt.providers.offline.workers import DecoderPool
 
@@ -21,11 +21,13 @@ class OfflineProvider(SttProvider):
     def __init__(self, settings: OfflineSettings | None = None):
         self.settings = settings or OfflineSettings()
         self.pool = DecoderPool(self.settings.max_decoders, self.settings.workers or os.cpu_count() or 1)
+        self.model_language = model_language()  # the installed model's language: the bundled one is en-US
+        self.languages = (self.model_language,) if self.model_language else ()
 
-    def check(self, config: stt_pb2.SttConfig) -> None:
-        if config.language and not config.language.lower().startswith("en"):
-            raise invalid("config.language", f"the offline provider only recognises English; got language "
-                                             f"{config.language!r}")
+    def capabilities(self) -> common_pb2.ProviderCapabilities:
+        caps = super().capabilities()
+        caps.available = bool(self.model_language)
+        return caps
 
     def session(self, rate: int, emit: Emit, config: stt_pb2.SttConfig) -> OfflineSession:
         # Interims always on, even when the caller wants none: a FINALIZE answered by deadline

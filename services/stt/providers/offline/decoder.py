@@ -19,11 +19,13 @@ tests/fixtures/speech/lecture_60s_16k.wav) brings streaming within 0.02 of whole
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from services.common.audio import Resampler
+from services.common.languages import canonical
 
 DECODER_RATE = 16000
 FRAMES_PER_S = 100  # pocketsphinx's default frame rate
@@ -32,6 +34,18 @@ SETTINGS: dict[str, Any] = {"loglevel": "FATAL", "cmninit": CMN_PRIOR, "fwdflat"
 _ALT = re.compile(r"\(\d+\)$")
 
 Word = tuple[str, float, float, float]  # (word, start_s, end_s, probability) on the decoder's timeline
+
+
+def model_language() -> str:
+    """The language of the acoustic model the decoders load: pocketsphinx's default model
+    directory (".../model/en-us/en-us" -> "en-US"); "" when pocketsphinx or its model is missing.
+    Cheap (no decoder is built), so the provider can declare it at construction."""
+    try:
+        from pocketsphinx import Config
+    except ImportError:
+        return ""
+    hmm = Config()["hmm"]
+    return canonical(Path(hmm).name) if hmm and Path(hmm).is_dir() else ""
 
 
 def new_decoder(**overrides: Any) -> Any:
