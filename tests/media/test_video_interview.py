@@ -99,16 +99,23 @@ def media_frames(stack: Stack) -> dict[tuple[str, str], float]:
         r'interviewer_media_video_frames_total\{outcome="(\w+)",source="(\w+)"\} ([\d.e+]+)', text)}
 
 
-async def observations(api: InterviewsClient, iid: str) -> list[common_pb2.Observation]:
+async def events(api: InterviewsClient, iid: str, kind: str, until_one: bool = False, timeout: float = 1.5) -> list:
+    """The interview's events of one kind seen within `timeout` (or until the first, `until_one`)."""
     out = []
     try:
-        async with asyncio.timeout(1.5):
+        async with asyncio.timeout(timeout):
             async for ev in api.watch(iid, ""):
-                if ev.WhichOneof("payload") == "observation":
-                    out.append(ev.observation)
+                if ev.WhichOneof("payload") == kind:
+                    out.append(getattr(ev, kind))
+                    if until_one:
+                        break
     except TimeoutError:
         pass
     return out
+
+
+async def observations(api: InterviewsClient, iid: str) -> list[common_pb2.Observation]:
+    return await events(api, iid, "observation")
 
 
 async def interview(stack: Stack, consent: dict[str, bool], speech: np.ndarray, rate: int):
@@ -132,6 +139,7 @@ async def test_the_interviewer_names_the_function_it_sees_on_the_shared_screen(s
     speech, rate = read_wav(SPEECH / "forever_16k.wav")  # "feels like these days go on forever": thinking aloud
     before = media_frames(stack)
     api, iid, client = await interview(stack, {"screen": True}, speech, rate)
+    hung_up = False
     try:
         try:
             await until(lambda: any(NAMED.search(t) for t in agent_turns(client)), timeout=60)
@@ -149,8 +157,18 @@ async def test_the_interviewer_names_the_function_it_sees_on_the_shared_screen(s
         assert any(o.type == "code_observation" and "two_sum" in o.detail and o.id for o in seen), seen
         sent = media_frames(stack).get(("sent", "screen"), 0) - before.get(("sent", "screen"), 0)
         assert sent > 0
-    finally:
         await client.hangup()
+        hung_up = True
+        # the session's end half-closes the video stream: its counters and cost become an event
+        stats = await events(api, iid, "video_stats", until_one=True, timeout=10)
+        assert stats, "no video_stats event after the session ended"
+        s = stats[0]
+        assert s.frames_received > 0 and s.frames_sampled > 0 and s.frames_analyzed > 0 and s.observations_sent > 0
+        assert s.provider == "offline" and not s.fell_back
+        assert s.frames_sent_to_model == 0 and s.est_input_tokens == 0 and s.est_usd == 0.0  # OCR: no model billed
+    finally:
+        if not hung_up:
+            await client.hangup()
         await api.__aexit__(None, None, None)
 
 
@@ -163,6 +181,7 @@ async def test_voice_only_no_frame_leaves_media_and_nothing_is_analysed(stack: S
         assert after.get(("sent", "screen"), 0) == before.get(("sent", "screen"), 0)
         assert after.get(("no_consent", "screen"), 0) > before.get(("no_consent", "screen"), 0)  # frames came, none left
         assert await observations(api, iid) == []
+        assert await events(api, iid, "video_stats") == []  # no stream, no stats
         assert not any(e.get("type") == "frame_rates" and (e.get("screen") or e.get("camera")) for e in client.events)
     finally:
         await client.hangup()
