@@ -99,6 +99,9 @@ async def test_without_consent_media_is_told_zero_and_nothing_is_opened() -> Non
     v.interview.video_policy.screen_allowed = False  # the policy wins over consent
     v.retune("policy")
     assert sent[-1].frame_rates == session_pb2.FrameRates() and v.sampling == OFF
+    async with asyncio.timeout(0.5):
+        await v.close()  # no stream open: the session's end does not wait for stats
+    assert v.recorded_stats == []
 
 
 async def test_a_down_video_service_never_fails_the_session_and_is_used_once_it_is_up(video_server) -> None:
