@@ -11,6 +11,9 @@ Modes:
          --stack offline | fixed-latency | echo; reports end of speech -> first agent audio, the
          pipeline's overhead above VAD silence (and the fakes' latencies), orchestrator CPU / RSS per
          session against the idle orchestrator (tests/load/orchestrator_sessions.py).
+         `--screen ab` (offline stack): plus the video service and a consented screen share on
+         every other round of turns: end of speech -> first agent audio with and without frames
+         flowing and OCR running, A/B in the same run.
 
 Starts a private redis-server and an orchestrator process unless --target is given.
 """
@@ -173,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="sessions: semantic end of turn (on, the default) or silence only (off)")
     p.add_argument("--clips", nargs="+", default=list(sessions.CLIPS),
                    help="sessions: recordings the candidates speak, in turn (under tests/fixtures/speech)")
+    p.add_argument("--screen", choices=("off", "ab"), default="off",
+                   help="sessions: ab = a consented screen share (offline OCR) on every other turn, A/B in one run")
     args = p.parse_args(argv)
     if args.mode == "sessions":
         if args.target:
@@ -180,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = sessions.run_stack(args.stack, sessions=args.sessions or args.streams, seconds=args.seconds,
                                      chunk_ms=args.chunk_ms, min_silence_ms=args.min_silence_ms, ramp_s=args.ramp_s,
                                      progress=not args.quiet, pin_server=args.pin_server,
-                                     turn_taking=args.turn_taking == "on", clips=tuple(args.clips))
+                                     turn_taking=args.turn_taking == "on", clips=tuple(args.clips),
+                                     screen_ab=args.screen == "ab")
         emit(summary)
         return 1 if summary.get("errors") else 0
 

@@ -15,6 +15,13 @@ configured VAD min silence - the latencies the fakes inject (fixed-latency stack
 Stacks: offline (real VAD / STT / LLM / TTS subprocesses, offline providers), fixed-latency and echo
 (tests/fakes/ai_services.py in one subprocess). A private redis-server and orchestrator process
 are always started; the orchestrator's CPU and RSS are sampled from /proc.
+
+`--screen ab` adds the video service (offline OCR) and a consented screen share to every session:
+turns alternate A (no frames) / B (a typing editor shared at the orchestrator's FrameRates — live
+coding, CONVERSATIONAL: 2 fps — from the pause before the candidate speaks until the reply has
+played), so the same run compares end of speech -> first agent audio with and without frames
+flowing and OCR running (`eos_to_first_audio_ms[A]` / `[B]`, and per clip: the arms switch after
+each round of clips, so every clip is spoken in both; both arms pause 1 s more before speaking).
 """
 from __future__ import annotations
 
@@ -54,9 +61,11 @@ class Clip:
 
 
 class Candidate:
-    """One session's media side. The shared `Ticker` calls `tick` once per chunk interval."""
+    """One session's media side. The shared `Ticker` calls `tick` once per chunk interval.
+    With `screen` (JPEG frames), it consents to screen analysis and, while `sharing`, sends the
+    frames at the screen rate the orchestrator asks for (as media does after its rate gate)."""
 
-    def __init__(self, address: str, iid: str, token: str, chunk: int):
+    def __init__(self, address: str, iid: str, token: str, chunk: int, screen: list[bytes] | None = None):
         self.chunk = chunk
         self.offset = 0
         self._silence = np.zeros(chunk, dtype=np.int16)
@@ -72,8 +81,27 @@ class Candidate:
         self._out.put_nowait(session_pb2.ClientMessage(join=session_pb2.Join(
             interview_id=iid, join_token=token, audio_format=common_pb2.AudioFormat(sample_rate_hz=RATE),
             playback_sample_rate_hz=RATE, client_info="load")))
+        self.screen, self.sharing, self.screen_fps, self.frames_sent = screen or [], False, 0.0, 0
+        if screen:
+            self._out.put_nowait(session_pb2.ClientMessage(consent=session_pb2.ConsentUpdate(
+                consent=common_pb2.VideoConsent(screen=True))))
         self.call = session_pb2_grpc.SessionStub(self.channel).Connect(self._requests())
         self.reader = asyncio.create_task(self._read())
+        self.sharer = asyncio.create_task(self._share()) if screen else None
+
+    async def _share(self) -> None:
+        n, t0 = 0, time.monotonic()
+        while True:
+            await asyncio.sleep(1 / self.screen_fps if self.screen_fps > 0 else 0.1)
+            if not self.sharing or self.screen_fps <= 0:
+                continue
+            jpeg = self.screen[n % len(self.screen)]
+            n += 1
+            with contextlib.suppress(asyncio.QueueFull):  # behind: media drops frames first
+                self._out.put_nowait(session_pb2.ClientMessage(frame=common_pb2.VideoFrame(
+                    jpeg=jpeg, source=common_pb2.VIDEO_SOURCE_SCREEN, time_ms=int((time.monotonic() - t0) * 1000),
+                    width=1280, height=720)))
+                self.frames_sent += 1
 
     async def _requests(self) -> AsyncIterator[session_pb2.ClientMessage]:
         while (msg := await self._out.get()) is not None:
@@ -109,6 +137,8 @@ class Candidate:
 
     async def _read(self) -> None:
         async for msg in self.call:
+            if msg.WhichOneof("msg") == "frame_rates":
+                self.screen_fps = msg.frame_rates.screen_fps
             if msg.WhichOneof("msg") != "audio":
                 continue
             a = msg.audio
@@ -134,7 +164,9 @@ class Candidate:
             await asyncio.wait_for(asyncio.shield(self.reader), 3.0)
         self.reader.cancel()
         self.call.cancel()
-        await asyncio.gather(self.reader, return_exceptions=True)
+        if self.sharer is not None:
+            self.sharer.cancel()
+        await asyncio.gather(self.reader, *([self.sharer] if self.sharer else []), return_exceptions=True)
         await self.channel.close()
 
 
@@ -176,8 +208,10 @@ async def watch_stages(api: InterviewsClient, iid: str, run: LoadRun) -> None:
 
 async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, chunk_ms: float, min_silence_ms: int,
                        injected_ms: float, pid: int | None, ramp_s: float, progress: bool,
-                       stages: bool, turn_taking: bool = True, clips_: tuple[str, ...] = CLIPS) -> dict[str, Any]:
+                       stages: bool, turn_taking: bool = True, clips_: tuple[str, ...] = CLIPS,
+                       screen_ab: bool = False) -> dict[str, Any]:
     chunk = int(RATE * chunk_ms / 1000)
+    screen = typing_screen() if screen_ab else None
     clips = [Clip(r.samples, speech_end(r.samples, chunk), r.name) for r in load_recordings(RATE, clips_)]
     ticker = Ticker(chunk)
     ticking = asyncio.create_task(ticker.run())
@@ -196,10 +230,13 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
 
     async with InterviewsClient(target, key) as api:
         async def one(i: int, run: LoadRun) -> None:
-            created = await api.create(template="demo", candidate_name=f"load-{i}", config=interviews_pb2.InterviewConfig(
-                turn_taking=interviews_pb2.TurnTakingConfig(enabled=turn_taking)))
+            config = interviews_pb2.InterviewConfig(turn_taking=interviews_pb2.TurnTakingConfig(enabled=turn_taking))
+            if screen_ab:
+                created = await api.create(plan=coding_plan(), candidate_name=f"load-{i}", config=config, screen=True)
+            else:
+                created = await api.create(template="demo", candidate_name=f"load-{i}", config=config)
             joined = time.monotonic()
-            c = Candidate(target, created.interview.id, created.join_token, chunk)
+            c = Candidate(target, created.interview.id, created.join_token, chunk, screen)
             ticker.candidates.add(c)
             watcher = asyncio.create_task(watch_stages(api, created.interview.id, run)) if stages else None
             try:
@@ -212,6 +249,10 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
                     while not c.generations.empty():
                         c.generations.get_nowait()
                     clip = clips[k % len(clips)]
+                    arm = ("B" if (k // len(clips)) % 2 else "A") if screen_ab else ""  # every clip in both arms
+                    c.sharing = arm == "B"  # B: frames flow from before the speech until the reply played
+                    if arm:
+                        await asyncio.sleep(1.0)  # B: the share is flowing (and OCR busy) when the candidate speaks
                     end_at = await c.speak(clip)
                     k += 1
                     try:
@@ -222,6 +263,9 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
                     latency = (first - end_at) * 1000
                     run.hist("eos_to_first_audio_ms").add(latency)
                     run.hist(f"eos_to_first_audio_ms[{clip.name.rsplit('/', 1)[-1]}]").add(latency)
+                    if arm:
+                        run.hist(f"eos_to_first_audio_ms[{arm}]").add(latency)
+                        run.hist(f"eos_to_first_audio_ms[{arm}:{clip.name.rsplit('/', 1)[-1]}]").add(latency)
                     run.hist("overhead_ms").add(latency - min_silence_ms - injected_ms)
                     run.count("turns")
                     await c.finished(gid, 60)
@@ -231,6 +275,7 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
                     await asyncio.gather(watcher, return_exceptions=True)
                 ticker.candidates.discard(c)
                 run.count("chunks_dropped", c.dropped)
+                run.count("screen_frames_sent", c.frames_sent)
                 await c.close()
 
         steady_task = asyncio.create_task(measure_steady())
@@ -242,7 +287,10 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
             ticking.cancel()
             await asyncio.gather(steady_task, ticking, return_exceptions=True)
     summary.update(mode="sessions", sessions=sessions, chunk_ms=chunk_ms, min_silence_ms=min_silence_ms,
-                   injected_ms=injected_ms, pacing_late=ticker.late, turn_taking=turn_taking)
+                   injected_ms=injected_ms, pacing_late=ticker.late, turn_taking=turn_taking, screen_ab=screen_ab)
+    a, b = (summary.get(f"eos_to_first_audio_ms[{arm}]", {}).get("p50") for arm in "AB")
+    if a and b:
+        summary["screen_b_over_a_p50"] = round(b / a, 3)
     if steady and steady.rss_samples:
         s = await steady.stop()
         summary["server_steady"] = s
@@ -252,6 +300,36 @@ async def run_sessions(target: str, key: str, *, sessions: int, seconds: float, 
         if "rss_mb_max" in s and "rss_mb" in idle:
             summary["rss_mb_per_session"] = round((s["rss_mb_max"] - idle["rss_mb"]) / sessions, 3)
     return summary
+
+
+def coding_plan() -> common_pb2.Plan:
+    """Live coding kept CONVERSATIONAL: the screen is sampled at SCREEN_FOCUS (2 fps) while the
+    candidate is answered after the usual silence; enough questions that the scripted interviewer
+    does not reach the wrap-up (and end the interview) during a run."""
+    questions = [common_pb2.Question(id=f"c{n}", text=f"Coding question {n}: what would you change next?")
+                 for n in range(1, 51)]  # the plan schema allows 50
+    coding = common_pb2.Phase(id="coding", title="Live coding", kind=common_pb2.PHASE_LIVE_CODING, time_budget_s=3600,
+                              mode=common_pb2.MODE_CONVERSATIONAL, questions=questions)
+    wrap = common_pb2.Phase(id="wrap", title="Wrap-up", kind=common_pb2.PHASE_WRAP_UP, time_budget_s=60)
+    return common_pb2.Plan(name="load-coding", title="Coding", role="Engineer", greeting="Hi.", version="1",
+                           phases=[coding, wrap])
+
+
+def typing_screen(seconds: float = 120.0, fps: float = 2.0) -> list[bytes]:
+    """A 1280x720 editor being typed into (tests/video/screens.py), as media would send it."""
+    import io
+
+    from PIL import Image
+
+    from tests.video import screens
+
+    out = []
+    for _, jpeg in screens.coding_session(seconds, fps):
+        img = Image.open(io.BytesIO(jpeg)).convert("RGB").resize((1280, 720))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=85)
+        out.append(buf.getvalue())
+    return out
 
 
 @contextlib.contextmanager
@@ -276,16 +354,20 @@ def fakes_process(latencies: dict[str, float]) -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def ai_stack(stack: str) -> Iterator[dict[str, str]]:
-    """Addresses of VAD / STT / LLM / TTS for `stack`."""
+def ai_stack(stack: str, video: bool = False) -> Iterator[dict[str, str]]:
+    """Addresses of VAD / STT / LLM / TTS (and the offline video service, `video`) for `stack`."""
     if stack == "offline":
+        names = ["vad", "stt", "llm", "tts", *(["video"] if video else [])]
         procs = [ServiceProcess("vad"), ServiceProcess("stt"), ServiceProcess("llm"),
-                 ServiceProcess("tts", env={"TTS_PROVIDERS": "offline"})]
+                 ServiceProcess("tts", env={"TTS_PROVIDERS": "offline"}),
+                 *([ServiceProcess("video", env={"VIDEO_PROVIDERS": "offline"})] if video else [])]
         with contextlib.ExitStack() as stack_:
             for p in procs:
                 stack_.enter_context(p)
-            yield dict(zip(("vad", "stt", "llm", "tts"), (p.address for p in procs)))
+            yield dict(zip(names, (p.address for p in procs)))
         return
+    if video:
+        raise ValueError("--screen needs --stack offline (the offline video service)")
     if stack == "cloud-latency":
         with ServiceProcess("vad") as vad, fakes_process(CLOUD) as (address, _):
             yield {"vad": vad.address, "stt": address, "llm": address, "tts": address}
@@ -296,10 +378,10 @@ def ai_stack(stack: str) -> Iterator[dict[str, str]]:
 
 def run_stack(stack: str, *, sessions: int, seconds: float, chunk_ms: float, min_silence_ms: int, ramp_s: float,
               progress: bool, pin_server: int | None = None, turn_taking: bool = True,
-              clips: tuple[str, ...] = CLIPS) -> dict[str, Any]:
+              clips: tuple[str, ...] = CLIPS, screen_ab: bool = False) -> dict[str, Any]:
     """Start redis, the AI stack and an orchestrator process; run the sessions against them."""
     key = "load-" + secrets.token_hex(16)
-    with RedisServer() as redis_server, ai_stack(stack) as ai:
+    with RedisServer() as redis_server, ai_stack(stack, video=screen_ab) as ai:
         env = {"REDIS_URL": redis_server.url, "ORCHESTRATOR_API_KEYS": f"load:{key}", "LOG_LEVEL": "WARNING",
                "ORCHESTRATOR_JOIN_TOKEN_SECRET": secrets.token_hex(32),
                "ORCHESTRATOR_CONVERSATIONAL_SILENCE_MS": str(min_silence_ms),
@@ -312,7 +394,8 @@ def run_stack(stack: str, *, sessions: int, seconds: float, chunk_ms: float, min
             summary = asyncio.run(run_sessions(proc.address, key, sessions=sessions, seconds=seconds,
                                                chunk_ms=chunk_ms, min_silence_ms=min_silence_ms, injected_ms=injected,
                                                pid=proc.pid, ramp_s=ramp_s, progress=progress,
-                                               stages=stack != "echo", turn_taking=turn_taking, clips_=clips))
+                                               stages=stack != "echo", turn_taking=turn_taking, clips_=clips,
+                                               screen_ab=screen_ab))
             elapsed, after = time.monotonic() - t0, redis_calls(redis_server.url)
     summary["redis"] = redis_rates(before, after, elapsed, sessions)
     summary["stack"] = stack

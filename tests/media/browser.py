@@ -23,18 +23,27 @@ def mic_file(wav: Path, lead_silence_s: float, tail_silence_s: float = 2.0) -> P
     return path
 
 
-def chromium(mic: Path) -> webdriver.Chrome:
+def chromium(mic: Path, capture_tab: str = "") -> webdriver.Chrome:
+    """`capture_tab`: getDisplayMedia shares the tab with this title — a real capture of what the
+    tab renders. Chromium's fake UI (--use-fake-ui-for-media-stream) with the fake devices would
+    answer getDisplayMedia with a generated test pattern instead (label "screen:-3:0"), so in that
+    mode the UI flag is left out, the picker is answered by --auto-select-desktop-capture-source
+    (it matches tab titles too) and the microphone permission is granted over CDP."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
+    ui = [f"--auto-select-desktop-capture-source={capture_tab}"] if capture_tab else \
+        ["--use-fake-ui-for-media-stream", "--auto-select-desktop-capture-source=Entire screen"]
     for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}", "--use-fake-ui-for-media-stream",
+                 f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}", *ui,
                  "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={mic}%noloop",
                  "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
-                 "--disable-features=WebRtcHideLocalIpsWithMdns", "--auto-select-desktop-capture-source=Entire screen",
-                 "--window-size=1100,900"]:
+                 "--disable-features=WebRtcHideLocalIpsWithMdns", "--window-size=1100,900"]:
         opts.add_argument(flag)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    if capture_tab:
+        driver.execute_cdp_cmd("Browser.grantPermissions", {"permissions": ["audioCapture"]})  # all origins
+    return driver
 
 
 @dataclass

@@ -50,14 +50,18 @@ def interview(kind: int = P.PHASE_LIVE_CODING) -> interviews_pb2.Interview:
 
 
 def make(stub=None, kind: int = P.PHASE_LIVE_CODING, clock=None, **kw):
-    sent, recorded = [], []
+    sent, recorded, stats = [], [], []
     iv = interview(kind)
 
     async def record(**payload):
-        recorded.append(payload["observation"])
+        if "video_stats" in payload:
+            stats.append(payload["video_stats"])
+        else:
+            recorded.append(payload["observation"])
 
     v = Vision(stub=stub, interview=iv, stream_id="s1", clock=clock or FakeClock(), phase_kind=lambda: kind,
                to_media=sent.append, record=record, **kw)
+    v.recorded_stats = stats
     return v, sent, recorded
 
 
@@ -95,6 +99,9 @@ async def test_without_consent_media_is_told_zero_and_nothing_is_opened() -> Non
     v.interview.video_policy.screen_allowed = False  # the policy wins over consent
     v.retune("policy")
     assert sent[-1].frame_rates == session_pb2.FrameRates() and v.sampling == OFF
+    async with asyncio.timeout(0.5):
+        await v.close()  # no stream open: the session's end does not wait for stats
+    assert v.recorded_stats == []
 
 
 async def test_a_down_video_service_never_fails_the_session_and_is_used_once_it_is_up(video_server) -> None:
@@ -122,8 +129,8 @@ async def test_a_down_video_service_never_fails_the_session_and_is_used_once_it_
             await asyncio.sleep(0.3)
     assert "two_sum" in recorded[0].detail and recorded[0].type == "code_observation"
     assert "two_sum" in v.recent()[-1].detail
-    v.close()
-    async with asyncio.timeout(5):
-        await task  # half-closed: the service answers with its stats and the stream ends
+    await v.close()  # half-closed: waits for the service's stats, which are recorded
+    assert task.done()
     assert v.stats is not None and v.stats.frames_analyzed >= 1
+    assert v.recorded_stats == [v.stats] and v.stats.frames_received >= 1 and v.stats.provider == "offline"
     await channel.close()

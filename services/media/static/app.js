@@ -206,7 +206,10 @@ async function toggleCamera() {
 
 async function toggleScreen() {
   if (state.screen) { stopScreen(); return; }
-  try { state.screen = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false }); }
+  // Ask for the source's own resolution: without it Chromium captures a tab at 800 px wide, where
+  // OCR of code loses underscores (media scales anything over 1280 px down).
+  const video = { width: { ideal: 1920 }, height: { ideal: 1080 } };
+  try { state.screen = await navigator.mediaDevices.getDisplayMedia({ video, audio: false }); }
   catch (e) { error("Screen sharing was not started (permission denied or cancelled)."); return; }
   const track = state.screen.getVideoTracks()[0];
   track.onended = stopScreen;

@@ -29,8 +29,7 @@ async def shut_down(s: "Session") -> None:
     cut = s.transcript.in_flight(s.listener.in_progress(), s.floor.in_progress(), ended=True)
     s.transcript.pending_user = []
     s.floor.cut_off()
-    s.vision.close()
-    await _finish_api_calls(s.tasks)
+    await asyncio.gather(s.vision.close(), _finish_api_calls(s.tasks))  # video: its stats into the events
     await _stop([t for t in s.tasks if t not in s.transcript.writes])
     await s.history.close()
     await asyncio.gather(*s.transcript.writes, return_exceptions=True)

@@ -28,6 +28,7 @@ from services.orchestrator.conversation.clients import ReopeningStream
 log = logging.getLogger("conversation.vision")
 
 CONTEXT_MAX, CONTEXT_WINDOW_S, CONTEXT_MIN_CONFIDENCE = 3, 60.0, 0.7
+STATS_AT_END_S = 3.0  # how long a session's end waits for the video service's stats (it drains pending OCR first)
 MAX_PENDING_FRAMES = 4  # frames are sampled at ≤ 2 fps: a stream further behind drops them
 RETRY = Backoff(initial_s=0.5, factor=2.0, cap_s=15.0, attempts=1_000_000)
 
@@ -72,6 +73,8 @@ class Vision:
         self.seen: deque[Seen] = deque(maxlen=32)
         self.stream: ReopeningStream[video_pb2.AnalyzeRequest, video_pb2.AnalyzeResponse] | None = None
         self._wanted = asyncio.Event()  # a source was consented: open the stream
+        self._closing = False
+        self._ended = asyncio.Event()  # run() returned: the stream's stats (if any) are recorded
         self.frames_in = self.frames_refused = self.frames_dropped = self.observations = 0
         self.stats: video_pb2.VideoStats | None = None
 
@@ -152,7 +155,8 @@ class Vision:
             log.info("video stats", extra={"frames_received": resp.stats.frames_received,
                                            "frames_analyzed": resp.stats.frames_analyzed,
                                            "observations": resp.stats.observations_sent,
-                                           "provider": resp.stats.provider})
+                                           "provider": resp.stats.provider, "est_usd": resp.stats.est_usd})
+            await self._record(video_stats=resp.stats)  # counters and cost, in the interview's events
 
     # ---- the stream ----
 
@@ -165,11 +169,17 @@ class Vision:
         """Owned by the session. Waits for consent, then keeps one Analyze stream open for the
         rest of the session; never raises (but for cancellation): video failing is not the
         interview failing."""
+        try:
+            await self._run()
+        finally:
+            self._ended.set()
+
+    async def _run(self) -> None:
         if self.stub is None:
             return  # no video service configured: rates stay 0, frames are refused
         await self._wanted.wait()
         delays = self._retry.delays()
-        while True:
+        while not self._closing:
             self.stream = ReopeningStream("video", self.stub.Analyze, self._first, self._on_response,
                                           max_pending=MAX_PENDING_FRAMES, backoff=self._retry)
             try:
@@ -183,13 +193,23 @@ class Vision:
             except Exception:
                 log.exception("video stream failed; carrying on without video for now")
             self.stream = None
-            await asyncio.sleep(next(delays, self._retry.cap_s))
+            if not self._closing:
+                await asyncio.sleep(next(delays, self._retry.cap_s))
 
-    def close(self) -> None:
-        """Half-close: the video service answers with its stats."""
+    async def close(self, timeout_s: float = STATS_AT_END_S) -> None:
+        """Half-close at the session's end and wait (bounded) for the video service's stats, which
+        go into the interview's events; a stream that is down or never opened has none to wait for."""
+        self._closing = True
         if self.frames_in:
             log.info("video frames", extra={"frames_in": self.frames_in, "refused": self.frames_refused,
                                             "dropped_service_down_or_behind": self.frames_dropped,
                                             "observations": self.observations})
-        if self.stream is not None:
-            self.stream.close()
+        stream = self.stream
+        if stream is None or not stream.connected.is_set():
+            return
+        stream.close()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ended.wait()
+        except TimeoutError:
+            log.warning("no video stats at session end", extra={"waited_s": timeout_s})
