@@ -83,6 +83,9 @@ class OrchestratorConfig:
                                        "runs one when called)")
     evaluation_review_margin: int = env(1, min=0, max=10,
                                         help="a criterion whose two runs differ by more than this needs review")
+    evaluation_low_stt_confidence: float = env(0.5, min=0.0, max=1.0,
+                                               help="candidate entries whose STT confidence is below this are "
+                                                    "marked as possible transcription errors (never penalised)")
     evaluation_timeout_ms: int = env(180_000, min=5_000, max=600_000, help="one evaluation run's LLM request")
     evaluation_lease_ms: int = env(60_000, min=2_000, max=600_000,
                                    help="a running job not renewed for this long is taken over by another instance")

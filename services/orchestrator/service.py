@@ -155,7 +155,8 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
     evaluations = EvaluationJobs(
         store, grpc_generate(stubs.llm), instance, lease_ms=cfg.evaluation_lease_ms,
         concurrency=cfg.evaluation_workers,
-        settings=EvaluationSettings(review_margin=cfg.evaluation_review_margin, timeout_ms=cfg.evaluation_timeout_ms))
+        settings=EvaluationSettings(review_margin=cfg.evaluation_review_margin, timeout_ms=cfg.evaluation_timeout_ms,
+                                    low_stt_confidence=cfg.evaluation_low_stt_confidence))
     servicer = InterviewsServicer(api, auth.Authenticator(keys, tokens), cfg.watch_block_ms, evaluations,
                                   cfg.evaluate_wait_s)
     runtime.add(interviews_pb2.DESCRIPTOR.services_by_name["Interviews"].full_name,

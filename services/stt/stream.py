@@ -18,6 +18,7 @@ from interview.v1 import common_pb2, stt_pb2
 from services.common import telemetry
 from services.common.audio import check_chunk
 from services.common.clock import Clock, Timer
+from services.common.confidence import word_weighted
 from services.common.errors import ServiceError
 from services.common.fallback import Failover, ProviderChain
 from services.common.tasks import WorkQueue
@@ -248,8 +249,7 @@ class RecognizeStream:
         if parts:
             result.start_offset_samples = parts[0].start
             result.end_offset_samples = max(p.end for p in parts)
-            scored = [p.confidence for p in parts if p.text.strip()]
-            result.confidence = sum(scored) / len(scored) if scored else 0.0
+            result.confidence = word_weighted((p.confidence, len(p.words) or len(p.text.split())) for p in parts)
         else:
             result.start_offset_samples = result.end_offset_samples = self._end
         for p in parts:

@@ -4,7 +4,8 @@ GET /v1/listen?<params> with `Authorization: Token KEY` (401 otherwise); binary 
 audio; text frames are {"type": "Finalize" | "KeepAlive" | "CloseStream"}. It answers with Results
 (interim every `interim_s` of audio, final with from_finalize after a Finalize) and Metadata on
 CloseStream, each validated against the SDK's own types. Transcripts are real: a pocketsphinx
-decoder per connection ("pocketsphinx"), or a cheap deterministic one for load runs ("count": one
+decoder per connection ("pocketsphinx", its word posteriors as the words' confidences and their
+mean as the transcript's), or a cheap deterministic one for load runs ("count": one
 word per 0.3 s of audio, so results cost no CPU and latency measures the plumbing).
 
 Knobs: drop_after_s (abort the first connection after that much audio, mid-utterance),
@@ -30,6 +31,7 @@ from websockets.http11 import Request, Response
 from tests.fakes import validated
 
 RATE_DEFAULT = 16000
+Word = tuple[str, float, float, float]  # (word, start_s, end_s, confidence)
 
 
 @dataclass
@@ -72,14 +74,14 @@ class _Pocketsphinx:
         hyp = self.decoder.hyp() if self.open else None
         return hyp.hypstr if hyp else ""
 
-    def final(self) -> tuple[str, list[tuple[str, float, float]]]:
+    def final(self) -> tuple[str, list[Word]]:
         if not self.open:
             return "", []
         self.decoder.end_utt()
         self.open = False
         hyp = self.decoder.hyp()
-        words = [(s.word.split("(")[0], s.start_frame / 100, (s.end_frame + 1) / 100) for s in self.decoder.seg()
-                 if not s.word.startswith(("<", "["))]
+        words = [(s.word.split("(")[0], s.start_frame / 100, (s.end_frame + 1) / 100, float(s.prob))
+                 for s in self.decoder.seg() if not s.word.startswith(("<", "["))]
         return (hyp.hypstr if hyp else ""), words
 
     def release(self) -> None:
@@ -98,17 +100,17 @@ class _Count:
     def feed(self, pcm: bytes) -> None:
         self.samples += len(pcm) // 2
 
-    def _words(self) -> list[tuple[str, float, float]]:
+    def _words(self) -> list[Word]:
         n = int(self.samples / self.rate / 0.3)
-        return [(f"word{i}", i * 0.3, (i + 1) * 0.3) for i in range(n)]
+        return [(f"word{i}", i * 0.3, (i + 1) * 0.3, 0.9) for i in range(n)]
 
     def partial(self) -> str:
-        return " ".join(w for w, _, _ in self._words())
+        return " ".join(w[0] for w in self._words())
 
-    def final(self) -> tuple[str, list[tuple[str, float, float]]]:
+    def final(self) -> tuple[str, list[Word]]:
         words = self._words()
         self.samples = 0
-        return " ".join(w for w, _, _ in words), words
+        return " ".join(w[0] for w in words), words
 
     def release(self) -> None:
         pass
@@ -165,15 +167,18 @@ class FakeDeepgram:
         conn.sent.append(validated(model, payload))
         await ws.send(json.dumps(payload))
 
-    def _results(self, text: str, words: list[tuple[str, float, float]], start: float, duration: float,
+    def _results(self, text: str, words: list[Word], start: float, duration: float,
                  is_final: bool, from_finalize: bool) -> dict[str, Any]:
+        # Deepgram's transcript confidence is its own model's; here the recogniser's word posteriors'
+        # mean (pocketsphinx: low for noisy or garbled audio), so a test sees a real difference.
+        confidence = sum(w[3] for w in words) / len(words) if words else (0.9 if text else 0.0)
         return {
             "type": "Results", "channel_index": [0, 1], "duration": float(duration), "start": float(start),
             "is_final": is_final, "speech_final": from_finalize, "from_finalize": from_finalize,
             "channel": {"alternatives": [{
-                "transcript": text, "confidence": 0.9 if text else 0.0,
-                "words": [{"word": w, "start": float(start + s), "end": float(start + e), "confidence": 0.9,
-                           "punctuated_word": w} for w, s, e in words],
+                "transcript": text, "confidence": confidence,
+                "words": [{"word": w, "start": float(start + s), "end": float(start + e), "confidence": p,
+                           "punctuated_word": w} for w, s, e, p in words],
             }]},
             "metadata": {"request_id": str(uuid.uuid4()), "model_uuid": str(uuid.uuid4()),
                          "model_info": {"name": "fake-general", "version": "2026-01-01", "arch": "fake"}},

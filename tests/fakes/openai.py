@@ -14,6 +14,14 @@ payload checked against the openai SDK's own type, ending `data: [DONE]`:
   one last chunk has no choices and the usage, like OpenAI's.
 Errors are OpenAI's JSON error body with the HTTP status (401, 429, 500, 503, ...).
 
+`response_format` is checked as OpenAI checks it (400 with its wording otherwise): a type of text,
+json_object (the messages must then say "json") or json_schema, whose `name` matches
+^[a-zA-Z0-9_-]{1,64}$ and whose `schema` is an object; with `strict: true` the schema must be in
+strict mode's subset (object root, every object closed with additionalProperties false and every
+property required, none of the keywords strict mode refuses). What a test scripts as the answer
+(inconsistent runs, made-up evidence, malformed JSON) is returned as is: the fake does not
+constrain decoding.
+
 Knobs: `script` (what the next requests answer), `first_delay_s` / `chunk_delay_s` (latency).
 It records every request body and header set, and notices when the client closes a stream before
 the end (`disconnects`, with the monotonic time it was noticed).
@@ -23,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,6 +130,68 @@ def error_body(status: int, message: str = "") -> dict[str, Any]:
                       "type": kinds.get(status, "server_error"), "param": None, "code": codes.get(status)}}
 
 
+_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# What OpenAI's strict mode refuses (its documented unsupported keywords).
+STRICT_REFUSED = ("allOf", "not", "if", "then", "else", "dependentRequired", "dependentSchemas", "patternProperties",
+                  "unevaluatedProperties", "unevaluatedItems", "propertyNames", "minProperties", "maxProperties",
+                  "contains", "minContains", "maxContains", "uniqueItems", "oneOf")
+
+
+def _strict_problem(node: Any, context: tuple[str, ...] = ()) -> str:
+    """'' when `node` is in strict mode's subset, else OpenAI's kind of message about the first problem."""
+    where = f"In context={context}, "
+    if not isinstance(node, dict):
+        return where + "schema must be a JSON Schema object."
+    for key in STRICT_REFUSED:
+        if key in node:
+            return where + f"'{key}' is not permitted."
+    types = node.get("type")
+    if not context and types != "object":
+        return where + "schema must be a JSON Schema of 'type: \"object\"', got 'type: \"{}\"'.".format(types)
+    if types == "object" or (isinstance(types, list) and "object" in types):
+        if node.get("additionalProperties", True) is not False:
+            return where + "'additionalProperties' is required to be supplied and to be false."
+        props = node.get("properties") or {}
+        missing = [k for k in props if k not in node.get("required", [])]
+        if missing:
+            return where + f"'required' is required to be supplied and to be an array including every key in " \
+                           f"properties. Missing '{missing[0]}'."
+        for k, v in props.items():
+            if problem := _strict_problem(v, context + ("properties", k)):
+                return problem
+    if "items" in node and (problem := _strict_problem(node["items"], context + ("items",))):
+        return problem
+    for i, v in enumerate(node.get("anyOf", [])):
+        if problem := _strict_problem(v, context + ("anyOf", str(i))):
+            return problem
+    return ""
+
+
+def response_format_problem(body: dict[str, Any]) -> str:
+    """'' when the request's response_format (if any) is one OpenAI accepts, else its 400 message."""
+    fmt = body.get("response_format")
+    if fmt is None:
+        return ""
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return ""
+    if kind == "json_object":
+        said = json.dumps([m.get("content") for m in body["messages"]]).lower()
+        return "" if "json" in said else ("'messages' must contain the word 'json' in some form, to use "
+                                          "'response_format' of type 'json_object'.")
+    if kind != "json_schema":
+        return f"Invalid value: '{kind}'. Supported values are: 'json_object', 'json_schema', and 'text'."
+    spec = fmt.get("json_schema") or {}
+    name = spec.get("name", "")
+    if not isinstance(name, str) or not _NAME.match(name):
+        return "Invalid 'response_format.json_schema.name': string does not match pattern."
+    if not isinstance(spec.get("schema"), dict):
+        return "Invalid 'response_format.json_schema.schema': expected an object."
+    if spec.get("strict") is True and (problem := _strict_problem(spec["schema"])):
+        return f"Invalid schema for response_format '{name}': {problem}"
+    return ""
+
+
 class FakeOpenAI(HttpFake["Reply"]):
     """aiohttp server; `async with FakeOpenAI() as fake: fake.base_url` (ends in /v1)."""
 
@@ -146,6 +217,8 @@ class FakeOpenAI(HttpFake["Reply"]):
         if body.get("stream") is not True or not body.get("model") or not body.get("messages"):
             return web.json_response(error_body(400, "this fake only streams: stream, model and messages are required"),
                                      status=400)
+        if problem := response_format_problem(body):
+            return web.json_response(error_body(400, problem), status=400)
         reply = self._next_reply(body)
         if reply.status != 200:
             return web.json_response(error_body(reply.status), status=reply.status)

@@ -254,3 +254,37 @@ def test_the_sdk_loads_at_start_up_not_in_the_first_turn():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[] []"  # none loaded by the import, all loaded by the constructor
+
+
+COACH_SCHEMA = {"type": "object", "properties": {"tips": {"type": "array", "items": {"type": "string"}},
+                                                 "note": {"type": "string"}}, "required": ["tips"]}
+
+
+async def test_a_schema_strict_mode_refuses_goes_non_strict_and_is_still_validated(fake_openai):
+    """An optional property is outside strict mode's subset (the fake refuses it strict, as OpenAI
+    does): the request goes non-strict, and the answer is still checked against the schema."""
+    from openai import AsyncOpenAI, BadRequestError
+
+    from services.llm.providers.openai import response_format, strict_schema
+
+    assert strict_schema(COACH_SCHEMA) is None
+    assert strict_schema({**COACH_SCHEMA, "required": ["tips", "note"]})["additionalProperties"] is False
+    client = AsyncOpenAI(api_key=API_KEY, base_url=fake_openai.base_url, max_retries=0)
+    with pytest.raises(BadRequestError, match="'required' is required to be supplied"):
+        await client.chat.completions.create(model="m", stream=True, messages=[{"role": "user", "content": "x"}],
+                                             response_format={"type": "json_schema", "json_schema": {
+                                                 "name": "coaching", "schema": {**COACH_SCHEMA, "additionalProperties": False},
+                                                 "strict": True}})
+    await client.close()
+    req = llm_pb2.GenerateRequest(persona=common_pb2.PERSONA_COACH, task=llm_pb2.TASK_COACH,
+                                  document='{"feedback": ["That answer ran 3:00."]}',
+                                  response_schema_json=json.dumps(COACH_SCHEMA))
+    req.options.provider, req.options.seed = "openai", 7
+    assert response_format(req)["json_schema"]["strict"] is False
+    fake_openai.script += [Reply(chunks=['{"tips": "not a list"}']), Reply(chunks=['{"tips": ["Pause ', 'instead."]}'])]
+    async with LlmServer(env_for(fake_openai)) as srv:
+        _, final = await collect(srv.stub.Generate(req))
+    assert json.loads(final.text) == {"tips": ["Pause instead."]} and final.provider == "openai"
+    first = fake_openai.requests[1]  # [0] was the refused strict request above
+    assert first["response_format"]["json_schema"] == {"name": "coaching", "schema": COACH_SCHEMA, "strict": False}
+    assert first["seed"] == 7 and "tools" not in first and len(fake_openai.requests) == 3  # one retry

@@ -170,6 +170,7 @@ async def test_speech_resumed_during_reply_latency_merges_into_one_turn(orch: Or
     users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
     assert len(users) == 1, users
     assert "forward" in users[0].text and "forever" in users[0].text
+    assert 0 < users[0].stt_confidence <= 1  # the two finals' confidences, word-weighted
 
 
 async def test_coding_check_in_once_per_timeout_and_run_switches_back(ai: dict, redis_server: RedisServer) -> None:

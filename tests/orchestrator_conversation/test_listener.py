@@ -86,10 +86,10 @@ async def test_an_utterance_is_reported_as_events_with_a_finalize_id() -> None:
     await lis._on_vad(vad_pb2.DetectResponse(event=vad_pb2.VadEvent(type=vad_pb2.SPEECH_STOPPED)))
     assert lis.finalizing == ["s_1-f1"] and not lis.speaking
     await lis._on_stt(stt_pb2.RecognizeResponse(result=stt_pb2.SttResult(text="hello there", is_final=True,
-                                                                         finalize_id="s_1-f1")))
+                                                                         finalize_id="s_1-f1", confidence=0.5)))
     started, interim, stopped, final = hooks.events
     assert started == SpeechStarted(800) and interim == Interim("hello", False)
-    assert isinstance(stopped, SpeechStopped) and final == Final("hello there", "s_1-f1")
+    assert isinstance(stopped, SpeechStopped) and final == Final("hello there", "s_1-f1", 0.5, 2)
     assert lis.finalizing == []
 
 

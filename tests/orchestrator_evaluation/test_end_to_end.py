@@ -1,7 +1,9 @@
 """End to end: a scripted candidate speaks real recordings into the conversation loop (real VAD,
 STT, TTS subprocesses; the real LLM service with Gemini's SDK against the fake), the interview is
 ended through the API, the evaluation job runs from the lifecycle stream, and the stored evaluation
-cites only real candidate entries."""
+cites only real candidate entries. The last answer is a recording drowned in white noise: its
+entry's STT confidence (the real offline recogniser's) is low, and the evidence citing it is
+marked, while the score stays what the model gave."""
 from __future__ import annotations
 
 import asyncio
@@ -18,6 +20,7 @@ from services.orchestrator.evaluation.llm_client import grpc_generate
 from tests.fakes.gemini import API_KEY, FakeGemini, Reply
 from tests.llm.conftest import LlmServer
 from tests.orchestrator.session_support import Candidate, Orchestrator, speech
+from tests.support.noise import with_noise
 from tests.support.procs import ServiceProcess
 
 pytestmark = pytest.mark.timeout(120)
@@ -51,7 +54,10 @@ def rubric_plan() -> common_pb2.Plan:
 
 
 async def test_a_spoken_interview_ends_and_its_stored_evaluation_cites_only_real_entries(redis_server):
-    procs = [ServiceProcess("vad"), ServiceProcess("stt"), ServiceProcess("tts", env={"TTS_PROVIDERS": "offline"})]
+    # a FINALIZE answered by deadline carries interim text with no confidence (0 = unknown): wait
+    # for the recogniser's finals, however loaded the machine
+    procs = [ServiceProcess("vad"), ServiceProcess("stt", env={"STT_FINALIZE_DEADLINE_MS": "15000"}),
+             ServiceProcess("tts", env={"TTS_PROVIDERS": "offline"})]
     for p in procs:
         p.start()
     try:
@@ -74,6 +80,8 @@ async def test_a_spoken_interview_ends_and_its_stored_evaluation_cites_only_real
                         await cand.wait_played(await cand.wait_generations(2, timeout=20))
                         await cand.say(speech("forever_16k.wav"))
                         await cand.wait_played(await cand.wait_generations(3, timeout=20))
+                        await cand.say(with_noise(speech("forever_16k.wav"), snr_db=0.0))
+                        await cand.wait_played(await cand.wait_generations(4, timeout=20))
                     await orch.api.end(interviews_pb2.EndInterviewRequest(interview_id=iid, reason="completed"))
                     deadline = time.monotonic() + 30
                     while (await jobs.job(iid)).status != DONE:
@@ -90,7 +98,11 @@ async def test_a_spoken_interview_ends_and_its_stored_evaluation_cites_only_real
     assert evaluation is not None and evaluation.status == interviews_pb2.EVALUATION_DONE
     assert evaluation.kind == interviews_pb2.EVALUATION_RUBRIC and evaluation.model == "gemini"
     candidate = [s for s, e in entries.items() if e.role == common_pb2.ROLE_USER and e.text.strip()]
-    assert len(candidate) >= 2, entries
+    assert len(candidate) >= 3, entries
+    confidence = {s: entries[s].stt_confidence for s in candidate}  # the real recogniser's finals'
+    assert all(0 < c <= 1 for c in confidence.values()), confidence
+    clear, noisy = confidence[candidate[1]], confidence[candidate[-1]]  # "feels like ...": clean, then noisy
+    assert noisy < Settings().low_stt_confidence <= clear, confidence
     for c in evaluation.criteria:
         assert c.status == interviews_pb2.CRITERION_SCORED and c.score == 2
         assert c.evidence_removed == 2  # the made-up #999, once per run
@@ -98,4 +110,6 @@ async def test_a_spoken_interview_ends_and_its_stored_evaluation_cites_only_real
         for e in c.evidence:  # every evidence number is real, a candidate's, and holds the quote
             assert entries[e.transcript_sequence].role == common_pb2.ROLE_USER
             assert e.quote == entries[e.transcript_sequence].text
+            assert e.low_stt_confidence == (confidence[e.transcript_sequence] < 0.5)  # marked, not dropped
+        assert any(e.low_stt_confidence for e in c.evidence)  # ... and the score above is the model's 2
     assert evaluation.last_event_id and evaluation.plan_version == "1"

@@ -35,6 +35,9 @@ async def test_transcribes_through_the_sdk_with_endpointing_off_and_offsets_mapp
     assert wer("go forward ten meters", result.text) <= 0.25, result.text
     assert result.start_offset_samples == 32000 and result.end_offset_samples == 32000 + len(clip)
     assert all(32000 <= w.start_offset_samples < w.end_offset_samples <= 32000 + len(clip) for w in result.words)
+    # the transcript's confidence (alternatives[0].confidence; the fake's is its words' mean), not a constant
+    assert 0 < result.confidence <= 1 and all(0 < w.confidence <= 1 for w in result.words)
+    assert result.confidence == pytest.approx(sum(w.confidence for w in result.words) / len(result.words), abs=1e-3)
     assert any(not r.result.is_final for r in rs if r.WhichOneof("msg") == "result")  # interims passed on
     (conn,) = fake.connections
     assert conn.path == "/v1/listen" and conn.authorization == f"Token {fake.api_key}"

@@ -9,6 +9,15 @@ arguments are complete. Usage comes from the extra last chunk that `stream_optio
 asks for. The SDK's own retries are off (`max_retries=0`): the failover driver decides about
 retries and fallback under a first-token deadline.
 
+TASK_EVALUATE / TASK_COACH (document_tasks.py) get their own request: the prompt files' fixed
+instructions as the system message, the document as data in one user message, no tools, the
+request's seed and its own timeout, and the response schema as Structured Outputs
+(`response_format` json_schema). Strict mode constrains decoding but accepts only a subset of
+JSON Schema (every object closed with additionalProperties false and every property required; no
+allOf/not/if/then/else, patternProperties, ...): a schema in that subset goes strict, any other
+non-strict (the schema is then a hint the model is asked to follow). The answer is validated on
+receipt and retried once by document_tasks.run either way, as for every provider.
+
 Cancelling the generator (barge-in) unwinds into the SDK's stream, whose close releases the
 httpx response with its body unread, which closes the HTTP connection at once.
 """
@@ -29,7 +38,9 @@ from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam, C
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from interview.v1 import llm_pb2
+from services.common import evaluation_contract as contract
 from services.common.clock import Clock
+from services.llm import document_tasks
 from services.llm.config import OpenAISettings
 from services.llm.prompting import PromptSet
 from services.llm.providers.base import Delta, Done, Event, LlmProvider, ProviderError, Settings
@@ -52,11 +63,92 @@ def tool_params(names: tuple[str, ...]) -> list[ChatCompletionToolParam]:
                                               "parameters": TOOLS[n].parameters}} for n in names]
 
 
+# Keywords Structured Outputs' strict mode refuses; a schema using any of them goes non-strict.
+STRICT_UNSUPPORTED = frozenset({
+    "allOf", "not", "if", "then", "else", "dependentRequired", "dependentSchemas", "patternProperties",
+    "unevaluatedProperties", "unevaluatedItems", "propertyNames", "minProperties", "maxProperties",
+    "contains", "minContains", "maxContains", "uniqueItems", "oneOf"})
+STRICT_MAX_DEPTH = 10  # nesting levels strict mode accepts
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """`schema` (standard JSON Schema) in the form strict mode accepts (every object closed with
+    additionalProperties false), or None when it cannot be: an object root is required, every
+    property must be required (an optional one would have to become required-and-nullable,
+    which changes what the answer may be), and no keyword outside strict mode's subset."""
+    if schema.get("type") != "object":
+        return None
+
+    def walk(node: Any, depth: int) -> Any:
+        if not isinstance(node, dict):
+            raise ValueError("not a schema")
+        if depth > STRICT_MAX_DEPTH or STRICT_UNSUPPORTED & node.keys():
+            raise ValueError("outside strict mode's subset")
+        out = dict(node)
+        types = node.get("type")
+        if types == "object" or (isinstance(types, list) and "object" in types):
+            props = node.get("properties")
+            if not props or set(node.get("required", ())) != set(props) or node.get("additionalProperties", False):
+                raise ValueError("an open or partly optional object")
+            out["properties"] = {k: walk(v, depth + 1) for k, v in props.items()}
+            out["additionalProperties"] = False
+        if "items" in node:
+            out["items"] = walk(node["items"], depth + 1)
+        for key in ("anyOf", "prefixItems"):
+            if key in node:
+                out[key] = [walk(v, depth + 1) for v in node[key]]
+        for key in ("$defs", "definitions"):
+            if key in node:
+                out[key] = {k: walk(v, depth + 1) for k, v in node[key].items()}
+        return out
+
+    try:
+        return walk(schema, 1)
+    except ValueError:
+        return None
+
+
+def response_format(req: llm_pb2.GenerateRequest) -> dict[str, Any] | None:
+    """The document task's `response_format`: strict json_schema when the schema allows it, else
+    non-strict json_schema; None (plain text) when the request has no schema."""
+    if not req.response_schema_json:
+        return None
+    schema = contract.standard_schema(json.loads(req.response_schema_json))
+    strict = strict_schema(schema)
+    name = "evaluation" if req.task == llm_pb2.TASK_EVALUATE else "coaching"
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": strict or schema, "strict": strict is not None}}
+
+
+@functools.lru_cache(maxsize=4)
+def _document_prompts(version: str) -> document_tasks.Prompts:
+    return document_tasks.Prompts(version)
+
+
+def _document_request(prompts: PromptSet, req: llm_pb2.GenerateRequest, settings: Settings,
+                      token_field: str) -> dict[str, Any]:
+    """TASK_EVALUATE / TASK_COACH: fixed instructions, the document as data, structured output,
+    the request's seed and its own timeout (document_tasks.py says why)."""
+    p = _document_prompts(prompts.version)
+    body: dict[str, Any] = {
+        "model": settings.model, "stream": True, "stream_options": {"include_usage": True},
+        "messages": [{"role": "system", "content": p.system_instruction(req)},
+                     {"role": "user", "content": p.contents(req)}],
+        "temperature": settings.temperature, token_field: settings.max_output_tokens,
+        "timeout": document_tasks.timeout_s(req)}
+    if req.options.HasField("seed"):
+        body["seed"] = req.options.seed
+    if (fmt := response_format(req)) is not None:
+        body["response_format"] = fmt
+    return body
+
+
 def chat_request(prompts: PromptSet, req: llm_pb2.GenerateRequest, settings: Settings, *,
                  token_field: str = "max_completion_tokens") -> dict[str, Any]:
     """The SDK's `chat.completions.create` arguments for one GenerateRequest (also used by tests
     and the benchmark). The prompts are the ones every provider renders: trusted text in the
     system message, untrusted text in delimited data sections of the user turns."""
+    if document_tasks.is_document_task(req):
+        return _document_request(prompts, req, settings, token_field)
     rendered = prompts.render(req)
     messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": rendered.system_instruction}]
     if rendered.contents and rendered.contents[0][0] == "model":

@@ -27,7 +27,7 @@ API_CALLS, API_CALLS_AT_END_S = ("end", "advance-phase"), 5.0
 async def shut_down(s: "Session") -> None:
     log.info("session ending", extra={"reason": s.end_reason})
     cut = s.transcript.in_flight(s.listener.in_progress(), s.floor.in_progress(), ended=True)
-    s.transcript.pending_user = []
+    s.transcript.clear_pending()
     s.floor.cut_off()
     await asyncio.gather(s.vision.close(), _finish_api_calls(s.tasks))  # video: its stats into the events
     await _stop([t for t in s.tasks if t not in s.transcript.writes])

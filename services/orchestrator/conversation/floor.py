@@ -140,7 +140,7 @@ class Floor:
             self.outbound.control(session_pb2.ServerMessage(caption=session_pb2.Caption(
                 role=USER, text=e.text, is_final=True)))
             self.timer.utterance_transcribed()
-            self.transcript.add_pending(e.text, self.listener.utterance_start_time)
+            self.transcript.add_pending(e.text, self.listener.utterance_start_time, e.confidence, e.words)
         self.eot.finalized(e.finalize_id, " ".join(self.transcript.pending_user))
         self.maybe_reply()
         self.pre.maybe_start()

@@ -66,6 +66,8 @@ class Interim:
 class Final:
     text: str  # may be empty: the FINALIZE was answered, nothing was said
     finalize_id: str
+    confidence: float = 0.0  # the STT final's (0..1; 0 = unknown)
+    words: int = 0  # how many words it holds: the weight of its confidence in the entry's
 
 
 Heard = SpeechStarted | EarlySpeech | SpeechStopped | TurnPaused | SpeechResumed | TurnScoringUnavailable | Interim | Final

@@ -258,4 +258,4 @@ class Listener:
         if r.finalize_id in self.finalizing:
             self.finalizing.remove(r.finalize_id)
         self._finalize_traces.pop(r.finalize_id, None)
-        self.hooks.heard(Final(text, r.finalize_id))
+        self.hooks.heard(Final(text, r.finalize_id, r.confidence, len(r.words) or len(text.split())))

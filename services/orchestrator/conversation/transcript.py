@@ -15,6 +15,7 @@ from typing import Any
 
 from interview.v1 import common_pb2, interviews_pb2, llm_pb2
 from services.common.clock import Clock
+from services.common.confidence import word_weighted
 from services.common.plan_questions import asked_in
 from services.orchestrator.conversation.history import History
 from services.orchestrator.conversation.interview_view import InterviewView
@@ -39,6 +40,7 @@ class Transcript:
         self._changed = changed  # the in-flight marker's kick
         self.asked: set[str] = set()  # planned questions asked so far, beyond the history window
         self.pending_user: list[str] = []  # transcribed, not yet answered (merged into one turn)
+        self._pending_scores: list[tuple[float, int]] = []  # (STT confidence, words) of each pending_user
         self._pending_since: float | None = None
         self._user_group = 0  # numbers the user entry the pending words will become
         self._entry_seq = 0
@@ -47,15 +49,23 @@ class Transcript:
 
     # ---- the candidate's pending words ----
 
-    def add_pending(self, text: str, spoken_at: float) -> None:
+    def add_pending(self, text: str, spoken_at: float, confidence: float = 0.0, words: int = 0) -> None:
+        """One STT final; its confidence (0 = unknown) weighs by its words in the entry's."""
         if not self.pending_user:
             self._pending_since = spoken_at
         self.pending_user.append(text)
+        self._pending_scores.append((confidence, words or len(text.split())))
+
+    def clear_pending(self) -> None:
+        self.pending_user, self._pending_scores = [], []
 
     def commit_user(self, n: int) -> None:
-        """The first `n` pending utterances become one entry (the words one reply answers)."""
+        """The first `n` pending utterances become one entry (the words one reply answers), with
+        their word-weighted STT confidence."""
         words, self.pending_user = self.pending_user[:n], self.pending_user[n:]
-        self.record(USER, " ".join(words), start=self._pending_since, entry_id=self.user_entry_id())
+        scores, self._pending_scores = self._pending_scores[:n], self._pending_scores[n:]
+        self.record(USER, " ".join(words), start=self._pending_since, entry_id=self.user_entry_id(),
+                    stt_confidence=word_weighted(scores))
         self._user_group += 1
 
     def user_entry_id(self) -> str:
@@ -72,7 +82,8 @@ class Transcript:
         self.history.add(self.chat(SYSTEM, text))
 
     def entry(self, role: int, text: str, *, start: float | None = None, interrupted: bool = False,
-              incomplete: bool = False, entry_id: str = "", ended: bool = True) -> interviews_pb2.TranscriptEntry:
+              incomplete: bool = False, entry_id: str = "", ended: bool = True,
+              stt_confidence: float = 0.0) -> interviews_pb2.TranscriptEntry:
         if not entry_id:
             self._entry_seq += 1
             entry_id = f"{self.session_id}-e{self._entry_seq}"
@@ -80,19 +91,20 @@ class Transcript:
         entry = interviews_pb2.TranscriptEntry(
             interview_id=self.view.iid, session_id=self.session_id, role=role, text=text,
             start_time=timestamp(start or now), mode=self.view.mode, phase_id=self.view.phase_id,
-            interrupted=interrupted, incomplete=incomplete, entry_id=entry_id)
+            interrupted=interrupted, incomplete=incomplete, entry_id=entry_id, stt_confidence=stt_confidence)
         if ended:
             entry.end_time.CopyFrom(timestamp(now))
         return entry
 
     def record(self, role: int, text: str, *, start: float | None = None, interrupted: bool = False,
-               entry_id: str = "") -> None:
+               entry_id: str = "", stt_confidence: float = 0.0) -> None:
         """History + a durable transcript entry (through the outbox, covered by the in-flight
         marker until it is stored)."""
         self.history.add(self.chat(role, text, interrupted))
         if role == AGENT:
             self.asked |= asked_in(self.view.interview.plan, [text])
-        entry = self.entry(role, text, start=start, interrupted=interrupted, entry_id=entry_id)
+        entry = self.entry(role, text, start=start, interrupted=interrupted, entry_id=entry_id,
+                           stt_confidence=stt_confidence)
         self._unwritten[entry.entry_id] = entry
         self._changed()
         task = self._spawn(self._write(entry), "transcript")
@@ -119,7 +131,8 @@ class Transcript:
         out = []
         if self.pending_user:
             out.append(self.entry(USER, " ".join(self.pending_user), start=self._pending_since,
-                                  entry_id=self.user_entry_id(), ended=ended))
+                                  entry_id=self.user_entry_id(), ended=ended,
+                                  stt_confidence=word_weighted(self._pending_scores)))
         if utterance is not None:
             text, start, number = utterance
             out.append(self.entry(USER, text, start=start, incomplete=True, entry_id=f"{self.session_id}-p{number}",
