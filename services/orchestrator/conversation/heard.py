@@ -66,6 +66,7 @@ class Interim:
 class Final:
     text: str  # may be empty: the FINALIZE was answered, nothing was said
     finalize_id: str
+    covers: tuple[str, ...] = ()  # held-back FINALIZEs coalesced into this one: answered with it
 
 
 Heard = SpeechStarted | EarlySpeech | SpeechStopped | TurnPaused | SpeechResumed | TurnScoringUnavailable | Interim | Final
