@@ -222,6 +222,9 @@ async def test_video_killed_and_restarted_during_a_screen_share(stack: dict[str,
                 after = await store.last_event_id(store.keys.events(iid))
                 share.start()
                 _, after = await _observation(store, iid, after, 20)  # the share is analysed
+                await cand.say(speech("goforward_16k.wav"))  # a baseline: the same, before the fault
+                base_said = time.monotonic()
+                baseline = await _answered(cand, 2, 20) - base_said
                 proc: ServiceProcess = stack["video"]
                 proc.kill()
                 await asyncio.sleep(1.0)  # the session sees its Analyze stream fail; frames keep coming
@@ -230,7 +233,7 @@ async def test_video_killed_and_restarted_during_a_screen_share(stack: dict[str,
                 serving_at = time.monotonic()
                 await cand.say(speech("goforward_16k.wav"))
                 said_at = time.monotonic()
-                answered_at = await _answered(cand, 2, 20)
+                answered_at = await _answered(cand, 3, 20)
                 observed_at, _ = await _observation(store, iid, after, 30)  # observations resume
                 assert not cand.of("end"), cand.of("end")  # the session never ended
             finally:
@@ -241,4 +244,5 @@ async def test_video_killed_and_restarted_during_a_screen_share(stack: dict[str,
     assert took < 5.0 + (said_at - serving_at), f"video: answered {took:.2f} s after SERVING"
     record("video_restart", answer_after_serving_s=round(took, 3),
            answer_after_speech_end_s=round(answered_at - said_at, 3),
+           baseline_answer_after_speech_end_s=round(baseline, 3),
            observation_after_serving_s=round(observed_at - serving_at, 3), frames_sent=share.sent)

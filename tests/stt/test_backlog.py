@@ -16,7 +16,7 @@ BIG = 16000 * 32  # one 1 MB chunk: 32 s of 16 kHz audio in one message (within 
 
 def flood(seed: int) -> list[stt_pb2.RecognizeRequest]:
     noise = np.random.default_rng(seed).integers(-8000, 8000, BIG).astype("<i2")
-    return [cfg(finalize_deadline_ms=1500),
+    return [cfg(finalize_deadline_ms=500),
             stt_pb2.RecognizeRequest(audio=common_pb2.AudioChunk(pcm=noise.tobytes(), offset_samples=0)),
             fin("flood")]
 

@@ -9,9 +9,10 @@ stream needs (config, params, the utterance in progress, unanswered FINALIZEs) i
 
 FINALIZEs outstanding on the STT stream are bounded (`MAX_FINALIZES`): when that many are
 unanswered (STT slow or down, the candidate pausing often), a new one is held back and sent when
-an answer frees a slot; held-back ones coalesce into one, under the newest id (it closes all the
-audio since the last FINALIZE sent, so it covers the older ones' words too). So at most
-MAX_FINALIZES + 1 are ever pending, however long STT stays behind.
+an answer frees a slot; held-back ones coalesce into one, under the newest id (when sent, it closes
+all the audio since the last FINALIZE sent, so it covers the older ones' words too, and whatever
+was said while it was held). So at most MAX_FINALIZES + 1 are ever pending, however long STT
+stays behind.
 
 VAD decisions are the VAD's own: the thresholds used to spot early speech (stage one of a
 barge-in, before SPEECH_STARTED's min speech) are the params the VAD reports in `params_applied`,
