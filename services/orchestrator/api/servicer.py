@@ -46,6 +46,7 @@ class ApiLimits:
         wait = limiter.take(key_name)
         if wait:
             after = limiter.retry_after(wait)
+            log.info("rate limited", extra={"caller": key_name, "method": method, "retry_after_s": after})
             what = "WatchEvents streams opened" if method == WATCH else "API calls"
             raise RateLimited(f"rate limit exceeded for API key {key_name!r}: at most {limiter.rate:g} {what} per "
                               f"second (bursts of {limiter.burst:g}); retry after {after} s", after)
