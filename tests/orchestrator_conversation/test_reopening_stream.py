@@ -44,3 +44,61 @@ async def test_audio_and_control_are_bounded_while_the_service_does_not_read() -
     stream.close()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+class BreakingCall:
+    """A call that reads its requests in its own task (as grpc.aio does) and breaks with
+    UNAVAILABLE (the service died) once the first request has arrived."""
+
+    opened: list["BreakingCall"] = []
+
+    def __init__(self, requests: AsyncIterator[str]):
+        self.got: list[str] = []
+        self.first = asyncio.Event()
+        self.reader = asyncio.create_task(self._read(requests))
+        BreakingCall.opened.append(self)
+
+    async def _read(self, requests: AsyncIterator[str]) -> None:
+        async for r in requests:
+            self.got.append(r)
+            self.first.set()
+
+    def __aiter__(self) -> "BreakingCall":
+        return self
+
+    async def __anext__(self) -> str:
+        import grpc
+        await self.first.wait()
+        if len(BreakingCall.opened) == 1:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "gone")
+        await asyncio.Event().wait()
+        raise StopAsyncIteration
+
+    def cancel(self) -> None:
+        pass  # a broken call: nothing to cancel
+
+
+async def test_a_broken_streams_request_reader_ends_with_it() -> None:
+    """The request iterator of a broken call ends (no task left pending on the old queue, which
+    asyncio would report as 'Task was destroyed but it is pending')."""
+    from services.common.retry import Backoff
+
+    async def ignore(_: str) -> None:
+        return None
+
+    BreakingCall.opened.clear()
+    stream = ReopeningStream[str, str]("vad", BreakingCall, lambda: ["config"], ignore,
+                                       backoff=Backoff(initial_s=0.01, factor=1.0, cap_s=0.01, attempts=100))
+    task = asyncio.create_task(stream.run())
+    for _ in range(200):
+        if len(BreakingCall.opened) == 2:
+            break
+        await asyncio.sleep(0.01)
+    first = BreakingCall.opened[0]
+    await asyncio.wait_for(first.reader, 1)  # ended, not pending
+    assert first.got == ["config"] and stream.reopens == 1
+    stream.close()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    for call in BreakingCall.opened:
+        call.reader.cancel()
