@@ -110,7 +110,6 @@ class ReopeningStream(Generic[Req, Resp]):
             finally:
                 self.connected.clear()
                 self._queue = None
-                queue.close()  # ends the call's request iterator: its reader task finishes, not left pending
                 call.cancel()
             await asyncio.sleep(next(delays, self._backoff.cap_s))
 
