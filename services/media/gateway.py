@@ -25,7 +25,8 @@ from services.common import logs, metrics
 from services.common.channels import create_channel, service_target
 from services.media.config import MediaConfig
 from services.media.peer import Peer, leave_reason
-from services.media.ratelimit import RateLimiter, client_address, parse_networks
+from services.common.ratelimit import RateLimiter
+from services.media.ratelimit import client_address, parse_networks
 from services.media.session_link import JoinRefused, SessionLink
 from services.media.turn import turn_credentials
 from services.media.uplink import UP_RATE
@@ -120,7 +121,7 @@ class Gateway:
         self.closing: set[Peer] = set()  # forgotten at the start of close(), until their pc is closed
         self.admitting = 0  # offers past the capacity check, not yet peers: they hold a slot
         self._joining: dict[str, tuple[asyncio.Lock, int]] = {}  # one offer at a time per interview (lock, users)
-        self.limiter = RateLimiter(cfg.offer_rate_per_min, cfg.offer_burst)
+        self.limiter = RateLimiter(cfg.offer_rate_per_min / 60, cfg.offer_burst)
         self.trusted_proxies = parse_networks(cfg.trusted_proxies)
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-jpeg")
         self.channel = create_channel(service_target("orchestrator"))

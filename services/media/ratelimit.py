@@ -1,4 +1,5 @@
-"""Per-client-address rate limits for media's public endpoints (token buckets).
+"""Which client a request to media's public endpoints is accounted to, for the per-address rate
+limits (the token buckets are services/common/ratelimit.py).
 
 The client address is the TCP peer, unless that peer is one of the configured proxies
 (MEDIA_TRUSTED_PROXIES): then it is the right-most X-Forwarded-For address that is not a trusted
@@ -7,10 +8,7 @@ proxy. A forwarded-for header from anyone else is ignored, so a client cannot pi
 from __future__ import annotations
 
 import ipaddress
-import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -40,36 +38,3 @@ def _in(address: str, networks: tuple[Network, ...]) -> bool:
     except ValueError:
         return False
     return any(ip in net for net in networks)
-
-
-class RateLimiter:
-    """`rate_per_min` requests per minute per key with bursts of `burst`; bounded memory (LRU)."""
-
-    def __init__(self, rate_per_min: float, burst: int, max_keys: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic):
-        self.rate = rate_per_min / 60.0
-        self.burst = float(burst)
-        self.max_keys = max_keys
-        self.clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
-
-    def take(self, key: str) -> float:
-        """0 if allowed (a token is spent), else the seconds until the next request is allowed."""
-        if self.rate <= 0:
-            return 0.0
-        now = self.clock()
-        tokens, at = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        if tokens >= 1:
-            self._buckets[key] = (tokens - 1, now)
-            wait = 0.0
-        else:
-            self._buckets[key] = (tokens, now)
-            wait = (1 - tokens) / self.rate
-        while len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
-        return wait
-
-    @staticmethod
-    def retry_after(wait_s: float) -> str:
-        return str(max(1, math.ceil(wait_s)))

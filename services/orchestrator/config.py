@@ -32,6 +32,13 @@ class OrchestratorConfig:
     key_prefix: str = env("iv:", help="prefix of every Redis key this service writes")
     commands: bool = env(True, help="consume the Redis command stream (<prefix>commands)")
     instance_id: str = env("", help="this instance's name in leases and consumer groups; unset = host-pid")
+    api_rate_per_s: float = env(50.0, min=0, help="Interviews API calls per second per API key, sustained "
+                                                   "(token bucket; 0 = no limit); over it: RESOURCE_EXHAUSTED with "
+                                                   "'retry-after' (seconds) in the trailing metadata")
+    api_burst: int = env(200, min=1, max=100_000, help="Interviews API calls per API key allowed in a burst")
+    api_watch_rate_per_s: float = env(5.0, min=0, help="WatchEvents streams opened per second per API key (its own "
+                                                       "bucket: a stream is long-lived; 0 = no limit)")
+    api_watch_burst: int = env(50, min=1, max=100_000, help="WatchEvents streams per API key opened in a burst")
     watch_block_ms: int = env(5000, min=100, max=60000, help="longest single XREAD BLOCK of WatchEvents")
     # ---- the conversation loop (Session.Connect) ----
     vad_addr: str = env("127.0.0.1:50052", name="VAD_ADDR",

@@ -18,6 +18,7 @@ from interview.v1 import (interviews_pb2, interviews_pb2_grpc, llm_pb2_grpc, ses
                           stt_pb2_grpc, tts_pb2_grpc, vad_pb2_grpc, video_pb2_grpc)
 from services.common.channels import create_channel
 from services.common.config import ConfigError
+from services.common.ratelimit import RateLimiter
 from services.common.server import ServiceRuntime
 from services.orchestrator import plans
 from services.orchestrator.capabilities import Capabilities, grpc_fetch
@@ -25,7 +26,7 @@ from services.orchestrator.readiness import StoreReadiness
 from services.orchestrator.api import auth
 from services.orchestrator.api.commands import CommandConsumer
 from services.orchestrator.api.interviews import InterviewsApi
-from services.orchestrator.api.servicer import InterviewsServicer
+from services.orchestrator.api.servicer import ApiLimits, InterviewsServicer
 from services.orchestrator.api.tokens import JoinTokens
 from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.conversation.abandoned import AbandonedSweeper
@@ -157,8 +158,10 @@ async def build(cfg: OrchestratorConfig, runtime: ServiceRuntime) -> None:
         concurrency=cfg.evaluation_workers,
         settings=EvaluationSettings(review_margin=cfg.evaluation_review_margin, timeout_ms=cfg.evaluation_timeout_ms,
                                     low_stt_confidence=cfg.evaluation_low_stt_confidence))
+    limits = ApiLimits(RateLimiter(cfg.api_rate_per_s, cfg.api_burst),
+                       RateLimiter(cfg.api_watch_rate_per_s, cfg.api_watch_burst))
     servicer = InterviewsServicer(api, auth.Authenticator(keys, tokens), cfg.watch_block_ms, evaluations,
-                                  cfg.evaluate_wait_s)
+                                  cfg.evaluate_wait_s, limits)
     runtime.add(interviews_pb2.DESCRIPTOR.services_by_name["Interviews"].full_name,
                 interviews_pb2_grpc.add_InterviewsServicer_to_server, servicer)
     sessions = SessionServicer(store, api, tokens, stubs, loop_settings(cfg), instance, cfg.session_credential_ttl_s,

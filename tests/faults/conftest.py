@@ -1,4 +1,4 @@
-"""The orchestrator fault suite: real processes (redis-server, vad, stt, llm, tts, orchestrator),
+"""The orchestrator fault suite: real processes (redis-server, vad, stt, llm, tts, video, orchestrator),
 one fault each. `make test` runs each once; `make faults` repeats them (FAULT_RUNS) and appends
 every measurement to FAULT_RESULTS (JSON lines) for docs/reliability.md."""
 from __future__ import annotations
@@ -37,7 +37,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Servic
     redis = RedisServer().start()
     procs: dict[str, ServiceProcess | RedisServer] = {"redis": redis}
     try:
-        for name, env in (("vad", {}), ("stt", {}), ("llm", {}), ("tts", {"TTS_PROVIDERS": "offline"})):
+        for name, env in (("vad", {}), ("stt", {}), ("llm", {}), ("tts", {"TTS_PROVIDERS": "offline"}),
+                          ("video", {"VIDEO_PROVIDERS": "offline", "VIDEO_OCR_MIN_INTERVAL_S": "1"})):
             procs[name] = ServiceProcess(name, env=env).start()
         env = orchestrator_env(redis.url, "faults:", **{f"{k.upper()}_ADDR": p.address for k, p in procs.items()
                                                         if k != "redis"},

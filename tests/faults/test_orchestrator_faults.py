@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from interview.v1 import common_pb2, interviews_pb2
+from interview.v1 import common_pb2, interviews_pb2, session_pb2
 from services.orchestrator.api.client import InterviewsClient
 from services.orchestrator.store.store import InterviewStore
 from tests.faults.conftest import record
@@ -163,3 +163,86 @@ async def test_media_killed_ends_the_session_and_the_interview_stays_resumable(s
     finally:
         media.kill()
         await store.redis.aclose()
+
+
+class ScreenShare:
+    """A consented screen share sent the way media sends it (Session.Connect frames, JPEG, a
+    still editor showing two_sum, 2 frames a second: the scripted frame source of
+    tests/media/test_video_interview.py without the WebRTC hop)."""
+
+    def __init__(self, cand: Candidate, fps: float = 2.0):
+        from tests.video import screens
+        self.cand, self.fps = cand, fps
+        self.jpeg = screens.jpeg(screens.editor(screens.TWO_SUM, size=(1280, 720), font_px=18))
+        self.sent = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.cand._out.put_nowait(session_pb2.ClientMessage(consent=session_pb2.ConsentUpdate(
+            consent=common_pb2.VideoConsent(screen=True))))
+        self._task = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        t0 = time.monotonic()
+        while True:
+            self.cand._out.put_nowait(session_pb2.ClientMessage(frame=common_pb2.VideoFrame(
+                jpeg=self.jpeg, source=common_pb2.VIDEO_SOURCE_SCREEN, width=1280, height=720,
+                time_ms=int((time.monotonic() - t0) * 1000))))
+            self.sent += 1
+            await asyncio.sleep(1 / self.fps)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def _observation(store: InterviewStore, iid: str, after: str, timeout: float) -> tuple[float, str]:
+    """Wait for an observation event after event id `after`: (when it was read, its event id)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        for e in await store.read_events(store.keys.events(iid), after, block_ms=200):
+            after = e.event_id
+            if e.WhichOneof("payload") == "observation":
+                return time.monotonic(), e.event_id
+    raise AssertionError(f"no observation within {timeout} s")
+
+
+async def test_video_killed_and_restarted_during_a_screen_share(stack: dict[str, Any], run: int) -> None:
+    orch: ServiceProcess = stack["orchestrator"]
+    async with InterviewsClient(orch.address, API_KEY) as c:
+        created = await c.create(plan=plan("Hello there."), candidate_name="Ada", screen=True)
+    iid = created.interview.id
+    store = _store(stack["redis"])
+    try:
+        async with Candidate(orch.address, iid, token=created.join_token, instant_playback=True) as cand:
+            share = ScreenShare(cand)
+            try:
+                await _answered(cand, 1, 15)
+                after = await store.last_event_id(store.keys.events(iid))
+                share.start()
+                _, after = await _observation(store, iid, after, 20)  # the share is analysed
+                await cand.say(speech("goforward_16k.wav"))  # a baseline: the same, before the fault
+                base_said = time.monotonic()
+                baseline = await _answered(cand, 2, 20) - base_said
+                proc: ServiceProcess = stack["video"]
+                proc.kill()
+                await asyncio.sleep(1.0)  # the session sees its Analyze stream fail; frames keep coming
+                # in a thread: the candidate's microphone and screen keep their real-time pace meanwhile
+                await asyncio.to_thread(proc.start)  # returns once its health answers SERVING
+                serving_at = time.monotonic()
+                await cand.say(speech("goforward_16k.wav"))
+                said_at = time.monotonic()
+                answered_at = await _answered(cand, 3, 20)
+                observed_at, _ = await _observation(store, iid, after, 30)  # observations resume
+                assert not cand.of("end"), cand.of("end")  # the session never ended
+            finally:
+                await share.stop()
+    finally:
+        await store.redis.aclose()
+    took = answered_at - serving_at
+    assert took < 5.0 + (said_at - serving_at), f"video: answered {took:.2f} s after SERVING"
+    record("video_restart", answer_after_serving_s=round(took, 3),
+           answer_after_speech_end_s=round(answered_at - said_at, 3),
+           baseline_answer_after_speech_end_s=round(baseline, 3),
+           observation_after_serving_s=round(observed_at - serving_at, 3), frames_sent=share.sent)

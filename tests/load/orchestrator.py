@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         key = "load-" + secrets.token_hex(16)
         with RedisServer() as redis_server:
             env = {"REDIS_URL": redis_server.url, "ORCHESTRATOR_API_KEYS": f"load:{key}", "LOG_LEVEL": "WARNING",
+                   "ORCHESTRATOR_API_RATE_PER_S": "0", "ORCHESTRATOR_API_WATCH_RATE_PER_S": "0",  # capacity, not limits
                    "ORCHESTRATOR_JOIN_TOKEN_SECRET": secrets.token_hex(32)}
             with ServiceProcess("orchestrator", env=env) as proc:
                 summary = asyncio.run(run(proc.address, key, proc.pid))

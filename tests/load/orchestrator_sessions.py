@@ -383,6 +383,7 @@ def run_stack(stack: str, *, sessions: int, seconds: float, chunk_ms: float, min
     key = "load-" + secrets.token_hex(16)
     with RedisServer() as redis_server, ai_stack(stack, video=screen_ab) as ai:
         env = {"REDIS_URL": redis_server.url, "ORCHESTRATOR_API_KEYS": f"load:{key}", "LOG_LEVEL": "WARNING",
+               "ORCHESTRATOR_API_RATE_PER_S": "0", "ORCHESTRATOR_API_WATCH_RATE_PER_S": "0",  # capacity, not limits
                "ORCHESTRATOR_JOIN_TOKEN_SECRET": secrets.token_hex(32),
                "ORCHESTRATOR_CONVERSATIONAL_SILENCE_MS": str(min_silence_ms),
                **{f"{name.upper()}_ADDR": address for name, address in ai.items()}}

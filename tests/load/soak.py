@@ -137,6 +137,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with RedisServer() as redis_server, ServiceProcess("vad", env={"LOG_LEVEL": "WARNING"}) as vad, \
             fakes_process(FIXED) as (fakes, fakes_pid):
         env = {"REDIS_URL": redis_server.url, "ORCHESTRATOR_API_KEYS": f"soak:{key}", "LOG_LEVEL": "WARNING",
+               "ORCHESTRATOR_API_RATE_PER_S": "0", "ORCHESTRATOR_API_WATCH_RATE_PER_S": "0",  # capacity, not limits
                "ORCHESTRATOR_JOIN_TOKEN_SECRET": secrets.token_hex(32), "VAD_ADDR": vad.address,
                **{f"{n}_ADDR": fakes for n in ("STT", "LLM", "TTS")}, **json.loads(os.environ.get("SOAK_ORCH_ENV", "{}"))}
         with ServiceProcess("orchestrator", env=env) as orch:

@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
-from services.media.ratelimit import RateLimiter, client_address, parse_networks
+from services.common.ratelimit import RateLimiter
+from services.media.ratelimit import client_address, parse_networks
 from tests.fakes.session import FakeSession
 
 
@@ -70,7 +71,7 @@ def test_client_address_and_bucket_rules() -> None:
     assert client_address("10.1.1.1", "garbage", trusted) == "10.1.1.1"
     assert client_address("192.0.2.1", "203.0.113.5", trusted) == "192.0.2.1"  # untrusted peer: header ignored
     now = [0.0]
-    limiter = RateLimiter(60, 2, max_keys=3, clock=lambda: now[0])
+    limiter = RateLimiter(1.0, 2, max_keys=3, clock=lambda: now[0])
     assert [limiter.take("a") for _ in range(3)][:2] == [0, 0] and limiter.take("a") > 0
     now[0] += 1.0  # one token a second
     assert limiter.take("a") == 0

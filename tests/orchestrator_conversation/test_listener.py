@@ -101,3 +101,65 @@ async def test_bad_audio_is_refused_with_invalid_argument() -> None:
     lis.audio(common_pb2.AudioChunk(pcm=b"\x00" * 4, offset_samples=100))
     with pytest.raises(SessionFailed, match="went backwards"):
         lis.audio(common_pb2.AudioChunk(pcm=b"\x00" * 4, offset_samples=50))
+
+
+def started() -> vad_pb2.DetectResponse:
+    return vad_pb2.DetectResponse(event=vad_pb2.VadEvent(type=vad_pb2.SPEECH_STARTED, offset_samples=0))
+
+
+def stopped() -> vad_pb2.DetectResponse:
+    return vad_pb2.DetectResponse(event=vad_pb2.VadEvent(type=vad_pb2.SPEECH_STOPPED))
+
+
+def answer(fid: str, text: str = "") -> stt_pb2.RecognizeResponse:
+    return stt_pb2.RecognizeResponse(result=stt_pb2.SttResult(text=text, is_final=True, finalize_id=fid))
+
+
+async def test_pending_finalizes_are_bounded_and_held_back_ones_coalesce() -> None:
+    """STT not answering: at most MAX_FINALIZES are sent; later ones wait, the newest standing for
+    all of them; an answer frees a slot and sends it, and its answer answers the replaced ones too."""
+    from services.orchestrator.conversation.listener import MAX_FINALIZES
+    lis, hooks = listener()
+    sent: list[str] = []
+    lis.stt.send = lambda req: sent.append(req.finalize.finalize_id)  # type: ignore[method-assign]
+    for _ in range(MAX_FINALIZES + 3):  # utterances STT does not answer
+        await lis._on_vad(started())
+        await lis._on_vad(stopped())
+    ids = [f"s_1-f{i}" for i in range(1, MAX_FINALIZES + 4)]
+    assert sent == ids[:MAX_FINALIZES]
+    assert lis.finalizing == ids[:MAX_FINALIZES] + [ids[-1]] and lis.coalesced_finalizes == 2
+    await lis._on_stt(answer(ids[0], "one"))
+    assert sent == ids[:MAX_FINALIZES] + [ids[-1]]  # the held one takes the freed slot
+    assert lis.finalizing == ids[1:MAX_FINALIZES] + [ids[-1]]
+    for fid in ids[1:MAX_FINALIZES]:
+        await lis._on_stt(answer(fid))
+    await lis._on_stt(answer(ids[-1], "the rest"))
+    assert lis.finalizing == []
+    finals = [e for e in hooks.events if isinstance(e, Final)]
+    assert finals[-1] == Final("the rest", ids[-1], words=2, covers=tuple(ids[MAX_FINALIZES:-1]))
+
+
+async def test_a_reopened_stt_stream_gets_only_the_sent_finalizes_again() -> None:
+    from services.orchestrator.conversation.listener import MAX_FINALIZES
+    lis, _ = listener()
+    sent: list[str] = []
+    lis.stt.send = lambda req: sent.append(req.finalize.finalize_id)  # type: ignore[method-assign]
+    for _ in range(MAX_FINALIZES + 1):
+        await lis._on_vad(started())
+        await lis._on_vad(stopped())
+    sent.clear()
+    await lis._on_stt_reopen()
+    assert sent == [f"s_1-f{i}" for i in range(1, MAX_FINALIZES + 1)]
+
+
+def test_a_coalesced_pause_is_decided_by_the_finalize_that_covers_it() -> None:
+    from services.orchestrator.conversation.end_of_turn import EndOfTurn
+    from services.orchestrator.conversation.heard import TurnPaused
+    commits: list[bool] = []
+    eot = EndOfTurn(FakeClock(), lambda: commits.append(True))
+    eot.configure(True, eot.cfg, "en")
+    eot.paused(TurnPaused(0.99, 300, 10.0, "s_1-f5", common_pb2.TraceContext(), None))
+    eot.finalized("s_1-f6", "I think that is all.")
+    assert not commits
+    eot.finalized("s_1-f6", "I think that is all.", covers=("s_1-f5",))
+    assert commits == [True]

@@ -74,3 +74,9 @@ def test_an_utterance_end_is_served_before_other_streams_audio() -> None:
     assert is_end(end) and not is_end(feed) and not is_end(new)
     assert next_request([feed, new, end]) is end
     assert next_request([feed, new]) is feed  # otherwise first come, first served
+
+
+def test_an_abandon_goes_first() -> None:
+    end = (2, "utt", 8, None, b"", True)
+    abandon = (3, "abandon", 7)
+    assert next_request([abandon, end]) is abandon

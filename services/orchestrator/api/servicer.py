@@ -13,7 +13,8 @@ import redis.exceptions
 
 from interview.v1 import interviews_pb2, interviews_pb2_grpc
 from services.common import logs
-from services.common.errors import ServiceError
+from services.common.errors import ResourceExhausted, ServiceError
+from services.common.ratelimit import RateLimiter
 from services.orchestrator.api import validation
 from services.orchestrator.api.auth import ApiKey, Authenticator
 from services.orchestrator.api.interviews import InterviewsApi
@@ -21,12 +22,44 @@ from services.orchestrator.evaluation.jobs import EvaluationJobs, NotEnded
 
 log = logging.getLogger("api")
 
+WATCH = "WatchEvents"
+
+
+class RateLimited(ResourceExhausted):
+    """An API key over its rate: the caller should wait `retry_after` seconds (trailing metadata)."""
+
+    def __init__(self, message: str, retry_after: str):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ApiLimits:
+    """Per-API-key token buckets: one for unary calls, one for opening WatchEvents streams (a
+    stream is long-lived and reconnects are normal, so it neither spends nor is refused by the
+    calls' bucket)."""
+
+    def __init__(self, calls: RateLimiter, watches: RateLimiter):
+        self.calls, self.watches = calls, watches
+
+    def check(self, key_name: str, method: str) -> None:
+        limiter = self.watches if method == WATCH else self.calls
+        wait = limiter.take(key_name)
+        if wait:
+            after = limiter.retry_after(wait)
+            log.info("rate limited", extra={"caller": key_name, "method": method, "retry_after_s": after})
+            what = "WatchEvents streams opened" if method == WATCH else "API calls"
+            raise RateLimited(f"rate limit exceeded for API key {key_name!r}: at most {limiter.rate:g} {what} per "
+                              f"second (bursts of {limiter.burst:g}); retry after {after} s", after)
+
+
 _STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> NoReturn:
     """Map an exception to a status and a message a person understands: a ServiceError (refused
     request, store refusal, bad credentials) carries its own status; Redis down is UNAVAILABLE."""
+    if isinstance(exc, RateLimited):
+        context.set_trailing_metadata((("retry-after", exc.retry_after),))
     if isinstance(exc, ServiceError):
         code, message = exc.code, exc.message
     elif isinstance(exc, _STORE_DOWN):
@@ -45,7 +78,10 @@ def api_call(fn: Callable[..., Any]) -> Callable[..., Any]:
     method = fn.__name__
 
     def _caller(self: "InterviewsServicer", request: Any, context: grpc.aio.ServicerContext) -> ApiKey:
-        return self.auth.check(context.invocation_metadata(), method)
+        caller = self.auth.check(context.invocation_metadata(), method)
+        if self.limits is not None:
+            self.limits.check(caller.name, method)
+        return caller
 
     if getattr(fn, "__code__", None) and fn.__code__.co_flags & 0x200:  # async generator: server streaming
         @functools.wraps(fn)
@@ -76,9 +112,11 @@ def api_call(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 class InterviewsServicer(interviews_pb2_grpc.InterviewsServicer):
     def __init__(self, api: InterviewsApi, auth: Authenticator, watch_block_ms: int = 5000,
-                 evaluations: EvaluationJobs | None = None, evaluate_wait_s: float = 240.0):
+                 evaluations: EvaluationJobs | None = None, evaluate_wait_s: float = 240.0,
+                 limits: ApiLimits | None = None):
         self.api = api
         self.auth = auth
+        self.limits = limits
         self.watch_block_ms = watch_block_ms
         self.evaluations = evaluations
         self.evaluate_wait_s = evaluate_wait_s

@@ -73,10 +73,11 @@ class EndOfTurn:
         self.pause = e
         self.speech_end = e.at - e.pause_ms / 1000
 
-    def finalized(self, finalize_id: str, turn_text: str) -> None:
-        """The pause's FINALIZE was answered: decide on the whole turn's words so far."""
+    def finalized(self, finalize_id: str, turn_text: str, covers: tuple[str, ...] = ()) -> None:
+        """The pause's FINALIZE was answered (itself, or coalesced into `finalize_id` while STT
+        was behind: listener.MAX_FINALIZES): decide on the whole turn's words so far."""
         p = self.pause
-        if not self.on or p is None or finalize_id != p.finalize_id or self.committed:
+        if not self.on or p is None or (p.finalize_id != finalize_id and p.finalize_id not in covers) or self.committed:
             return
         v = self.verdict = decide(p.probability, turn_text, self.cfg, self.language)
         log.info("end of turn verdict", extra={"decision": v.decision.value, "reason": v.reason,

@@ -141,7 +141,7 @@ class Floor:
                 role=USER, text=e.text, is_final=True)))
             self.timer.utterance_transcribed()
             self.transcript.add_pending(e.text, self.listener.utterance_start_time, e.confidence, e.words)
-        self.eot.finalized(e.finalize_id, " ".join(self.transcript.pending_user))
+        self.eot.finalized(e.finalize_id, " ".join(self.transcript.pending_user), e.covers)
         self.maybe_reply()
         self.pre.maybe_start()
 

@@ -68,6 +68,7 @@ class Final:
     finalize_id: str
     confidence: float = 0.0  # the STT final's (0..1; 0 = unknown)
     words: int = 0  # how many words it holds: the weight of its confidence in the entry's
+    covers: tuple[str, ...] = ()  # held-back FINALIZEs coalesced into this one: answered with it
 
 
 Heard = SpeechStarted | EarlySpeech | SpeechStopped | TurnPaused | SpeechResumed | TurnScoringUnavailable | Interim | Final

@@ -7,6 +7,13 @@ typed events (heard.py: SpeechStarted, EarlySpeech, SpeechStopped, TurnPaused, I
 and never calls up. Both streams reopen by themselves (clients.ReopeningStream); what a new
 stream needs (config, params, the utterance in progress, unanswered FINALIZEs) is re-sent.
 
+FINALIZEs outstanding on the STT stream are bounded (`MAX_FINALIZES`): when that many are
+unanswered (STT slow or down, the candidate pausing often), a new one is held back and sent when
+an answer frees a slot; held-back ones coalesce into one, under the newest id (when sent, it closes
+all the audio since the last FINALIZE sent, so it covers the older ones' words too, and whatever
+was said while it was held). So at most MAX_FINALIZES + 1 are ever pending, however long STT
+stays behind.
+
 VAD decisions are the VAD's own: the thresholds used to spot early speech (stage one of a
 barge-in, before SPEECH_STARTED's min speech) are the params the VAD reports in `params_applied`,
 and windows are measured from its probability stream at the stream's sample rate; until the VAD
@@ -30,6 +37,7 @@ from services.orchestrator.conversation.heard import (EarlySpeech, Final, Interi
 log = logging.getLogger("conversation.listener")
 
 VOICED_RECENTLY_S = 0.25  # "still speaking" when a voiced window ended this recently
+MAX_FINALIZES = 4  # FINALIZEs sent and unanswered on the STT stream; later ones wait and coalesce
 
 
 class SessionFailed(errors.InvalidArgument):
@@ -52,7 +60,11 @@ class Listener:
         self.utterance_no = 0
         self.utterance_start_time = 0.0
         self.latest_interim = ""
-        self.finalizing: list[str] = []  # FINALIZE ids sent, not yet answered (in order)
+        self._sent: list[str] = []  # FINALIZE ids sent, not yet answered (in order)
+        self._held: str | None = None  # the newest FINALIZE held back while MAX_FINALIZES are sent
+        self._held_covers: list[str] = []  # held-back ids the held one replaced
+        self.coalesced_finalizes = 0  # held-back FINALIZEs replaced by a newer one (their words go with it)
+        self._covers: dict[str, tuple[str, ...]] = {}  # sent id -> the held-back ids it answers too
         self._finalize_traces: dict[str, common_pb2.TraceContext] = {}  # re-sent with them on a reopen
         self._finalize_seq = 0
         self._gate_open = False
@@ -224,10 +236,28 @@ class Listener:
         telemetry.inject_span(span, context)
         self._finalize_seq += 1
         fid = f"{self.stream_id}-f{self._finalize_seq}"
-        self.finalizing.append(fid)
         self._finalize_traces[fid] = context
-        self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(finalize_id=fid, trace=context)))
+        if len(self._sent) < MAX_FINALIZES:
+            self._send_finalize(fid)
+        else:
+            if self._held is not None:  # replaced: its words are closed by the newer one
+                self._finalize_traces.pop(self._held, None)
+                self._held_covers.append(self._held)
+                self.coalesced_finalizes += 1
+            self._held = fid
+            log.warning("STT is behind: FINALIZE held back", extra={
+                "finalize_id": fid, "outstanding": len(self._sent), "coalesced": self.coalesced_finalizes})
         return fid, context, span
+
+    @property
+    def finalizing(self) -> list[str]:
+        """FINALIZE ids not yet answered, in order: those sent, then the one held back."""
+        return self._sent + ([self._held] if self._held is not None else [])
+
+    def _send_finalize(self, fid: str) -> None:
+        self._sent.append(fid)
+        self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(
+            finalize_id=fid, trace=self._finalize_traces.get(fid))))
 
     # ---- STT ----
 
@@ -241,7 +271,7 @@ class Listener:
         self._stt_end = 0
         if self.speaking:
             self._open_gate()
-        for fid in self.finalizing:
+        for fid in self._sent:
             self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(
                 finalize_id=fid, trace=self._finalize_traces.get(fid))))
 
@@ -255,7 +285,12 @@ class Listener:
                 self.latest_interim = text
                 self.hooks.heard(Interim(text, r.is_final))
             return
-        if r.finalize_id in self.finalizing:
-            self.finalizing.remove(r.finalize_id)
+        if r.finalize_id in self._sent:
+            self._sent.remove(r.finalize_id)
         self._finalize_traces.pop(r.finalize_id, None)
-        self.hooks.heard(Final(text, r.finalize_id, r.confidence, len(r.words) or len(text.split())))
+        if self._held is not None and len(self._sent) < MAX_FINALIZES:
+            held, self._held = self._held, None
+            self._covers[held], self._held_covers = tuple(self._held_covers), []
+            self._send_finalize(held)
+        self.hooks.heard(Final(text, r.finalize_id, r.confidence, len(r.words) or len(text.split()),
+                               self._covers.pop(r.finalize_id, ())))
