@@ -85,8 +85,9 @@ class Coach:
 
     def prepare(self, turn: AgentTurn) -> None:
         """A reply to the pending answer is about to be generated: its note, if any, goes first."""
-        pending = self.transcript.pending_entry()
-        if not self.on or turn.task not in ANSWERS or pending is None or self.view.coding():
+        if not self.on or turn.task not in ANSWERS or self.view.coding():
+            return
+        if (pending := self.transcript.pending_entry()) is None:
             return
         note = self.rules.choose([*self.entries, pending], self.clock.time())
         turn.coaching = Decision(note)
