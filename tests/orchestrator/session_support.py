@@ -125,8 +125,9 @@ class Orchestrator:
 
     async def create(self, **config: Any) -> tuple[str, str]:
         p = config.pop("plan", None) or plan()
+        persona = config.pop("persona", common_pb2.PERSONA_UNSPECIFIED)
         r = await self.api.create(interviews_pb2.CreateInterviewRequest(
-            plan=p, candidate=interviews_pb2.Candidate(name="Ada"),
+            plan=p, candidate=interviews_pb2.Candidate(name="Ada"), persona=persona,
             config=interviews_pb2.InterviewConfig(**config)), "test")
         return r.interview.id, r.join_token
 

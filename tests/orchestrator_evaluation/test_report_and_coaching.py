@@ -82,3 +82,19 @@ def test_the_coach_request_carries_the_computed_lines_as_data():
     doc = json.loads(req.document)
     assert doc["feedback"] == lines and lines[0].startswith("That answer ran 2:30")
     assert doc["metrics"]["not_a_judgement"] and req.task == 8 and req.persona == common_pb2.PERSONA_COACH
+
+
+def test_the_end_of_practice_summary_lists_the_notes_given_between_answers():
+    from interview.v1 import interviews_pb2
+    from services.orchestrator.evaluation.evaluator import coaching_summary
+    mat = material(persona=common_pb2.PERSONA_COACH)
+    assert "Notes given between answers" not in coaching_summary(mat).report_markdown
+    for seq, text, spoken in ((4, "That answer ran about 3 minutes; aim for under 2.", True),
+                              (6, "You started answering before I had finished.", False)):
+        mat.events.append(interviews_pb2.Event(coaching=interviews_pb2.CoachingNote(
+            text=text, metric="m", sequences=[seq], spoken=spoken)))
+    ev = coaching_summary(mat)
+    assert "2 notes given between answers" in ev.summary
+    assert ("## Notes given between answers\n\n- #4: That answer ran about 3 minutes; aim for under 2.\n"
+            "- #6: You started answering before I had finished. (not heard: the candidate spoke over it)\n"
+            in ev.report_markdown)

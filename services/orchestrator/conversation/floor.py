@@ -20,6 +20,7 @@ from services.common.clock import Clock
 from services.orchestrator.conversation import modes
 from services.orchestrator.conversation.actions import apply_actions
 from services.orchestrator.conversation.barge_in import BargeIn, Stage
+from services.orchestrator.conversation.coaching import Coach
 from services.orchestrator.conversation.end_of_turn import EndOfTurn, policy_config
 from services.orchestrator.conversation.heard import EarlySpeech, Final, Interim, SpeechStopped, TurnPaused
 from services.orchestrator.conversation.interruption import Interruption
@@ -53,10 +54,10 @@ class Floor:
         self.timer = SilenceTimer(clock, self._check_in, view.check_in_timeout_s())
         self.eot = EndOfTurn(clock, self.maybe_reply)
         self.pre = PreemptiveReply(self)
+        self.coach = Coach(view=view, transcript=transcript, clock=clock, spawn=spawn, publish=publish)
         self.turn: AgentTurn | None = None
         self._turn_task: asyncio.Task[None] | None = None
-        self._generation_seq = 0
-        self._turn_started = 0.0
+        self._generation_seq, self._turn_started = 0, 0.0
         self._vad_stop_at: float | None = None
         self.utterance_trace = common_pb2.TraceContext()
         self.turn_span = OpenTurnSpan()
@@ -141,7 +142,7 @@ class Floor:
                 role=USER, text=e.text, is_final=True)))
             self.timer.utterance_transcribed()
             self.transcript.add_pending(e.text, self.listener.utterance_start_time, e.confidence, e.words)
-        self.eot.finalized(e.finalize_id, " ".join(self.transcript.pending_user), e.covers)
+        self.eot.finalized(e.finalize_id, self.transcript.pending_text(), e.covers)
         self.maybe_reply()
         self.pre.maybe_start()
 
@@ -160,20 +161,18 @@ class Floor:
         if (self.transcript.pending_user and self.eot.committed and not self.listener.finalizing
                 and self.turn is None):
             task = llm_pb2.TASK_WRAP_UP if self.view.wrap_up_due() else llm_pb2.TASK_REPLY
-            if task == llm_pb2.TASK_REPLY and self.pre.matches(self.pending_text()):
+            if task == llm_pb2.TASK_REPLY and self.pre.matches(self.transcript.pending_text()):
                 self._promote()
                 return
             self.pre.drop("the committed words differ from what it was generated from")
             self.start_turn(task)
-
-    def pending_text(self) -> str:
-        return " ".join(self.transcript.pending_user)
 
     def next_generation_id(self) -> str:
         self._generation_seq += 1
         return f"{self.session_id}-g{self._generation_seq}"
 
     def spawn_turn(self, turn: AgentTurn, name: str) -> "asyncio.Task[None]":
+        self.coach.prepare(turn)
         return self._spawn(self._run_turn(turn), name)
 
     def _promote(self) -> None:
@@ -242,6 +241,7 @@ class Floor:
             self.transcript.record(AGENT, text, entry_id=agent_entry_id(turn))
             self.outbound.control(session_pb2.ServerMessage(caption=session_pb2.Caption(
                 role=AGENT, text=text, is_final=True, generation_id=turn.generation_id)))
+        self.coach.done(turn)
         self.send_state()
         if apply_actions(turn.actions, self.view, self.api, self._spawn):
             self.ending_after_turn = True
@@ -255,7 +255,7 @@ class Floor:
         stay pending for the next turn."""
         if turn.user_texts and not turn.user_committed:
             turn.user_committed = True
-            self.transcript.commit_user(len(turn.user_texts))
+            turn.user_write = self.transcript.commit_user(len(turn.user_texts))
 
     def _check_in(self) -> None:
         if self.turn is None and not self.listener.speaking and not self.stopped():

@@ -53,6 +53,7 @@ class Interruption:
         if heard:  # the candidate heard part of the reply: their earlier words were answered
             f.commit_user_turn(turn)
             f.transcript.record(AGENT, heard, interrupted=True, entry_id=agent_entry_id(turn))
+        f.coach.done(turn)
         f.send_state()
         if turn.sent_any_audio and turn.task in ANSWERS:
             f.publish_metrics(turn, interrupted=True, once=False)

@@ -41,7 +41,7 @@ class PreemptiveReply:
                 or f.turn is not None or not f.transcript.pending_user or f.listener.finalizing
                 or f.view.wrap_up_pending() or f.stopped()):
             return
-        if self.matches(f.pending_text()):
+        if self.matches(f.transcript.pending_text()):
             return
         self.drop("replaced")
         gid = f.next_generation_id()
@@ -52,7 +52,7 @@ class PreemptiveReply:
                          user_texts=list(f.transcript.pending_user), on_first_audio=f.publish_metrics)
         turn.trace.CopyFrom(f.utterance_trace)
         request.trace.CopyFrom(turn.trace)
-        self.turn, self.text = turn, f.pending_text()
+        self.turn, self.text = turn, f.transcript.pending_text()
         self._counts[0] += 1
         log.info("speculative reply started", extra={"generation_id": gid, "reason": v.reason})
         self.task = f.spawn_turn(turn, f"spec-{gid}")

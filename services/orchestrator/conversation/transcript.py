@@ -15,12 +15,12 @@ from typing import Any
 
 from interview.v1 import common_pb2, interviews_pb2, llm_pb2
 from services.common.clock import Clock
-from services.common.confidence import word_weighted
 from services.common.plan_questions import asked_in
 from services.orchestrator.conversation.history import History
 from services.orchestrator.conversation.interview_view import InterviewView
 from services.orchestrator.store.outbox import TranscriptOutbox
-from services.orchestrator.store.store import timestamp
+from services.common.confidence import word_weighted
+from services.orchestrator.store.store import Appended, timestamp
 
 log = logging.getLogger("conversation.transcript")
 
@@ -28,6 +28,7 @@ USER, AGENT, SYSTEM = common_pb2.ROLE_USER, common_pb2.ROLE_AGENT, common_pb2.RO
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
 InFlight = tuple[str, float, str]  # (text heard so far, start time, entry id)
+Write = asyncio.Task[asyncio.Future[Appended]]  # a record's write (Transcript.record)
 
 
 class Transcript:
@@ -46,6 +47,7 @@ class Transcript:
         self._entry_seq = 0
         self._unwritten: dict[str, interviews_pb2.TranscriptEntry] = {}  # in the outbox, not yet stored
         self.writes: set[asyncio.Task[Any]] = set()  # awaited, never cancelled, at the end
+        self.recorded: Callable[[interviews_pb2.TranscriptEntry], None] | None = None  # sees each record (coaching)
 
     # ---- the candidate's pending words ----
 
@@ -59,17 +61,28 @@ class Transcript:
     def clear_pending(self) -> None:
         self.pending_user, self._pending_scores = [], []
 
-    def commit_user(self, n: int) -> None:
+    def commit_user(self, n: int) -> Write:
         """The first `n` pending utterances become one entry (the words one reply answers), with
         their word-weighted STT confidence."""
         words, self.pending_user = self.pending_user[:n], self.pending_user[n:]
         scores, self._pending_scores = self._pending_scores[:n], self._pending_scores[n:]
-        self.record(USER, " ".join(words), start=self._pending_since, entry_id=self.user_entry_id(),
-                    stt_confidence=word_weighted(scores))
+        write = self.record(USER, " ".join(words), start=self._pending_since, entry_id=self.user_entry_id(),
+                            stt_confidence=word_weighted(scores))
         self._user_group += 1
+        return write
 
     def user_entry_id(self) -> str:
         return f"{self.session_id}-u{self._user_group}"
+
+    def pending_text(self) -> str:
+        return " ".join(self.pending_user)
+
+    def pending_entry(self, ended: bool = True) -> interviews_pb2.TranscriptEntry | None:
+        """The entry the pending words would become now (None: nothing pending)."""
+        if not self.pending_user:
+            return None
+        return self.entry(USER, self.pending_text(), start=self._pending_since, entry_id=self.user_entry_id(),
+                          ended=ended, stt_confidence=word_weighted(self._pending_scores))
 
     # ---- records ----
 
@@ -97,9 +110,10 @@ class Transcript:
         return entry
 
     def record(self, role: int, text: str, *, start: float | None = None, interrupted: bool = False,
-               entry_id: str = "", stt_confidence: float = 0.0) -> None:
+               entry_id: str = "", stt_confidence: float = 0.0) -> Write:
         """History + a durable transcript entry (through the outbox, covered by the in-flight
-        marker until it is stored)."""
+        marker until it is stored). Returns the write: it ends once the outbox took the entry,
+        with the future of its store result (its sequence)."""
         self.history.add(self.chat(role, text, interrupted))
         if role == AGENT:
             self.asked |= asked_in(self.view.interview.plan, [text])
@@ -107,13 +121,17 @@ class Transcript:
                            stt_confidence=stt_confidence)
         self._unwritten[entry.entry_id] = entry
         self._changed()
+        if self.recorded is not None:
+            self.recorded(entry)
         task = self._spawn(self._write(entry), "transcript")
         self.writes.add(task)
         task.add_done_callback(self.writes.discard)
+        return task
 
-    async def _write(self, entry: interviews_pb2.TranscriptEntry) -> None:
+    async def _write(self, entry: interviews_pb2.TranscriptEntry) -> asyncio.Future[Appended]:
         stored = await self.outbox.put(entry)
         stored.add_done_callback(lambda f: self._stored(entry.entry_id, f))
+        return stored
 
     def _stored(self, entry_id: str, f: asyncio.Future[Any]) -> None:
         """Refused (fenced) entries stay in the marker: the next owner writes them."""
@@ -129,10 +147,8 @@ class Transcript:
         so far (incomplete). Not `ended` (the marker): no end time, so the content only changes
         when the turns do."""
         out = []
-        if self.pending_user:
-            out.append(self.entry(USER, " ".join(self.pending_user), start=self._pending_since,
-                                  entry_id=self.user_entry_id(), ended=ended,
-                                  stt_confidence=word_weighted(self._pending_scores)))
+        if (pending := self.pending_entry(ended)) is not None:
+            out.append(pending)
         if utterance is not None:
             text, start, number = utterance
             out.append(self.entry(USER, text, start=start, incomplete=True, entry_id=f"{self.session_id}-p{number}",

@@ -1,10 +1,11 @@
 """One agent generation: LLM deltas streamed into TTS, TTS audio streamed down to media.
 
 The agent's turn starts when the LLM call starts (not when audio starts), so the barge-in logic
-sees it from that moment. TTS is opened on the first delta (a NO_REPLY never opens it) and speaks
-while the LLM still writes. After the last chunk is sent the turn stays on until media has played
-it: a `PlaybackMark{finished}` ends it, or, without marks, the audio's duration plus a margin
-counted from the first chunk sent (pauses extend it).
+sees it from that moment. TTS is opened on the first delta (a NO_REPLY never opens it), or at once
+for a prelude (a coaching note, said before the LLM's words), and speaks while the LLM still
+writes. After the last chunk is sent the turn stays on until media has played it: a
+`PlaybackMark{finished}` ends it, or, without marks, the audio's duration plus a margin counted
+from the first chunk sent (pauses extend it).
 """
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ class AgentTurn:
     turn_span: Any = None  # the candidate's turn (opened at the end-of-speech decision): ends at first audio
     speculative: bool = False  # prepared before the turn was committed (preemptive reply)
     held: bool = False  # speculative: generate now, send no audio until `release` (the turn committed)
+    prelude: str = ""  # spoken before the LLM's words (a coaching note, coaching.py)
+    coaching: Any = None  # coaching.py's decision on the answer this turn replies to
+    user_write: Any = None  # the write of the candidate entry this turn answers (Transcript.record)
 
     def __post_init__(self) -> None:
         self.log = GenerationLog(self.generation_id)
@@ -109,24 +113,30 @@ class AgentTurn:
                         tg: asyncio.TaskGroup) -> None:
         self.times.llm_start = self.clock.monotonic()
         self._llm_call = llm_stub.Generate(self.request, timeout=60)
+        if self.prelude:  # said first, while the LLM starts on the rest
+            await self._open_tts(tts_stub, tts_config, tg).text(self.prelude + " ", self.stage_trace)
         async for resp in self._llm_call:
             kind = resp.WhichOneof("msg")
             if kind == "delta" and resp.delta.text:
                 if self.times.llm_first_token is None:
                     self.times.llm_first_token = self.clock.monotonic()
                 self.text_chars += len(resp.delta.text)
-                if self._tts is None:
-                    cfg = tts_pb2.TtsConfig()
-                    cfg.CopyFrom(tts_config)
-                    cfg.generation_id = self.generation_id
-                    self._tts = TtsCall(tts_stub, cfg, tts_pb2.SynthesizeRequest)
-                    tg.create_task(self._send_audio(self._tts))
-                await self._tts.text(resp.delta.text, self.stage_trace)
+                await self._open_tts(tts_stub, tts_config, tg).text(resp.delta.text, self.stage_trace)
             elif kind == "final":
                 self.final = resp.final
                 self.llm_provider = resp.final.provider
         if self._tts is not None:
             await self._tts.end()
+
+    def _open_tts(self, tts_stub: Any, tts_config: tts_pb2.TtsConfig, tg: asyncio.TaskGroup) -> TtsCall:
+        """The turn's one Tts.Synthesize call, opened on the first text to speak."""
+        if self._tts is None:
+            cfg = tts_pb2.TtsConfig()
+            cfg.CopyFrom(tts_config)
+            cfg.generation_id = self.generation_id
+            self._tts = TtsCall(tts_stub, cfg, tts_pb2.SynthesizeRequest)
+            tg.create_task(self._send_audio(self._tts))
+        return self._tts
 
     async def _send_audio(self, tts: TtsCall) -> None:
         async for resp in tts.call:

@@ -209,8 +209,10 @@ def coaching_summary(material: Material) -> interviews_pb2.Evaluation:
     ev = _base(material, interviews_pb2.EVALUATION_COACHING_SUMMARY)
     top = coaching.summary(m)
     ev.concerns.extend(i.line() for i in top)
-    ev.summary = "Practice feedback from measurements of the conversation, not a score."
-    ev.report_markdown = coaching.summary_markdown(m)
+    notes = [e.coaching for e in material.events if e.WhichOneof("payload") == "coaching"]
+    ev.summary = "Practice feedback from measurements of the conversation, not a score." + (
+        f" {len(notes)} note{'s' if len(notes) > 1 else ''} given between answers." if notes else "")
+    ev.report_markdown = coaching.summary_markdown(m, notes)
     return ev
 
 

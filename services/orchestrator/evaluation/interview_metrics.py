@@ -17,9 +17,10 @@ from interview.v1 import common_pb2, interviews_pb2
 
 LONG_ANSWER_S = 120.0  # answers over 2 minutes are flagged
 SILENCE_STRETCH_S = 60.0  # in coding, a gap this long without the candidate speaking or editing
+# Hesitations: the words STT marks Word.filler (both providers spell them so, and the text keeps them).
+HESITATIONS = ("um", "umm", "uh", "uhh", "er", "erm", "ah", "hmm")
 # Counted as fillers. "like" and "you know" are often not fillers; the report says it counts them all.
-FILLERS = ("um", "uh", "er", "erm", "hmm", "like", "you know")
-_FILLER_RE = re.compile(r"\b(" + "|".join(re.escape(f) for f in sorted(FILLERS, key=len, reverse=True)) + r")\b")
+FILLERS = (*HESITATIONS, "like", "you know")
 _WORD_RE = re.compile(r"[a-z0-9']+")
 _STOPWORDS = frozenset("""a an and are as at be been being but by can could did do does for from had has have how
 if in into is it its of on or our should so such than that the their them then there these they this those to
@@ -131,9 +132,17 @@ def rubric_keywords(item: common_pb2.RubricItem, limit: int = 8) -> list[str]:
     return out[:limit]
 
 
-def count_fillers(text: str) -> dict[str, int]:
+def _words_re(vocabulary: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"\b(" + "|".join(re.escape(f) for f in sorted(vocabulary, key=len, reverse=True)) + r")\b")
+
+
+_FILLER_RE = {FILLERS: _words_re(FILLERS), HESITATIONS: _words_re(HESITATIONS)}
+
+
+def count_fillers(text: str, vocabulary: tuple[str, ...] = FILLERS) -> dict[str, int]:
+    """Occurrences of each filler in `text` (FILLERS, or HESITATIONS: only what STT marks a filler)."""
     counts: dict[str, int] = {}
-    for match in _FILLER_RE.finditer(text.lower()):
+    for match in (_FILLER_RE.get(vocabulary) or _words_re(vocabulary)).finditer(text.lower()):
         counts[match.group(1)] = counts.get(match.group(1), 0) + 1
     return counts
 
