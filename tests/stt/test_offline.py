@@ -41,9 +41,12 @@ async def test_offsets_stay_on_the_callers_timeline_across_gaps() -> None:
 async def test_results_do_not_depend_on_earlier_utterances() -> None:
     go, forever = speech("goforward_16k.wav"), speech("forever_16k.wav")
     script, offset = [cfg()], 0
+    gap = 8000  # VAD-gated utterances: a gap between them (audio going on where a FINALIZE cut it is
+    # the same speech: it carries the feature state on, tests/stt/test_pieces.py)
     for i in range(4):  # one decoder for everything: any state carried between utterances would show
-        script += [*audio(go, offset=offset), fin(f"go{i}"), *audio(forever, offset=offset + len(go)), fin(f"ever{i}")]
-        offset += len(go) + len(forever)
+        script += [*audio(go, offset=offset), fin(f"go{i}"), *audio(forever, offset=offset + len(go) + gap),
+                   fin(f"ever{i}")]
+        offset += len(go) + len(forever) + 2 * gap
     async with stt_server({"STT_OFFLINE_MAX_DECODERS": "1"}) as stt:
         fresh = answers(await run(stt.stub, [cfg(), *audio(forever), fin("a")]))["a"].text
         got = answers(await run(stt.stub, script))

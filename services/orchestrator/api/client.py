@@ -97,8 +97,10 @@ class InterviewsClient:
             token = page.next_page_token
 
     async def update_config(self, interview_id: str, *, mode: Mode | None = None, silence_timeout_s: int | None = None,
-                            vad_params: common_pb2.VadParams | None = None) -> interviews_pb2.Interview:
-        request = interviews_pb2.UpdateConfigRequest(interview_id=interview_id, vad_params=vad_params)
+                            vad_params: common_pb2.VadParams | None = None,
+                            turn_taking: interviews_pb2.TurnTakingConfig | None = None) -> interviews_pb2.Interview:
+        request = interviews_pb2.UpdateConfigRequest(interview_id=interview_id, vad_params=vad_params,
+                                                     turn_taking=turn_taking)
         if mode is not None:
             request.mode = mode
         if silence_timeout_s is not None:

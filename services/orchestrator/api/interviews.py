@@ -104,12 +104,21 @@ class InterviewsApi:
         if r.HasField("silence_timeout_s"):
             validation.silence_timeout(r.silence_timeout_s, "silence_timeout_s")
         validation.vad_params(r.vad_params, "vad_params")
-        if not (r.HasField("mode") or r.HasField("silence_timeout_s") or r.vad_params.ListFields()):
-            raise validation.invalid("(request)", "nothing to update: set mode, silence_timeout_s or vad_params")
+        turns = r.turn_taking.ListFields()
+        if turns:  # each field's range now; the combination with the interview's values below
+            validation.turn_taking(r.turn_taking, "turn_taking", validation.TURN_TAKING_ANY)
+        if not (r.HasField("mode") or r.HasField("silence_timeout_s") or r.vad_params.ListFields() or turns):
+            raise validation.invalid("(request)",
+                                     "nothing to update: set mode, silence_timeout_s, vad_params or turn_taking")
 
         def mutate(iv: interviews_pb2.Interview) -> Change:
             _visible(iv, team)
             _not_ended(iv, "update the config")
+            if turns:  # the combination, with the interview's values for the fields left unset
+                current = interviews_pb2.TurnTakingConfig()
+                current.CopyFrom(validation.TURN_TAKING_DEFAULTS)
+                current.MergeFrom(iv.config.turn_taking)
+                validation.turn_taking(r.turn_taking, "turn_taking", current)
             change = Change()
             if r.HasField("mode") and r.mode != iv.mode:
                 change.events.append((self.store.event(iv.id, mode_changed=interviews_pb2.ModeChanged(
@@ -121,6 +130,8 @@ class InterviewsApi:
                 target = r.mode if r.HasField("mode") else iv.mode
                 (iv.config.coding_vad if target == common_pb2.MODE_CODING else iv.config.conversational_vad
                  ).MergeFrom(r.vad_params)
+            if turns:  # set fields replace the interview's, unset ones keep them
+                iv.config.turn_taking.MergeFrom(r.turn_taking)
             change.events.append((self.store.event(iv.id, config_changed=interviews_pb2.ConfigChanged(
                 config=iv.config)), "c"))
             return change

@@ -50,11 +50,18 @@ def vad_params(p: common_pb2.VadParams, field: str) -> None:
 TURN_TAKING_DEFAULTS = interviews_pb2.TurnTakingConfig(
     enabled=True, turn_pause_ms=200, commit_threshold=0.8, hold_threshold=0.15, undecided_max_wait_ms=1200,
     hold_max_wait_ms=3000, preemptive_reply=True)
+# A base that lets any combination pass: ranges only (an UpdateConfig checks the combination
+# against the interview's own values once it has read them).
+TURN_TAKING_ANY = interviews_pb2.TurnTakingConfig(commit_threshold=1.0, hold_threshold=0.0, undecided_max_wait_ms=0,
+                                                  hold_max_wait_ms=60_000)
 
 
-def turn_taking(t: interviews_pb2.TurnTakingConfig, field: str) -> None:
-    """Each field in its range, then the combination (with defaults for unset fields) as the
-    policy needs it: hold_threshold <= commit_threshold, undecided wait <= hold wait."""
+def turn_taking(t: interviews_pb2.TurnTakingConfig, field: str,
+                base: interviews_pb2.TurnTakingConfig = TURN_TAKING_DEFAULTS) -> None:
+    """Each field in its range, then the combination as the policy needs it (hold_threshold <=
+    commit_threshold, undecided wait <= hold wait), unset fields taking their value from `base`:
+    the defaults at creation, the interview's current values for an UpdateConfig. A bad
+    combination names a field the request set."""
     for name in ("commit_threshold", "hold_threshold"):
         if t.HasField(name) and not 0.0 <= getattr(t, name) <= 1.0:
             raise invalid(f"{field}.{name}", f"{getattr(t, name):g} is outside 0..1")
@@ -62,15 +69,15 @@ def turn_taking(t: interviews_pb2.TurnTakingConfig, field: str) -> None:
                          ("hold_max_wait_ms", 0, 60_000)):
         if t.HasField(name) and not lo <= getattr(t, name) <= hi:
             raise invalid(f"{field}.{name}", f"{getattr(t, name)} is outside {lo}..{hi}")
-    d = TURN_TAKING_DEFAULTS
-    commit = t.commit_threshold if t.HasField("commit_threshold") else d.commit_threshold
-    hold = t.hold_threshold if t.HasField("hold_threshold") else d.hold_threshold
-    if hold > commit:
-        raise invalid(f"{field}.hold_threshold", f"{hold:g} is above commit_threshold ({commit:g})")
-    undecided = t.undecided_max_wait_ms if t.HasField("undecided_max_wait_ms") else d.undecided_max_wait_ms
-    hold_wait = t.hold_max_wait_ms if t.HasField("hold_max_wait_ms") else d.hold_max_wait_ms
-    if undecided > hold_wait:
-        raise invalid(f"{field}.undecided_max_wait_ms", f"{undecided} is above hold_max_wait_ms ({hold_wait})")
+    merged = interviews_pb2.TurnTakingConfig()
+    merged.CopyFrom(base)
+    merged.MergeFrom(t)
+    for low, high in (("hold_threshold", "commit_threshold"), ("undecided_max_wait_ms", "hold_max_wait_ms")):
+        if getattr(merged, low) > getattr(merged, high):
+            name, other, word = (low, high, "above") if t.HasField(low) or not t.HasField(high) else (high, low, "below")
+            source = "" if t.HasField(other) else (" the default" if base is TURN_TAKING_DEFAULTS else " the interview's")
+            raise invalid(f"{field}.{name}",
+                          f"{getattr(merged, name):g} is {word}{source} {other} ({getattr(merged, other):g})")
 
 
 def silence_timeout(value: int, field: str) -> None:

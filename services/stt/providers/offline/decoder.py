@@ -11,7 +11,11 @@ streamed-vs-whole comparison), and WER moved by one word out of 71 on the libriv
 0.268 -> 0.282, whole-file 0.282 -> 0.268): `python -m tests.load.stt_decoder`, docs/benchmarks.md.
 
 Feature state (cepstral mean normalisation) is reset to a fixed prior at every utterance start, so a
-result never depends on what the stream, or another stream using the same decoder, said before. The
+result never depends on what the stream, or another stream using the same decoder, said before —
+except for a piece that goes on where the previous utterance's audio ended, without a gap (the
+orchestrator FINALIZEs at every short pause of a turn and keeps sending audio): it starts from the
+CMN the previous piece ended with. Restarting from the prior at every piece cost +0.13 WER on
+librivox clips with thinking pauses (`python -m tests.load.stt_pieces`, docs/benchmarks.md). The
 prior matters: pocketsphinx's default (40,3,-1,0,...) costs ~0.11 WER on the librivox clips when
 streaming; this one (the mean over 60 s of 16 kHz English lecture speech,
 tests/fixtures/speech/lecture_60s_16k.wav) brings streaming within 0.02 of whole-file decoding.
@@ -106,14 +110,17 @@ def decode_whole(samples: np.ndarray) -> str:
 class Utterance:
     """One utterance on one decoder: resampling, streaming decode, rate-limited partials, the end."""
 
-    def __init__(self, decoder: Any, rate: int, interim_samples: int):
+    def __init__(self, decoder: Any, rate: int, interim_samples: int, cmn: str | None = None):
         self.decoder = decoder
         self._resampler = Resampler(rate, DECODER_RATE)
         self._interim_samples = interim_samples
         self._since_interim = 0
         # reinit_feat resets all feature state (CMN mean and its frame count) to the configured prior,
-        # in 0.1 ms; without a reset, the second utterance already decodes differently.
+        # in 0.1 ms; without a reset, the second utterance already decodes differently. A piece that
+        # continues the previous one's audio starts from the CMN that one ended with instead.
         decoder.reinit_feat()
+        if cmn:
+            decoder.set_cmn(cmn)
         decoder.start_utt()
 
     def feed(self, pcm: bytes) -> str | None:
@@ -128,13 +135,14 @@ class Utterance:
             return hyp.hypstr if hyp else ""
         return None
 
-    def end(self) -> tuple[str, list[Word]]:
+    def end(self) -> tuple[str, list[Word], str]:
+        """(text, words, the CMN estimate at the end: what a following piece starts from)."""
         tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
         if len(tail):
             self.decoder.process_raw(tail.tobytes(), False, False)
         self.decoder.end_utt()
         hyp = self.decoder.hyp()
-        return (hyp.hypstr if hyp else ""), words_of(self.decoder)
+        return (hyp.hypstr if hyp else ""), words_of(self.decoder), self.decoder.get_cmn(False)
 
     def abandon(self) -> None:
         self.decoder.end_utt()

@@ -6,6 +6,10 @@ one utterance (first audio after a FINALIZE .. the next FINALIZE) and gives it b
 nothing between utterances. Audio goes to the worker in batches: one call in flight per stream,
 and whatever arrived meanwhile goes in the next call (one 32 ms chunk per call at real-time pace, more
 when a worker is behind), with the FINALIZE riding on the last batch.
+
+A FINALIZE at a short pause (turn-taking) cuts a turn into pieces: when the next utterance's audio
+starts exactly where the previous one ended, it is the same speech going on, and its decoding
+starts from the feature normalisation (CMN) the previous piece ended with (decoder.py).
 """
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ class OfflineSession(Session):
         self._begun = False
         self._map = SegmentMap(rate)
         self._last_interim = ""
+        self._audio_end: int | None = None  # caller offset just after the audio sent so far
+        self._carry: tuple[int, str] | None = None  # (end offset, CMN) of the last finished utterance
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._worker(), name="stt-offline")
@@ -103,13 +109,20 @@ class OfflineSession(Session):
             return
         for a in audio:
             self._map.append(a.offset, len(a.pcm) // 2)
-        begin = None if self._begun else (self.rate, self._interim_samples)
+        begin = None
+        if not self._begun:
+            cmn = self._carry[1] if self._carry is not None and audio[0].offset == self._carry[0] else None
+            begin = (self.rate, self._interim_samples, cmn)
         self._begun = True
+        if audio:
+            self._audio_end = audio[-1].offset + len(audio[-1].pcm) // 2
         partial, final = await self._lease.call("utt", begin, b"".join(a.pcm for a in audio), end)
         if final is not None:
             lease, self._lease = self._lease, None
             self.pool.release(lease)
-            await self._final(*final)
+            text, words, cmn = final
+            self._carry = (self._audio_end, cmn) if self._audio_end is not None else None
+            await self._final(text, words)
         elif partial is not None and partial != self._last_interim:
             self._last_interim = partial
             last = audio[-1]

@@ -76,7 +76,7 @@ class Worker:
         if op == "new":
             self.decoders[did] = new_decoder()
             return None
-        if op == "utt":  # (begin (rate, interim_samples) or None, s16le bytes, end?)
+        if op == "utt":  # (begin (rate, interim_samples, cmn or None) or None, s16le bytes, end?)
             begin, pcm, end = args
             if begin is not None:
                 self.handle("abandon", did)
