@@ -20,7 +20,7 @@ from services.common import errors
 from services.orchestrator.conversation import modes
 from services.orchestrator.conversation.end_of_turn import EndOfTurn, policy_config
 from services.orchestrator.conversation.heard import TurnPaused
-from services.orchestrator.conversation.turn_policy import TurnPolicyConfig
+from services.orchestrator.conversation.turn_policy import Decision, TurnPolicyConfig
 from tests.fakes.ai_services import Latencies, add_all, speech_end
 from tests.orchestrator.session_support import SPEECH, Candidate, Orchestrator, Tap, speech
 from tests.support.procs import RedisServer, ServiceProcess
@@ -85,6 +85,64 @@ async def test_verdicts_commit_hold_and_fall_back_on_the_injected_clock() -> Non
     eot.paused(_pause("f5", 0.99, clock.monotonic()))
     eot.finalized("f4", "done")
     assert not eot.committed
+
+
+async def test_a_long_answers_commit_waits_its_pause_and_speech_cancels_it() -> None:
+    clock = FakeClock()
+    commits: list[float] = []
+    eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
+    eot.configure(True, TurnPolicyConfig(long_answer_words=5, long_answer_commit_ms=800), "en")
+    long = "i built a compiler for a small language"
+    eot.paused(_pause("f1", 0.95, clock.monotonic()))
+    eot.finalized("f1", long)
+    eot.speech_stopped(clock.monotonic() + 0.1, 100)  # the VAD's short silence does not commit it either
+    await clock.advance(0.55)
+    assert not commits
+    eot.resumed()                                     # the candidate goes on: the pending commit is dropped
+    await clock.advance(2)
+    assert not commits and not eot.committed
+    t = clock.monotonic()
+    eot.paused(_pause("f2", 0.95, t))
+    eot.finalized("f2", long + " and it worked")
+    await clock.advance(0.61)
+    assert commits == [pytest.approx(t + 0.6)] and "long answer" in eot.reason  # 800 ms from the end of speech
+    eot.taken()
+    eot.paused(_pause("f3", 0.95, clock.monotonic()))
+    eot.finalized("f3", "yes")                        # short: at once
+    assert len(commits) == 2
+
+
+async def test_a_late_score_is_waited_for_and_decides() -> None:
+    """Under load the VAD's score can come after its SPEECH_STOPPED: committing at the silence then
+    cut into thinking pauses, so the policy waits for the score up to `unscored_wait_ms`."""
+    clock = FakeClock()
+    commits: list[float] = []
+    eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
+    eot.configure(True, TurnPolicyConfig(unscored_wait_ms=2000), "en")
+    t = clock.monotonic()
+    eot.speech_stopped(t, 1200)                      # 1.2 s of silence, no score yet
+    eot.finalized("s1", "rather cold hearted")       # the stop's FINALIZE answered first
+    await clock.advance(0.3)
+    assert not commits
+    eot.paused(TurnPaused(0.05, 200, clock.monotonic(), "s1", common_pb2.TraceContext(), None, True))
+    assert eot.verdict is not None and eot.verdict.decision is Decision.HOLD
+    assert eot.speech_end == pytest.approx(t - 1.2)  # the stop's estimate, not the late receipt
+    eot.speech_started()                             # the candidate goes on at 1.5 s: no cut-in
+    await clock.advance(5)
+    assert not commits
+    t = clock.monotonic()
+    eot.speech_stopped(t, 1200)                      # a true end whose score never comes
+    await clock.advance(0.79)
+    assert not commits
+    await clock.advance(0.02)
+    assert commits == [pytest.approx(t + 0.8)] and "no turn score" in eot.reason
+    eot.paused(TurnPaused(0.99, 200, clock.monotonic(), "s2", common_pb2.TraceContext(), None, True))
+    assert eot.committed and len(commits) == 1       # too late: already committed
+    eot.taken()
+    eot.speech_stopped(clock.monotonic(), 1200)
+    eot.paused(TurnPaused(0.97, 200, clock.monotonic(), "s3", common_pb2.TraceContext(), None, True))
+    eot.finalized("s3", "that is all i have")        # score first, then the FINALIZE: commits at once
+    assert len(commits) == 2 and eot.reason == "turn model: complete"
 
 
 async def test_silence_only_when_off_or_without_the_model() -> None:

@@ -64,6 +64,7 @@ class Listener:
         self._last_voiced = -1  # end of the last window VAD scored as speech
         self._voiced_from = 0  # start of the current run of voiced windows
         self._paused_from: int | None = None  # start of the scored pause (speech may resume after it)
+        self._stopped: tuple[str, common_pb2.TraceContext, int] | None = None  # FINALIZE id, trace, last voiced
         self.turn_scoring_refused = False  # the VAD has no end-of-turn model: never ask again
         self.vad = ReopeningStream[vad_pb2.DetectRequest, vad_pb2.DetectResponse](
             "vad", lambda reqs: vad_stub.Detect(reqs), self._vad_first, self._on_vad, self._on_vad_reopen)
@@ -155,11 +156,20 @@ class Listener:
         """FINALIZE the utterance so far and report the pause; the STT gate stays open, so if the
         candidate goes on, their next words are the next piece of the same turn."""
         if not self.speaking:
+            self._late_score(t)
             return
         self._paused_from = t.pause_start_samples
         fid, context, span = self._finalize()
         self.latest_interim = ""  # the words so far are the FINALIZE's now
         self.hooks.heard(TurnPaused(t.probability, t.pause_ms, self.clock.monotonic(), fid, context, span))
+
+    def _late_score(self, t: vad_pb2.TurnScore) -> None:
+        """The score of the pause that ended the utterance came after SPEECH_STOPPED (a loaded
+        VAD): still worth deciding on (end_of_turn waits for it), with the stop's FINALIZE."""
+        stopped, self._stopped = self._stopped, None
+        if stopped is not None and t.pause_start_samples >= stopped[2] - self._window:
+            fid, context, _ = stopped
+            self.hooks.heard(TurnPaused(t.probability, t.pause_ms, self.clock.monotonic(), fid, context, None, True))
 
     def _scored(self, p: vad_pb2.VadProbability) -> None:
         end = p.window_end_samples
@@ -187,7 +197,7 @@ class Listener:
         if self.speaking:
             return
         self.speaking = True
-        self._paused_from = None
+        self._paused_from = self._stopped = None
         self.utterance_no += 1
         self.latest_interim = ""
         self._speech_start = offset
@@ -213,7 +223,8 @@ class Listener:
         self._paused_from = None
         self._gate_open = False
         stopped_at = self.clock.monotonic()
-        _, context, span = self._finalize()
+        fid, context, span = self._finalize()
+        self._stopped = (fid, context, self._last_voiced)
         self.hooks.heard(SpeechStopped(stopped_at, context, span))
 
     def _finalize(self) -> tuple[str, common_pb2.TraceContext, Any]:
