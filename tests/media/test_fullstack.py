@@ -127,7 +127,7 @@ def turn_verdicts(stack: Stack, iid: str) -> list[str]:
         except ValueError:
             continue
         if entry.get("interview_id") == iid and entry.get("msg") in (
-                "end of turn verdict", "turn committed", "turn resumed", "reply withdrawn: the candidate went on"):
+                "turn scored", "end of turn verdict", "turn committed", "turn resumed", "reply withdrawn: the candidate went on"):
             out.append(" ".join(f"{k}={entry.get(k)}" for k in ("ts", "msg", "probability", "decision", "reason",
                                                                  "words") if entry.get(k) is not None))
     return out

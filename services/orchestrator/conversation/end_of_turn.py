@@ -72,6 +72,7 @@ class EndOfTurn:
         self._reset()
 
     def paused(self, e: TurnPaused) -> None:
+        log.info("turn scored", extra={"probability": round(e.probability, 3), "late": e.after_stop})
         if self.committed and e.after_stop:
             return  # the wait for a late score is over
         self._reset()
