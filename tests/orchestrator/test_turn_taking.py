@@ -312,3 +312,29 @@ async def test_without_the_model_the_vad_params_still_apply_and_silence_decides(
                 assert delay_ms >= 1000, delay_ms
         finally:
             await orch.stop()
+
+
+def test_the_listener_passes_a_late_score_on_with_the_stops_finalize() -> None:
+    """A TurnScore that comes after SPEECH_STOPPED (a loaded VAD) reaches the policy as a late
+    TurnPaused carrying the stop's FINALIZE id; once the candidate speaks again it is stale."""
+    from interview.v1 import vad_pb2
+    from services.orchestrator.conversation.listener import Listener
+
+    heard: list = []
+    hooks = type("Hooks", (), {"heard": lambda self, e: heard.append(e)})()
+    listener = Listener(vad_stub=None, stt_stub=None, hooks=hooks, clock=FakeClock(), input_rate=RATE,
+                        stream_id="s", stt_provider="offline", language="en", pre_roll_ms=300, early_pause_ms=200,
+                        params=common_pb2.VadParams(min_silence_ms=1200), trace_attributes={})
+    listener._speech_started(0)
+    listener._speech_stopped()
+    stop_fid = listener.finalizing[-1]
+    listener._turn_scored(vad_pb2.TurnScore(probability=0.05, pause_ms=200, pause_start_samples=16000))
+    late = [e for e in heard if isinstance(e, TurnPaused)]
+    assert len(late) == 1 and late[0].after_stop and late[0].finalize_id == stop_fid and late[0].span is None
+    listener._turn_scored(vad_pb2.TurnScore(probability=0.9, pause_ms=200, pause_start_samples=16000))
+    assert len([e for e in heard if isinstance(e, TurnPaused)]) == 1  # one late score per stop
+    listener._speech_started(32000)
+    listener._speech_stopped()
+    listener._speech_started(48000)                                     # the candidate went on
+    listener._turn_scored(vad_pb2.TurnScore(probability=0.9, pause_ms=200, pause_start_samples=40000))
+    assert sum(1 for e in heard if isinstance(e, TurnPaused) and e.after_stop) == 1  # not a late one any more
