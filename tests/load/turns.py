@@ -232,7 +232,8 @@ def rescored_commit_ms(rec: dict, cfg: TurnPolicyConfig, at_ms: int) -> int:
 
 def variants() -> dict[str, Callable[[dict], int]]:
     """Policy name -> commit time (ms after the end of speech) of a record."""
-    d = TurnPolicyConfig(long_answer_words=0, long_answer_commit_ms=0)  # the fused policy before this change
+    d = TurnPolicyConfig(long_answer_words=0, long_answer_commit_ms=0,  # the fused policy before this change
+                         lean_incomplete_wait_ms=0)
     out: dict[str, Callable[[dict], int]] = {
         "VAD only 1.2 s": lambda r: 1200,
         "VAD only 0.5 s": lambda r: 500,
@@ -253,6 +254,10 @@ def variants() -> dict[str, Callable[[dict], int]]:
             out[f"fused, COMMIT on >= {n} words waits {x} ms"] = lambda r, c=c: policy_commit_ms(r, c)
     for at in RESCORE_MS:
         out[f"fused, COMMIT re-scored at {at} ms (needs a VAD change)"] = lambda r, at=at: rescored_commit_ms(r, d, at)
+    c = replace(d, lean_incomplete_wait_ms=2000)
+    out["fused, UNDECIDED with p < 0.5 waits 2 s"] = lambda r, c=c: policy_commit_ms(r, c)
+    c = replace(d, long_answer_words=25, long_answer_commit_ms=1200)
+    out["fused, COMMIT on >= 25 words waits 1200 ms, UNDECIDED 1.2 s"] = lambda r, c=c: policy_commit_ms(r, c)
     out["default (TurnPolicyConfig())"] = lambda r: policy_commit_ms(r, TurnPolicyConfig())
     return out
 

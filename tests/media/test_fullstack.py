@@ -268,11 +268,13 @@ def held_answer_file() -> Path:
     return path
 
 
-# Not reached yet (issue 14 stays open): in the full suite the interviewer sometimes answers inside
-# the 1.5 s pause after "and" (seen in 3 of 5 runs in the module, never alone). The hold needs the
-# FINALIZEd words to end in "and"; when pocketsphinx hears the piece otherwise the policy is
-# UNDECIDED and its 1.2 s fallback commits mid-pause. Kept running, so an XPASS shows when it holds.
-@pytest.mark.xfail(reason="turn-taking can still answer inside a 1.5 s thinking pause (issue 14)", strict=False)
+# Not reached yet (issue 14 stays open). The cut-ins seen in the full suite came from turn scores
+# arriving after the VAD's own 1.2 s SPEECH_STOPPED (a loaded VAD), which committed at once on
+# silence; a late score is now waited for (end_of_turn `unscored_wait_ms`). Still not 5 passes in a
+# row on the shared machine: under heavy load the stack lags (turn score 1-3 s, STT FINALIZE up to
+# 6 s late), which breaks the 1.2 s bound and, once, the 10 s lead-in. Kept running: an XPASS shows.
+@pytest.mark.xfail(reason="under load the stack misses the 1.2 s bound or answers in the 1.5 s pause (issue 14)",
+                   strict=False)
 async def test_turn_taking_holds_at_a_thinking_pause_and_answers_quickly_after_the_end(
         stack: Stack, api: InterviewsClient) -> None:
     """Voice to voice in Chromium (issue 14): no interviewer audio while the candidate still has

@@ -56,7 +56,8 @@ def test_a_question_commits_even_on_a_middling_score_and_even_ending_in_a_prepos
     (0.95, "we used postgres", Decision.COMMIT, 0),
     (0.6, "we used postgres for the ledger", Decision.COMMIT, 0),   # model leaning complete + complete text
     (0.6, "yes", Decision.UNDECIDED, 1200),                         # too short for the text to say anything
-    (0.4, "we used postgres", Decision.UNDECIDED, 1200),
+    (0.6, "it was", Decision.UNDECIDED, 1200),
+    (0.4, "we used postgres", Decision.UNDECIDED, 2000),                # the model leans incomplete: a longer wait
     (0.05, "we used postgres", Decision.HOLD, 3000),
     (None, "we used postgres", Decision.UNDECIDED, 1200),           # no turn score: VAD-only fallback
     (0.95, "", Decision.COMMIT, 0),                                 # STT heard nothing: the model decides

@@ -18,7 +18,9 @@ Outcome and the wait before acting anyway (the caller keeps listening meanwhile;
 cancels the wait):
 - COMMIT: wait 0.
 - HOLD (a continuation word, or the model fairly sure the turn goes on): `hold_max_wait_ms` (3000).
-- UNDECIDED (neutral signals): `undecided_max_wait_ms` (1200), i.e. today's VAD-only silence.
+- UNDECIDED (neutral signals): `undecided_max_wait_ms` (1200), i.e. today's VAD-only silence; when
+  the model leans incomplete (below 0.5) `lean_incomplete_wait_ms` (2000), so that a 1.5 s thinking
+  pause the transcript does not mark (offline STT often misses "and", "um") is still held.
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ class TurnPolicyConfig:
     max_question_words: int = 20         # longer turns that merely START like a question are answers
     undecided_max_wait_ms: int = 1200    # neutral: commit after this much silence anyway
     hold_max_wait_ms: int = 3000         # "incomplete": commit after this much silence anyway
+    lean_incomplete_wait_ms: int = 2000  # neutral signals but the model below 0.5 (leaning "goes on"): this
+                                         # wait instead of undecided_max_wait_ms (a 1.5 s thinking pause holds)
     unscored_wait_ms: int = 2000         # the VAD's silence ended but the pause's score has not come: wait
                                          # for it up to this (from the end of speech), then commit
     long_answer_words: int = 25          # a COMMIT on an answer of at least this many words (not a question)
@@ -58,6 +62,8 @@ class TurnPolicyConfig:
         if self.hold_probability > self.commit_probability:
             raise ValueError(f"hold_probability={self.hold_probability} is above "
                              f"commit_probability={self.commit_probability}")
+        if not 0 <= self.lean_incomplete_wait_ms <= 60_000:
+            raise ValueError(f"lean_incomplete_wait_ms={self.lean_incomplete_wait_ms} is out of range: accepted 0..60000")
         if not 0 <= self.unscored_wait_ms <= 60_000:
             raise ValueError(f"unscored_wait_ms={self.unscored_wait_ms} is out of range: accepted 0..60000")
         if not 0 <= self.long_answer_commit_ms <= 60_000 or self.long_answer_words < 0:
@@ -184,6 +190,9 @@ def decide(probability: float | None, transcript: str, cfg: TurnPolicyConfig | N
         return Verdict(Decision.HOLD, cfg.hold_max_wait_ms, "turn model: incomplete")
     if english and probability >= cfg.complete_text_probability and looks_complete(transcript, cfg.min_words_for_text):
         return _commit(transcript, cfg, "turn model and transcript: complete")
+    if probability < 0.5:
+        return Verdict(Decision.UNDECIDED, max(cfg.undecided_max_wait_ms, cfg.lean_incomplete_wait_ms),
+                       "signals neutral, the model leaning incomplete")
     return Verdict(Decision.UNDECIDED, cfg.undecided_max_wait_ms, "signals neutral")
 
 
