@@ -3,20 +3,20 @@
     python -m tests.load.turns holds        # measure 1: cut-offs at holds, wait after true ends
     python -m tests.load.turns inference    # measure 3: turn inferences/s on one core, batch vs one
 
-Holds and ends. Samples are single-speaker stretches of real speech: the librivox clips, the cards,
-goforward/forever (each one complete utterance), lecture_60s_16k.wav (one long turn) and each
-RTTM turn of the phone call cut out on its own (the mix is mono, so the other voice would otherwise
-end it). Each is followed by 3.5 s of its own room tone (its quietest 200 ms, tiled). Pauses come
-from the service's own code (`services.vad.cli.turn_pauses`: Silero + TurnTracker + Smart Turn at
-200 ms): a pause after which the sample's speech resumes is a HOLD (the candidate is still
-talking); the pause after the last speech is the END. Per policy, a hold is cut off when the policy
-would commit before the pause ends; the wait after an end is when the policy commits, from the end
-of speech (the pause start), not counting model compute (~60-90 ms, see `inference`).
-- VAD only 1.2 s / 0.5 s: commit when the pause reaches 1200 / 500 ms.
-- Smart Turn alone (Pipecat's setup): at 200 ms, commit if p >= 0.5, else at 3 s.
-- fused (services/orchestrator/conversation/turn_policy.py): at 200 ms, decide(p, transcript so
-  far) -> COMMIT now, HOLD -> commit at 3 s, UNDECIDED -> commit at 1.2 s. The transcript is
-  pocketsphinx's (services/stt/decoder.py settings) hypothesis of the sample up to the pause.
+Holds and ends. Samples are single-speaker stretches of real speech (SOURCES): natural ones (the
+librivox clips, the cards, goforward/forever, lecture_60s_16k.wav, each RTTM turn of the phone call
+cut out alone) and constructed ones (a 0.5-1.5 s pause of the recording's own room tone inserted
+between two consecutive sentences of one speaker, or after a word of a librivox clip). Each is
+followed by 3.5 s of its own room tone. Pauses come from the service's own code
+(`services.vad.cli.turn_pauses`: Silero + TurnTracker + Smart Turn at 200 ms): a pause after which
+the sample's speech resumes is a HOLD (a constructed sample counts only its inserted pause); the
+pause after the last speech is the END. A hold is cut off when a policy would commit before the
+pause ends; the wait after an end is when it commits, from the end of speech (the pause start),
+not counting model compute (~60-90 ms, see `inference`). Policies (`variants`): VAD only at a
+fixed silence; Smart Turn alone (Pipecat's setup: at 200 ms commit if p >= 0.5, else at 3 s);
+turn_policy.decide with several configs, on the pocketsphinx hypothesis of the turn up to the
+pause; and benchmark-only re-scoring at a later point of the pause (the VAD scores once).
+`--records FILE` keeps the scored pauses so configs can be compared without re-scoring.
 """
 from __future__ import annotations
 
