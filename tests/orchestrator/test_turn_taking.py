@@ -143,6 +143,9 @@ async def test_a_late_score_is_waited_for_and_decides() -> None:
     eot.paused(TurnPaused(0.97, 200, clock.monotonic(), "s3", common_pb2.TraceContext(), None, True))
     eot.finalized("s3", "that is all i have")        # score first, then the FINALIZE: commits at once
     assert len(commits) == 2 and eot.reason == "turn model: complete"
+    eot.taken()                                      # the reply for it started; the VAD's stop then
+    eot.speech_stopped(clock.monotonic(), 1200)      # commits at once, as before (nothing to wait for)
+    assert len(commits) == 3 and eot.reason == "silence"
 
 
 async def test_silence_only_when_off_or_without_the_model() -> None:

@@ -47,6 +47,7 @@ class EndOfTurn:
         self.committed_at: float | None = None
         self.reason = ""
         self._timer: Timer | None = None
+        self._last_pause_scored = False  # the utterance's latest pause got its score (a late one is not awaited)
         self._answered: tuple[str, str] = ("", "")  # the last FINALIZE answered and the turn's words then
 
     @property
@@ -63,6 +64,7 @@ class EndOfTurn:
 
     def speech_started(self) -> None:
         self._reset()
+        self._last_pause_scored = False
 
     def resumed(self) -> None:
         """Speech again after a scored pause: the turn goes on (a pending fallback is cancelled)."""
@@ -70,13 +72,14 @@ class EndOfTurn:
             log.info("turn resumed", extra={"verdict": self.verdict.decision.value if self.verdict else "",
                                             "committed": self.committed})
         self._reset()
+        self._last_pause_scored = False
 
     def paused(self, e: TurnPaused) -> None:
         log.info("turn scored", extra={"probability": round(e.probability, 3), "late": e.after_stop})
         if self.committed and e.after_stop:
             return  # the wait for a late score is over
         self._reset()
-        self.pause = e
+        self.pause, self._last_pause_scored = e, True
         if not e.after_stop or self.speech_end is None:  # a late score: the stop's estimate stands
             self.speech_end = e.at - e.pause_ms / 1000
         if e.after_stop and self._answered[0] == e.finalize_id:  # its FINALIZE was answered before it came
@@ -107,8 +110,8 @@ class EndOfTurn:
         if self.on and self.pause is not None:
             return  # the verdict (or its fallback timer) decides
         self.speech_end = at - min_silence_ms / 1000
-        if not self.on:
-            self._commit("silence only")
+        if not self.on or self._last_pause_scored:  # silence only, or this pause's verdict was acted on
+            self._commit("silence only" if not self.on else "silence")
             return
         # Turn scoring is on, so the pause was scored, but the score has not come (a loaded VAD): wait
         # for it up to `unscored_wait_ms` from the end of speech (Listener passes a late score on).
