@@ -118,6 +118,21 @@ def barge_in_timeline(stack: Stack, iid: str) -> list[tuple[str, float]]:
     return sorted(events, key=lambda e: e[1])
 
 
+def turn_verdicts(stack: Stack, iid: str) -> list[str]:
+    """The orchestrator's end-of-turn verdicts for the interview (probability, decision, reason)."""
+    out = []
+    for line in stack.orchestrator.logs().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("interview_id") == iid and entry.get("msg") in (
+                "turn scored", "end of turn verdict", "turn committed", "turn resumed", "reply withdrawn: the candidate went on"):
+            out.append(" ".join(f"{k}={entry.get(k)}" for k in ("ts", "msg", "probability", "decision", "reason",
+                                                                 "words") if entry.get(k) is not None))
+    return out
+
+
 def segment_file(wav: Path, start_s: float, end_s: float) -> Path:
     samples, rate = read_wav(wav)
     path = Path(tempfile.mkdtemp(prefix="seg-")) / "segment.wav"
@@ -253,12 +268,15 @@ def held_answer_file() -> Path:
     return path
 
 
-# Not reached yet (issue 14 stays open): in the full suite the interviewer sometimes answers inside
-# the 1.5 s pause after "and" (seen in 3 of 5 runs in the module, never alone). The hold needs the
-# FINALIZEd words to end in "and"; when pocketsphinx hears the piece otherwise the policy is
-# UNDECIDED and its 1.2 s fallback commits mid-pause. Kept running, so an XPASS shows when it holds.
-@pytest.mark.xfail(reason="turn-taking can still answer inside a 1.5 s thinking pause (issue 14)", strict=False)
-async def test_turn_taking_holds_at_a_thinking_pause_and_answers_quickly_after_the_end(api: InterviewsClient) -> None:
+# Not reached yet (issue 14 stays open). The cut-ins seen in the full suite came from turn scores
+# arriving after the VAD's own 1.2 s SPEECH_STOPPED (a loaded VAD), which committed at once on
+# silence; a late score is now waited for (end_of_turn `unscored_wait_ms`): 0 cut-ins in the last 5
+# runs, 4 of them within the 1.2 s bound (1700 ms once). Under heavy load the stack lags (turn score
+# 1-3 s, STT FINALIZE up to 6 s late) and misses the bound. Kept running: an XPASS shows.
+@pytest.mark.xfail(reason="under load the stack misses the 1.2 s bound or answers in the 1.5 s pause (issue 14)",
+                   strict=False)
+async def test_turn_taking_holds_at_a_thinking_pause_and_answers_quickly_after_the_end(
+        stack: Stack, api: InterviewsClient) -> None:
     """Voice to voice in Chromium (issue 14): no interviewer audio while the candidate still has
     words to say (a 1.5 s pause after "and" is held), and end of speech → first reply audio the page
     played ≤ 1.2 s (measured from the page's recording of mic and playback on one clock)."""
@@ -267,7 +285,10 @@ async def test_turn_taking_holds_at_a_thinking_pause_and_answers_quickly_after_t
     driver = await asyncio.to_thread(chromium, mic_file(held_answer_file(), lead_silence_s=10.0, tail_silence_s=3.0))
     try:
         await join(driver, created.join_url)
-        entries = await wait_transcript(api, iid, replied, timeout=50)
+        try:
+            entries = await wait_transcript(api, iid, replied, timeout=50)
+        except TimeoutError:
+            raise AssertionError(f"no reply in 50 s; verdicts: {turn_verdicts(stack, iid)}") from None
         await asyncio.sleep(3.0)  # let the page play the start of the reply
         rec = await asyncio.to_thread(recording, driver)
         await api.end(iid, reason="completed")
@@ -275,15 +296,18 @@ async def test_turn_taking_holds_at_a_thinking_pause_and_answers_quickly_after_t
         await asyncio.to_thread(driver.quit)
     pcm, times, rate = rec.pcm, rec.times, rec.rate
     onset, said_end = mic_speech(rec)
+    ARTIFACTS.mkdir(exist_ok=True)
     write_wav(ARTIFACTS / "fullstack-turn-taking-heard.wav", pcm, rate)
     users = [e for e in entries if e.role == USER]
     assert len(users) == 1, [e.text for e in users]  # both pieces in one entry
     during = (times > onset) & (times < said_end)
-    assert speech_span(pcm[during], rate, dbfs=-45) == (0, 0), "the interviewer cut in during the candidate's answer"
+    assert speech_span(pcm[during], rate, dbfs=-45) == (0, 0), \
+        f"the interviewer cut in during the candidate's answer; verdicts: {turn_verdicts(stack, iid)}"
     after = times > said_end
     span = speech_span(pcm[after], rate, dbfs=-45)
     assert span != (0, 0), "no reply audio after the answer"
     delay = float(times[after][span[0]]) - said_end
     print(f"end of speech -> first reply audio played: {delay * 1000:.0f} ms (bound 1200 ms); "
-          f"candidate: {users[0].text!r}")
+          f"candidate: {users[0].text!r}; end of speech at {datetime.fromtimestamp(said_end).isoformat()}, "
+          f"verdicts: {turn_verdicts(stack, iid)}")
     assert delay <= 1.2, f"{delay * 1000:.0f} ms"

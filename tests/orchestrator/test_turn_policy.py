@@ -56,7 +56,8 @@ def test_a_question_commits_even_on_a_middling_score_and_even_ending_in_a_prepos
     (0.95, "we used postgres", Decision.COMMIT, 0),
     (0.6, "we used postgres for the ledger", Decision.COMMIT, 0),   # model leaning complete + complete text
     (0.6, "yes", Decision.UNDECIDED, 1200),                         # too short for the text to say anything
-    (0.4, "we used postgres", Decision.UNDECIDED, 1200),
+    (0.6, "it was", Decision.UNDECIDED, 1200),
+    (0.4, "we used postgres", Decision.UNDECIDED, 2000),                # the model leans incomplete: a longer wait
     (0.05, "we used postgres", Decision.HOLD, 3000),
     (None, "we used postgres", Decision.UNDECIDED, 1200),           # no turn score: VAD-only fallback
     (0.95, "", Decision.COMMIT, 0),                                 # STT heard nothing: the model decides
@@ -81,3 +82,20 @@ def test_config_changes_thresholds_and_waits_and_rejects_nonsense():
         TurnPolicyConfig(commit_probability=1.5)
     with pytest.raises(ValueError, match="hold_max_wait_ms"):
         TurnPolicyConfig(undecided_max_wait_ms=4000, hold_max_wait_ms=3000)
+
+
+def test_a_long_answer_commits_only_after_a_longer_pause():
+    """A sentence end inside a monologue scores like a finished turn; only the answer's length
+    tells them apart, so a long answer's COMMIT waits `long_answer_commit_ms` of silence."""
+    cfg = TurnPolicyConfig(long_answer_words=12, long_answer_commit_ms=900)
+    short = "we used postgres for the ledger"
+    long = "we used postgres for the ledger because the team knew it well and it had the features we needed"
+    assert (decide(0.95, short, cfg).decision, decide(0.95, short, cfg).wait_ms) == (Decision.COMMIT, 0)
+    verdict = decide(0.95, long, cfg)
+    assert (verdict.decision, verdict.wait_ms) == (Decision.COMMIT, 900) and "long answer" in verdict.reason
+    assert decide(0.6, long, cfg).wait_ms == 900                       # model + text commit: same delay
+    assert decide(0.95, "could you say that again please", cfg).wait_ms == 0  # a question commits now
+    assert decide(0.95, long + " and", cfg).decision is Decision.HOLD  # holds are unchanged
+    assert decide(0.95, long, TurnPolicyConfig(long_answer_words=12, long_answer_commit_ms=0)).wait_ms == 0  # off
+    with pytest.raises(ValueError, match="long_answer"):
+        TurnPolicyConfig(long_answer_commit_ms=-1)

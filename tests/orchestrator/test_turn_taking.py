@@ -20,7 +20,7 @@ from services.common import errors
 from services.orchestrator.conversation import modes
 from services.orchestrator.conversation.end_of_turn import EndOfTurn, policy_config
 from services.orchestrator.conversation.heard import TurnPaused
-from services.orchestrator.conversation.turn_policy import TurnPolicyConfig
+from services.orchestrator.conversation.turn_policy import Decision, TurnPolicyConfig
 from tests.fakes.ai_services import Latencies, add_all, speech_end
 from tests.orchestrator.session_support import SPEECH, Candidate, Orchestrator, Tap, speech
 from tests.support.procs import RedisServer, ServiceProcess
@@ -85,6 +85,67 @@ async def test_verdicts_commit_hold_and_fall_back_on_the_injected_clock() -> Non
     eot.paused(_pause("f5", 0.99, clock.monotonic()))
     eot.finalized("f4", "done")
     assert not eot.committed
+
+
+async def test_a_long_answers_commit_waits_its_pause_and_speech_cancels_it() -> None:
+    clock = FakeClock()
+    commits: list[float] = []
+    eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
+    eot.configure(True, TurnPolicyConfig(long_answer_words=5, long_answer_commit_ms=800), "en")
+    long = "i built a compiler for a small language"
+    eot.paused(_pause("f1", 0.95, clock.monotonic()))
+    eot.finalized("f1", long)
+    eot.speech_stopped(clock.monotonic() + 0.1, 100)  # the VAD's short silence does not commit it either
+    await clock.advance(0.55)
+    assert not commits
+    eot.resumed()                                     # the candidate goes on: the pending commit is dropped
+    await clock.advance(2)
+    assert not commits and not eot.committed
+    t = clock.monotonic()
+    eot.paused(_pause("f2", 0.95, t))
+    eot.finalized("f2", long + " and it worked")
+    await clock.advance(0.61)
+    assert commits == [pytest.approx(t + 0.6)] and "long answer" in eot.reason  # 800 ms from the end of speech
+    eot.taken()
+    eot.paused(_pause("f3", 0.95, clock.monotonic()))
+    eot.finalized("f3", "yes")                        # short: at once
+    assert len(commits) == 2
+
+
+async def test_a_late_score_is_waited_for_and_decides() -> None:
+    """Under load the VAD's score can come after its SPEECH_STOPPED: committing at the silence then
+    cut into thinking pauses, so the policy waits for the score up to `unscored_wait_ms`."""
+    clock = FakeClock()
+    commits: list[float] = []
+    eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
+    eot.configure(True, TurnPolicyConfig(unscored_wait_ms=2000), "en")
+    t = clock.monotonic()
+    eot.speech_stopped(t, 1200)                      # 1.2 s of silence, no score yet
+    eot.finalized("s1", "rather cold hearted")       # the stop's FINALIZE answered first
+    await clock.advance(0.3)
+    assert not commits
+    eot.paused(TurnPaused(0.05, 200, clock.monotonic(), "s1", common_pb2.TraceContext(), None, True))
+    assert eot.verdict is not None and eot.verdict.decision is Decision.HOLD
+    assert eot.speech_end == pytest.approx(t - 1.2)  # the stop's estimate, not the late receipt
+    eot.speech_started()                             # the candidate goes on at 1.5 s: no cut-in
+    await clock.advance(5)
+    assert not commits
+    t = clock.monotonic()
+    eot.speech_stopped(t, 1200)                      # a true end whose score never comes
+    await clock.advance(0.79)
+    assert not commits
+    await clock.advance(0.02)
+    assert commits == [pytest.approx(t + 0.8)] and "no turn score" in eot.reason
+    eot.paused(TurnPaused(0.99, 200, clock.monotonic(), "s2", common_pb2.TraceContext(), None, True))
+    assert eot.committed and len(commits) == 1       # too late: already committed
+    eot.taken()
+    eot.speech_stopped(clock.monotonic(), 1200)
+    eot.paused(TurnPaused(0.97, 200, clock.monotonic(), "s3", common_pb2.TraceContext(), None, True))
+    eot.finalized("s3", "that is all i have")        # score first, then the FINALIZE: commits at once
+    assert len(commits) == 2 and eot.reason == "turn model: complete"
+    eot.taken()                                      # the reply for it started; the VAD's stop then
+    eot.speech_stopped(clock.monotonic(), 1200)      # commits at once, as before (nothing to wait for)
+    assert len(commits) == 3 and eot.reason == "silence"
 
 
 async def test_silence_only_when_off_or_without_the_model() -> None:
@@ -185,7 +246,7 @@ async def _fakes(turn_probability: float, **latencies: float) -> tuple[grpc.aio.
 
 async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisServer) -> None:
     """A neutral score (0.3: UNDECIDED) at each pause: the reply is prepared at once and held. The
-    candidate goes on before the 1.2 s fallback: it is cancelled — no audio, no playback message,
+    candidate goes on before the fallback: it is cancelled — no audio, no playback message,
     no transcript entry, no history, no metrics of its own. At the next pause another one is
     prepared; the fallback commits the turn and that one plays, answering all the words."""
     server, address = await _fakes(0.3, stt_finalize_ms=50, llm_first_token_ms=100, tts_first_audio_ms=50)
@@ -222,8 +283,9 @@ async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisS
         m = metrics[0]
         assert m.turn_id == reply and m.speculative and m.speculative_starts == 2 and m.speculative_cancelled == 1
         assert m.speculative_wasted_tokens >= 0
-        # committed by the 1.2 s fallback; the held reply was ready: first audio right after the commit
-        assert 1100 <= m.speech_end_to_commit_ms <= 1500 and m.commit_to_first_audio_ms < 100, m
+        # committed by the undecided fallback (0.3: the model leans incomplete, so lean_incomplete_wait_ms,
+        # 2 s); the held reply was ready: first audio right after the commit
+        assert 1900 <= m.speech_end_to_commit_ms <= 2300 and m.commit_to_first_audio_ms < 100, m
     finally:
         await orch.stop()
         await server.stop(0)
@@ -254,3 +316,29 @@ async def test_without_the_model_the_vad_params_still_apply_and_silence_decides(
                 assert delay_ms >= 1000, delay_ms
         finally:
             await orch.stop()
+
+
+def test_the_listener_passes_a_late_score_on_with_the_stops_finalize() -> None:
+    """A TurnScore that comes after SPEECH_STOPPED (a loaded VAD) reaches the policy as a late
+    TurnPaused carrying the stop's FINALIZE id; once the candidate speaks again it is stale."""
+    from interview.v1 import vad_pb2
+    from services.orchestrator.conversation.listener import Listener
+
+    heard: list = []
+    hooks = type("Hooks", (), {"heard": lambda self, e: heard.append(e)})()
+    listener = Listener(vad_stub=None, stt_stub=None, hooks=hooks, clock=FakeClock(), input_rate=RATE,
+                        stream_id="s", stt_provider="offline", language="en", pre_roll_ms=300, early_pause_ms=200,
+                        params=common_pb2.VadParams(min_silence_ms=1200), trace_attributes={})
+    listener._speech_started(0)
+    listener._speech_stopped()
+    stop_fid = listener.finalizing[-1]
+    listener._turn_scored(vad_pb2.TurnScore(probability=0.05, pause_ms=200, pause_start_samples=16000))
+    late = [e for e in heard if isinstance(e, TurnPaused)]
+    assert len(late) == 1 and late[0].after_stop and late[0].finalize_id == stop_fid and late[0].span is None
+    listener._turn_scored(vad_pb2.TurnScore(probability=0.9, pause_ms=200, pause_start_samples=16000))
+    assert len([e for e in heard if isinstance(e, TurnPaused)]) == 1  # one late score per stop
+    listener._speech_started(32000)
+    listener._speech_stopped()
+    listener._speech_started(48000)                                     # the candidate went on
+    listener._turn_scored(vad_pb2.TurnScore(probability=0.9, pause_ms=200, pause_start_samples=40000))
+    assert sum(1 for e in heard if isinstance(e, TurnPaused) and e.after_stop) == 1  # not a late one any more

@@ -118,7 +118,7 @@ def answer(fid: str, text: str = "") -> stt_pb2.RecognizeResponse:
 async def test_pending_finalizes_are_bounded_and_held_back_ones_coalesce() -> None:
     """STT not answering: at most MAX_FINALIZES are sent; later ones wait, the newest standing for
     all of them; an answer frees a slot and sends it, and its answer answers the replaced ones too."""
-    from services.orchestrator.conversation.listener import MAX_FINALIZES
+    from services.orchestrator.conversation.finalizes import MAX_FINALIZES
     lis, hooks = listener()
     sent: list[str] = []
     lis.stt.send = lambda req: sent.append(req.finalize.finalize_id)  # type: ignore[method-assign]
@@ -127,7 +127,7 @@ async def test_pending_finalizes_are_bounded_and_held_back_ones_coalesce() -> No
         await lis._on_vad(stopped())
     ids = [f"s_1-f{i}" for i in range(1, MAX_FINALIZES + 4)]
     assert sent == ids[:MAX_FINALIZES]
-    assert lis.finalizing == ids[:MAX_FINALIZES] + [ids[-1]] and lis.coalesced_finalizes == 2
+    assert lis.finalizing == ids[:MAX_FINALIZES] + [ids[-1]] and lis.finalizes.coalesced == 2
     await lis._on_stt(answer(ids[0], "one"))
     assert sent == ids[:MAX_FINALIZES] + [ids[-1]]  # the held one takes the freed slot
     assert lis.finalizing == ids[1:MAX_FINALIZES] + [ids[-1]]
@@ -140,7 +140,7 @@ async def test_pending_finalizes_are_bounded_and_held_back_ones_coalesce() -> No
 
 
 async def test_a_reopened_stt_stream_gets_only_the_sent_finalizes_again() -> None:
-    from services.orchestrator.conversation.listener import MAX_FINALIZES
+    from services.orchestrator.conversation.finalizes import MAX_FINALIZES
     lis, _ = listener()
     sent: list[str] = []
     lis.stt.send = lambda req: sent.append(req.finalize.finalize_id)  # type: ignore[method-assign]

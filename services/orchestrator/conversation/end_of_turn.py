@@ -3,10 +3,12 @@
 Semantic (CONVERSATIONAL, turn-taking on, the VAD has its end-of-turn model): at each short pause
 the VAD scores the turn (TurnPaused) and the listener FINALIZEs the words so far; once that
 FINALIZE is answered, `turn_policy.decide` combines the score, the transcript of the whole turn so
-far (every piece since the last reply) and the context. COMMIT → the turn is over now; HOLD /
-UNDECIDED → keep listening, and commit anyway after the verdict's wait (counted from the end of
-speech, on the injected clock) unless the candidate speaks again, which cancels it. The VAD's own
-SPEECH_STOPPED (its min silence) commits only an unscored pause: a HOLD outlasts it.
+far (every piece since the last reply) and the context. COMMIT → the turn is over once the pause has
+lasted the verdict's wait (0 = now; longer for a long answer); HOLD / UNDECIDED → keep listening and
+commit anyway after the verdict's wait. Waits count from the end of speech, on the injected clock;
+the candidate speaking again cancels them. The VAD's own SPEECH_STOPPED (its min silence) does not
+commit a scored pause (a HOLD outlasts it); one whose score has not come yet (a loaded VAD) waits
+for the late score up to `unscored_wait_ms`.
 
 Silence only (CODING, turn-taking off, or no model in the VAD): SPEECH_STOPPED commits, as before.
 
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from interview.v1 import interviews_pb2
 from services.common.clock import Clock, Timer
 from services.orchestrator.conversation.heard import TurnPaused
-from services.orchestrator.conversation.turn_policy import Decision, TurnPolicyConfig, Verdict, decide
+from services.orchestrator.conversation.turn_policy import Decision, TurnPolicyConfig, Verdict, decide, words_of
 
 log = logging.getLogger("conversation.end_of_turn")
 
@@ -45,6 +47,9 @@ class EndOfTurn:
         self.committed_at: float | None = None
         self.reason = ""
         self._timer: Timer | None = None
+        self._last_pause_scored = False  # the utterance's latest pause got its score (a late one is not awaited)
+        # the last FINALIZE answered, the turn's words then, and the held-back ids it covers
+        self._answered: tuple[str, str, tuple[str, ...]] = ("", "", ())
 
     @property
     def on(self) -> bool:
@@ -60,6 +65,7 @@ class EndOfTurn:
 
     def speech_started(self) -> None:
         self._reset()
+        self._last_pause_scored = False
 
     def resumed(self) -> None:
         """Speech again after a scored pause: the turn goes on (a pending fallback is cancelled)."""
@@ -67,28 +73,36 @@ class EndOfTurn:
             log.info("turn resumed", extra={"verdict": self.verdict.decision.value if self.verdict else "",
                                             "committed": self.committed})
         self._reset()
+        self._last_pause_scored = False
 
     def paused(self, e: TurnPaused) -> None:
+        log.info("turn scored", extra={"probability": round(e.probability, 3), "late": e.after_stop})
+        if self.committed and e.after_stop:
+            return  # the wait for a late score is over
         self._reset()
-        self.pause = e
-        self.speech_end = e.at - e.pause_ms / 1000
+        self.pause, self._last_pause_scored = e, True
+        if not e.after_stop or self.speech_end is None:  # a late score: the stop's estimate stands
+            self.speech_end = e.at - e.pause_ms / 1000
+        if e.after_stop and e.finalize_id in (self._answered[0], *self._answered[2]):  # answered before it came
+            self.finalized(*self._answered)
 
     def finalized(self, finalize_id: str, turn_text: str, covers: tuple[str, ...] = ()) -> None:
         """The pause's FINALIZE was answered (itself, or coalesced into `finalize_id` while STT
-        was behind: listener.MAX_FINALIZES): decide on the whole turn's words so far."""
+        was behind: finalizes.MAX_FINALIZES): decide on the whole turn's words so far."""
+        self._answered = (finalize_id, turn_text, covers)
         p = self.pause
         if not self.on or p is None or (p.finalize_id != finalize_id and p.finalize_id not in covers) or self.committed:
             return
         v = self.verdict = decide(p.probability, turn_text, self.cfg, self.language)
-        log.info("end of turn verdict", extra={"decision": v.decision.value, "reason": v.reason,
-                                               "probability": round(p.probability, 3), "wait_ms": v.wait_ms})
-        if v.decision is Decision.COMMIT:
-            self._commit(v.reason)
-            return
+        log.info("end of turn verdict", extra={"decision": v.decision.value, "reason": v.reason, "wait_ms": v.wait_ms,
+                                               "probability": round(p.probability, 3), "words": len(words_of(turn_text))})
         assert self.speech_end is not None
         left = v.wait_ms / 1000 - (self.clock.monotonic() - self.speech_end)
-        self._timer = self.clock.call_later(max(0.0, left), lambda: self._commit(f"fallback after {v.wait_ms} ms: "
-                                                                                   f"{v.reason}"))
+        if v.decision is Decision.COMMIT and left <= 0:
+            self._commit(v.reason)
+            return
+        what = f"after {v.wait_ms} ms: " if v.decision is Decision.COMMIT else f"fallback after {v.wait_ms} ms: "
+        self._timer = self.clock.call_later(max(0.0, left), lambda: self._commit(what + v.reason))
 
     def speech_stopped(self, at: float, min_silence_ms: int) -> None:
         """The VAD's min silence passed. Commits unless a scored pause is still being decided or
@@ -98,7 +112,19 @@ class EndOfTurn:
         if self.on and self.pause is not None:
             return  # the verdict (or its fallback timer) decides
         self.speech_end = at - min_silence_ms / 1000
-        self._commit("silence" if self.on else "silence only")
+        if not self.on or self._last_pause_scored:  # silence only, or this pause's verdict was acted on
+            self._commit("silence only" if not self.on else "silence")
+            return
+        # Turn scoring is on, so the pause was scored, but the score has not come (a loaded VAD): wait
+        # for it up to `unscored_wait_ms` from the end of speech (Listener passes a late score on).
+        # Committing at the VAD's silence here is what cut into 1.5 s thinking pauses under load.
+        left = self.cfg.unscored_wait_ms / 1000 - (self.clock.monotonic() - self.speech_end)
+        if left <= 0:
+            self._commit("silence")
+            return
+        self._cancel_timer()
+        self._timer = self.clock.call_later(left, lambda: self._commit(
+            f"silence: no turn score within {self.cfg.unscored_wait_ms} ms"))
 
     # ---- the commit ----
 
@@ -109,6 +135,7 @@ class EndOfTurn:
     def _commit(self, reason: str) -> None:
         self._cancel_timer()
         self.committed, self.committed_at, self.reason = True, self.clock.monotonic(), reason
+        log.info("turn committed", extra={"reason": reason})
         self._on_commit()
 
     def _reset(self) -> None:

@@ -83,9 +83,9 @@ class Floor:
         self.barge.speech_started()
 
     def turn_paused(self, e: TurnPaused) -> None:
-        self._vad_stop_at = e.at
-        self.utterance_trace = e.trace
-        self.turn_span.hand_over(e.span)
+        if not e.after_stop:  # a late score keeps the stop's timings, trace and span
+            self._vad_stop_at, self.utterance_trace = e.at, e.trace
+            self.turn_span.hand_over(e.span)
         self.eot.paused(e)
 
     def speech_resumed(self) -> None:

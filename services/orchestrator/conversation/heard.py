@@ -44,6 +44,7 @@ class TurnPaused:
     finalize_id: str
     trace: common_pb2.TraceContext  # the turn's trace, started here
     span: trace.Span | None = None  # its open 'turn' span (as SpeechStopped's)
+    after_stop: bool = False  # a late score: SPEECH_STOPPED came first (finalize_id is the stop's FINALIZE)
 
 
 @dataclass(frozen=True)

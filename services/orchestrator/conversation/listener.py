@@ -7,12 +7,8 @@ typed events (heard.py: SpeechStarted, EarlySpeech, SpeechStopped, TurnPaused, I
 and never calls up. Both streams reopen by themselves (clients.ReopeningStream); what a new
 stream needs (config, params, the utterance in progress, unanswered FINALIZEs) is re-sent.
 
-FINALIZEs outstanding on the STT stream are bounded (`MAX_FINALIZES`): when that many are
-unanswered (STT slow or down, the candidate pausing often), a new one is held back and sent when
-an answer frees a slot; held-back ones coalesce into one, under the newest id (when sent, it closes
-all the audio since the last FINALIZE sent, so it covers the older ones' words too, and whatever
-was said while it was held). So at most MAX_FINALIZES + 1 are ever pending, however long STT
-stays behind.
+FINALIZEs outstanding on the STT stream are bounded (finalizes.py): when STT falls behind, new
+ones are held back and coalesce.
 
 VAD decisions are the VAD's own: the thresholds used to spot early speech (stage one of a
 barge-in, before SPEECH_STARTED's min speech) are the params the VAD reports in `params_applied`,
@@ -31,13 +27,13 @@ from services.common import errors, telemetry
 from services.common.audio import PreRoll, check_chunk
 from services.common.clock import Clock
 from services.orchestrator.conversation.clients import ReopeningStream
+from services.orchestrator.conversation.finalizes import Finalizes
 from services.orchestrator.conversation.heard import (EarlySpeech, Final, Interim, ListenerHooks, SpeechResumed,
                                                       SpeechStarted, SpeechStopped, TurnPaused, TurnScoringUnavailable)
 
 log = logging.getLogger("conversation.listener")
 
 VOICED_RECENTLY_S = 0.25  # "still speaking" when a voiced window ended this recently
-MAX_FINALIZES = 4  # FINALIZEs sent and unanswered on the STT stream; later ones wait and coalesce
 
 
 class SessionFailed(errors.InvalidArgument):
@@ -60,12 +56,7 @@ class Listener:
         self.utterance_no = 0
         self.utterance_start_time = 0.0
         self.latest_interim = ""
-        self._sent: list[str] = []  # FINALIZE ids sent, not yet answered (in order)
-        self._held: str | None = None  # the newest FINALIZE held back while MAX_FINALIZES are sent
-        self._held_covers: list[str] = []  # held-back ids the held one replaced
-        self.coalesced_finalizes = 0  # held-back FINALIZEs replaced by a newer one (their words go with it)
-        self._covers: dict[str, tuple[str, ...]] = {}  # sent id -> the held-back ids it answers too
-        self._finalize_traces: dict[str, common_pb2.TraceContext] = {}  # re-sent with them on a reopen
+        self.finalizes = Finalizes()
         self._finalize_seq = 0
         self._gate_open = False
         self._audio_end = -1
@@ -76,6 +67,7 @@ class Listener:
         self._last_voiced = -1  # end of the last window VAD scored as speech
         self._voiced_from = 0  # start of the current run of voiced windows
         self._paused_from: int | None = None  # start of the scored pause (speech may resume after it)
+        self._stopped: tuple[str, common_pb2.TraceContext, int] | None = None  # FINALIZE id, trace, last voiced
         self.turn_scoring_refused = False  # the VAD has no end-of-turn model: never ask again
         self.vad = ReopeningStream[vad_pb2.DetectRequest, vad_pb2.DetectResponse](
             "vad", lambda reqs: vad_stub.Detect(reqs), self._vad_first, self._on_vad, self._on_vad_reopen)
@@ -167,11 +159,20 @@ class Listener:
         """FINALIZE the utterance so far and report the pause; the STT gate stays open, so if the
         candidate goes on, their next words are the next piece of the same turn."""
         if not self.speaking:
+            self._late_score(t)
             return
         self._paused_from = t.pause_start_samples
         fid, context, span = self._finalize()
         self.latest_interim = ""  # the words so far are the FINALIZE's now
         self.hooks.heard(TurnPaused(t.probability, t.pause_ms, self.clock.monotonic(), fid, context, span))
+
+    def _late_score(self, t: vad_pb2.TurnScore) -> None:
+        """The score of the pause that ended the utterance came after SPEECH_STOPPED (a loaded
+        VAD): still worth deciding on (end_of_turn waits for it), with the stop's FINALIZE."""
+        stopped, self._stopped = self._stopped, None
+        if stopped is not None and t.pause_start_samples >= stopped[2] - self._window:
+            fid, context, _ = stopped
+            self.hooks.heard(TurnPaused(t.probability, t.pause_ms, self.clock.monotonic(), fid, context, None, True))
 
     def _scored(self, p: vad_pb2.VadProbability) -> None:
         end = p.window_end_samples
@@ -199,7 +200,7 @@ class Listener:
         if self.speaking:
             return
         self.speaking = True
-        self._paused_from = None
+        self._paused_from = self._stopped = None
         self.utterance_no += 1
         self.latest_interim = ""
         self._speech_start = offset
@@ -225,7 +226,8 @@ class Listener:
         self._paused_from = None
         self._gate_open = False
         stopped_at = self.clock.monotonic()
-        _, context, span = self._finalize()
+        fid, context, span = self._finalize()
+        self._stopped = (fid, context, self._last_voiced)
         self.hooks.heard(SpeechStopped(stopped_at, context, span))
 
     def _finalize(self) -> tuple[str, common_pb2.TraceContext, Any]:
@@ -236,28 +238,18 @@ class Listener:
         telemetry.inject_span(span, context)
         self._finalize_seq += 1
         fid = f"{self.stream_id}-f{self._finalize_seq}"
-        self._finalize_traces[fid] = context
-        if len(self._sent) < MAX_FINALIZES:
+        if self.finalizes.new(fid, context):
             self._send_finalize(fid)
-        else:
-            if self._held is not None:  # replaced: its words are closed by the newer one
-                self._finalize_traces.pop(self._held, None)
-                self._held_covers.append(self._held)
-                self.coalesced_finalizes += 1
-            self._held = fid
-            log.warning("STT is behind: FINALIZE held back", extra={
-                "finalize_id": fid, "outstanding": len(self._sent), "coalesced": self.coalesced_finalizes})
         return fid, context, span
 
     @property
     def finalizing(self) -> list[str]:
         """FINALIZE ids not yet answered, in order: those sent, then the one held back."""
-        return self._sent + ([self._held] if self._held is not None else [])
+        return self.finalizes.pending
 
     def _send_finalize(self, fid: str) -> None:
-        self._sent.append(fid)
         self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(
-            finalize_id=fid, trace=self._finalize_traces.get(fid))))
+            finalize_id=fid, trace=self.finalizes.traces.get(fid))))
 
     # ---- STT ----
 
@@ -271,9 +263,8 @@ class Listener:
         self._stt_end = 0
         if self.speaking:
             self._open_gate()
-        for fid in self._sent:
-            self.stt.send(stt_pb2.RecognizeRequest(finalize=stt_pb2.Finalize(
-                finalize_id=fid, trace=self._finalize_traces.get(fid))))
+        for fid in self.finalizes.sent:
+            self._send_finalize(fid)
 
     async def _on_stt(self, resp: stt_pb2.RecognizeResponse) -> None:
         if resp.WhichOneof("msg") != "result":
@@ -285,12 +276,7 @@ class Listener:
                 self.latest_interim = text
                 self.hooks.heard(Interim(text, r.is_final))
             return
-        if r.finalize_id in self._sent:
-            self._sent.remove(r.finalize_id)
-        self._finalize_traces.pop(r.finalize_id, None)
-        if self._held is not None and len(self._sent) < MAX_FINALIZES:
-            held, self._held = self._held, None
-            self._covers[held], self._held_covers = tuple(self._held_covers), []
-            self._send_finalize(held)
-        self.hooks.heard(Final(text, r.finalize_id, r.confidence, len(r.words) or len(text.split()),
-                               self._covers.pop(r.finalize_id, ())))
+        covers, release = self.finalizes.answered(r.finalize_id)
+        if release is not None:
+            self._send_finalize(release)
+        self.hooks.heard(Final(text, r.finalize_id, r.confidence, len(r.words) or len(text.split()), covers))

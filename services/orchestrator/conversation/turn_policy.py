@@ -18,7 +18,9 @@ Outcome and the wait before acting anyway (the caller keeps listening meanwhile;
 cancels the wait):
 - COMMIT: wait 0.
 - HOLD (a continuation word, or the model fairly sure the turn goes on): `hold_max_wait_ms` (3000).
-- UNDECIDED (neutral signals): `undecided_max_wait_ms` (1200), i.e. today's VAD-only silence.
+- UNDECIDED (neutral signals): `undecided_max_wait_ms` (1200), i.e. today's VAD-only silence; when
+  the model leans incomplete (below 0.5) `lean_incomplete_wait_ms` (2000), so that a 1.5 s thinking
+  pause the transcript does not mark (offline STT often misses "and", "um") is still held.
 """
 from __future__ import annotations
 
@@ -45,6 +47,12 @@ class TurnPolicyConfig:
     max_question_words: int = 20         # longer turns that merely START like a question are answers
     undecided_max_wait_ms: int = 1200    # neutral: commit after this much silence anyway
     hold_max_wait_ms: int = 3000         # "incomplete": commit after this much silence anyway
+    lean_incomplete_wait_ms: int = 2000  # neutral signals but the model below 0.5 (leaning "goes on"): this
+                                         # wait instead of undecided_max_wait_ms (a 1.5 s thinking pause holds)
+    unscored_wait_ms: int = 2000         # the VAD's silence ended but the pause's score has not come: wait
+                                         # for it up to this (from the end of speech), then commit
+    long_answer_words: int = 25          # a COMMIT on an answer of at least this many words (not a question)
+    long_answer_commit_ms: int = 1200    # ... waits this much silence: a monologue's sentence end (0 = off)
 
     def __post_init__(self) -> None:
         for name in ("commit_probability", "question_probability", "hold_probability", "complete_text_probability"):
@@ -54,6 +62,13 @@ class TurnPolicyConfig:
         if self.hold_probability > self.commit_probability:
             raise ValueError(f"hold_probability={self.hold_probability} is above "
                              f"commit_probability={self.commit_probability}")
+        if not 0 <= self.lean_incomplete_wait_ms <= 60_000:
+            raise ValueError(f"lean_incomplete_wait_ms={self.lean_incomplete_wait_ms} is out of range: accepted 0..60000")
+        if not 0 <= self.unscored_wait_ms <= 60_000:
+            raise ValueError(f"unscored_wait_ms={self.unscored_wait_ms} is out of range: accepted 0..60000")
+        if not 0 <= self.long_answer_commit_ms <= 60_000 or self.long_answer_words < 0:
+            raise ValueError(f"long_answer_words={self.long_answer_words} / long_answer_commit_ms="
+                             f"{self.long_answer_commit_ms} out of range: accepted >= 0 and 0..60000")
         if not 0 <= self.undecided_max_wait_ms <= self.hold_max_wait_ms <= 60_000:
             raise ValueError("need 0 <= undecided_max_wait_ms <= hold_max_wait_ms <= 60000, got "
                              f"{self.undecided_max_wait_ms} and {self.hold_max_wait_ms}")
@@ -62,7 +77,7 @@ class TurnPolicyConfig:
 @dataclass(frozen=True)
 class Verdict:
     decision: Decision
-    wait_ms: int        # silence after the pause start before committing anyway (0 for COMMIT)
+    wait_ms: int        # silence after the end of speech before committing (COMMIT: 0 = now)
     reason: str         # for logs and metrics: which signal decided
 
 
@@ -170,9 +185,22 @@ def decide(probability: float | None, transcript: str, cfg: TurnPolicyConfig | N
     if probability is None:
         return Verdict(Decision.UNDECIDED, cfg.undecided_max_wait_ms, "no turn score")
     if probability >= cfg.commit_probability:
-        return Verdict(Decision.COMMIT, 0, "turn model: complete")
+        return _commit(transcript, cfg, "turn model: complete")
     if probability < cfg.hold_probability:
         return Verdict(Decision.HOLD, cfg.hold_max_wait_ms, "turn model: incomplete")
     if english and probability >= cfg.complete_text_probability and looks_complete(transcript, cfg.min_words_for_text):
-        return Verdict(Decision.COMMIT, 0, "turn model and transcript: complete")
+        return _commit(transcript, cfg, "turn model and transcript: complete")
+    if probability < 0.5:
+        return Verdict(Decision.UNDECIDED, max(cfg.undecided_max_wait_ms, cfg.lean_incomplete_wait_ms),
+                       "signals neutral, the model leaning incomplete")
     return Verdict(Decision.UNDECIDED, cfg.undecided_max_wait_ms, "signals neutral")
+
+
+def _commit(transcript: str, cfg: TurnPolicyConfig, reason: str) -> Verdict:
+    """COMMIT now, or after `long_answer_commit_ms` for a long answer: a sentence end inside a
+    monologue sounds and reads like a finished turn (the model scores both ~0.9), and only the
+    answer's length tells them apart; a short answer to the interviewer's question is done sooner."""
+    n = len(words_of(transcript))
+    if cfg.long_answer_commit_ms and n >= cfg.long_answer_words:
+        return Verdict(Decision.COMMIT, cfg.long_answer_commit_ms, f"{reason}; a long answer ({n} words)")
+    return Verdict(Decision.COMMIT, 0, reason)
