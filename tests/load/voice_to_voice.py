@@ -65,6 +65,7 @@ ONSET_QUIET_S = 0.3  # interviewer audio "starts" after at least this much quiet
 PAUSE_MIN_S = 0.2    # quiet stretches inside an answer counted as its pauses
 LIBRIVOX = FIXTURES / "librivox"
 LECTURE = FIXTURES / "lecture_60s_16k.wav"
+BENCH = [["--rounds", "2"]]  # make bench (tests/load/bench.py)
 QUESTIONS = ["What have you been working on lately?", "What was the hardest bug you fixed?",
              "How do you test your code?", "How do you review a teammate's change?",
              "What would you improve in your last project?", "How do you handle a production incident?",
