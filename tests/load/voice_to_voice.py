@@ -181,6 +181,7 @@ class Measured:
     pauses: list[float] = field(default_factory=list)  # pause lengths inside the answer (s)
     metrics: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, float] = field(default_factory=dict)
+    entries_inside: int = 0      # candidate entries written mid-answer (a commit there, heard or not)
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -266,7 +267,12 @@ def budget(m: Measured, tm: interviews_pb2.TurnMetrics) -> dict[str, float]:
 
 
 def attach_metrics(measured: list[Measured], events: list[interviews_pb2.Event]) -> None:
-    """Each answer's reply metrics: the first TurnMetrics event stamped after its end of speech."""
+    """Each answer's reply metrics: the first TurnMetrics event stamped after its end of speech;
+    and how many candidate transcript entries were written while it was still being spoken."""
+    user_at = [e.time.ToNanoseconds() / 1e9 for e in events
+               if e.HasField("transcript") and e.transcript.role == common_pb2.ROLE_USER]
+    for m in measured:
+        m.entries_inside = sum(m.start < t < m.end for t in user_at)
     tms = sorted(((e.time.ToNanoseconds() / 1e9, e.turn_metrics) for e in events if e.HasField("turn_metrics")),
                  key=lambda x: x[0])
     for k, m in enumerate(measured):
@@ -341,6 +347,7 @@ def summarize(sessions: list[dict[str, Any]]) -> dict[str, Any]:
         out[mode] = {"answers": len(rows), "n": len(v2v), "p50_ms": pct(v2v, 50), "p90_ms": pct(v2v, 90),
                      "v2v_ms": v2v, "cut_ins": sum(len(a["cut_ins"]) for a in rows),
                      "answers_cut_in": sum(1 for a in rows if a["cut_ins"]),
+                     "entries_inside": sum(a.get("entries_inside", 0) for a in rows),
                      "overlaps": sum(a["overlap"] for a in rows), "no_reply_heard": sum(a["v2v_ms"] is None for a in rows),
                      "budget_p50_ms": stages, "model_ms_mean": round(statistics.mean(model), 1) if model else None,
                      "speculative": sum(bool(a["metrics"].get("speculative")) for a in rows),
