@@ -59,3 +59,27 @@ def test_stage_budget_adds_up_to_the_heard_delay() -> None:
     assert b["pause"] == 200 and b["commit_after_pause"] == 100 and b["finalize"] == 80
     assert b["llm_first_token"] == 10 and b["tts_first_audio"] == 160
     assert b["orchestrator_span"] == 460 and b["outside"] == 440
+
+
+def test_answers_are_found_where_the_microphone_played_them_not_where_the_file_put_them() -> None:
+    """On a loaded machine Chromium's fake microphone falls behind its file by seconds."""
+    first, _ = librivox("0880", {})
+    second, _ = librivox("0930", {})
+    reply = read_wav(FIXTURES / "goforward_16k.wav", RATE)[0]
+    mic = np.zeros(30 * RATE, np.int16)
+    mic[2 * RATE:2 * RATE + len(first)] = first
+    late = 2 + 10 + 2.5  # the file puts the second answer 10 s after the first; it plays 2.5 s late
+    mic[int(late * RATE):int(late * RATE) + len(second)] = second
+    ends = [2 + (np.nonzero(loud(x, RATE, MIC_DBFS))[0][-1] + 1) / 100 for x in (first, second)]
+    ends[1] += late - 2
+    pcm = np.zeros_like(mic)
+    onset = np.nonzero(loud(reply, RATE, AGENT_DBFS))[0][0] / 100
+    for end in ends:
+        at = int((end + 0.9 - onset) * RATE)
+        pcm[at:at + len(reply)] = reply
+    rec = Recording(pcm, mic, 1000.0 + np.arange(len(pcm)) / RATE, RATE)
+    starts = [2 + np.nonzero(loud(x, RATE, MIC_DBFS))[0][0] / 100 for x in (first, second)]
+    layout = Layout(path=None, starts=[starts[0], starts[1] + 10],  # type: ignore[arg-type]
+                    ends=[ends[0], ends[1] - 2.5])
+    measured = measure(rec, layout, [Answer("0880", first, []), Answer("0930", second, [])])
+    assert [m.v2v_ms for m in measured] == [900, 900] and not any(m.suspect or m.cut_ins for m in measured)

@@ -63,6 +63,8 @@ RATE = 16000
 MIC_DBFS, AGENT_DBFS, WIN_MS = -40.0, -45.0, 10  # as tests/media/test_fullstack.py measures
 ONSET_QUIET_S = 0.3  # interviewer audio "starts" after at least this much quiet
 PAUSE_MIN_S = 0.2    # quiet stretches inside an answer counted as its pauses
+MERGE_S = 4.0        # quiet shorter than this is inside an answer (its pauses are <= 1.5 s; gaps 10 s)
+SUSPECT_S = 0.3      # an answer whose captured length differs more than this from the file's is not counted
 LIBRIVOX = FIXTURES / "librivox"
 LECTURE = FIXTURES / "lecture_60s_16k.wav"
 BENCH = [["--rounds", "2"]]  # make bench (tests/load/bench.py)
@@ -182,6 +184,7 @@ class Measured:
     metrics: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, float] = field(default_factory=dict)
     entries_inside: int = 0      # candidate entries written mid-answer (a commit there, heard or not)
+    suspect: str = ""            # the capture does not hold the answer as sent (not counted)
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -190,7 +193,23 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]))
 
 
+def segments(mic: np.ndarray, merge_windows: int) -> list[tuple[int, int]]:
+    """Loud runs of the captured microphone merged across quiet shorter than `merge_windows`: one
+    per answer (answers are separated by long gaps; their own pauses are short)."""
+    out: list[tuple[int, int]] = []
+    for s, e in runs(mic):
+        if out and s - out[-1][1] < merge_windows:
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return [(s, e) for s, e in out if e - s >= 50]  # >= 0.5 s: an answer, not a click
+
+
 def measure(rec: Recording, layout: Layout, items: list[Answer]) -> list[Measured]:
+    """Each answer as the page's capture holds it. Answers are found in the captured microphone
+    (not placed by their offset in the file: on a loaded machine Chromium's fake microphone falls
+    behind the file, by seconds over a session); one whose captured length differs from the file's
+    (the microphone stalled inside it) is marked suspect and not counted."""
     win = rec.rate * WIN_MS // 1000
     t = rec.times[::win][:len(rec.pcm) // win]  # each window's wall-clock start
     mic, agent = loud(rec.mic, rec.rate, MIC_DBFS), loud(rec.pcm, rec.rate, AGENT_DBFS)
@@ -198,17 +217,18 @@ def measure(rec: Recording, layout: Layout, items: list[Answer]) -> list[Measure
     t, mic, agent = t[:n], mic[:n], agent[:n]
     quiet = int(ONSET_QUIET_S * 1000 / WIN_MS)
     onsets = [i for i in np.nonzero(agent)[0] if i >= quiet and not agent[i - quiet:i].any()]
-    first_mic = np.nonzero(mic)[0]
-    assert len(first_mic), "the page recorded no microphone speech"
-    offset = t[first_mic[0]] - layout.starts[0]  # file time -> wall clock
+    found = segments(mic, int(MERGE_S * 1000 / WIN_MS))
+    assert found, "the page recorded no microphone speech"
+    if len(found) != len(items):
+        print(f"{len(found)} answers in the captured microphone, {len(items)} sent: matched in order",
+              file=sys.stderr)
     out = []
-    for k, a in enumerate(items):
-        lo, hi = layout.starts[k] + offset - 0.5, layout.ends[k] + offset + 0.5
-        idx = np.nonzero(mic & (t >= lo) & (t <= hi))[0]
-        if not len(idx):
-            print(f"answer {a.name}: no microphone speech where expected", file=sys.stderr)
-            continue
-        m = Measured(a.name, float(t[idx[0]]), float(t[idx[-1]] + WIN_MS / 1000))
+    for k, (a, (s0, e0)) in enumerate(zip(items, found)):
+        m = Measured(a.name, float(t[s0]), float(t[e0 - 1] + WIN_MS / 1000))
+        sent, got = layout.ends[k] - layout.starts[k], m.end - m.start
+        if abs(got - sent) > SUSPECT_S:
+            m.suspect = f"the answer lasts {got:.2f} s in the capture, {sent:.2f} s in the file"
+            print(f"answer {a.name}: {m.suspect}; not counted", file=sys.stderr)
         inside = (t >= m.start) & (t < m.end)
         pauses = [(float(t[s]), float(t[e - 1] + WIN_MS / 1000)) for s, e in runs(inside & ~mic)
                   if (e - s) * WIN_MS / 1000 >= PAUSE_MIN_S]
@@ -223,7 +243,7 @@ def measure(rec: Recording, layout: Layout, items: list[Answer]) -> list[Measure
                     m.cut_ins.append({"at_s": round(float(t[i]) - m.start, 2),
                                       "pause_s": round(p[1] - p[0], 2) if p else None,
                                       "after_pause_start_ms": round((float(t[i]) - p[0]) * 1000) if p else None})
-        nxt = layout.starts[k + 1] + offset - 0.5 if k + 1 < len(items) else float(t[-1])
+        nxt = float(t[found[k + 1][0]]) if k + 1 < len(found) else float(t[-1])
         after = [i for i in onsets if m.end <= t[i] < nxt]
         if after and not m.talking_at_end:
             m.heard_at = float(t[after[0]])
@@ -316,6 +336,7 @@ async def session(stack: OfflineStack, api: InterviewsClient, items: list[Answer
     model1 = scrape(stack.ai["vad"].metrics_port, "interviewer_vad_turn_score_seconds")
     ARTIFACTS.mkdir(exist_ok=True)
     write_wav(ARTIFACTS / f"v2v-{label}-heard.wav", rec.pcm, rec.rate)
+    write_wav(ARTIFACTS / f"v2v-{label}-mic.wav", rec.mic, rec.rate)
     measured = measure(rec, layout, items)
     events = await interview_events(api, iid)
     attach_metrics(measured, events)
@@ -338,13 +359,14 @@ def pct(values: list[float], p: float) -> float | None:
 def summarize(sessions: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for mode, on in (("turn_taking", True), ("silence_only", False)):
-        rows = [a for s in sessions if s["turn_taking"] == on for a in s["answers"]]
+        rows = [a for s in sessions if s["turn_taking"] == on for a in s["answers"] if not a["suspect"]]
+        suspect = sum(1 for s in sessions if s["turn_taking"] == on for a in s["answers"] if a["suspect"])
         v2v = [a["v2v_ms"] for a in rows if a["v2v_ms"] is not None]
         stages = {k: pct([a["budget"][k] for a in rows if a["budget"]], 50)
                   for k in ("pause", "finalize", "commit_after_pause", "llm_first_token", "tts_first_audio",
                             "commit_to_first_audio", "orchestrator_span", "outside")}
         model = [s["model_ms_mean"] for s in sessions if s["turn_taking"] == on and s["model_ms_mean"]]
-        out[mode] = {"answers": len(rows), "n": len(v2v), "p50_ms": pct(v2v, 50), "p90_ms": pct(v2v, 90),
+        out[mode] = {"answers": len(rows), "suspect_not_counted": suspect, "n": len(v2v), "p50_ms": pct(v2v, 50), "p90_ms": pct(v2v, 90),
                      "v2v_ms": v2v, "cut_ins": sum(len(a["cut_ins"]) for a in rows),
                      "answers_cut_in": sum(1 for a in rows if a["cut_ins"]),
                      "entries_inside": sum(a.get("entries_inside", 0) for a in rows),
