@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DRIVERS = ["vad", "turns", "stt", "llm", "tts", "video", "orchestrator", "media", "evaluation"]
+DRIVERS = ["vad", "turns", "stt", "llm", "tts", "video", "orchestrator", "media", "evaluation", "voice_to_voice"]
 
 
 def main(argv: list[str]) -> int:

@@ -1,14 +1,17 @@
 """Headless Chromium (Debian chromium + chromedriver via Selenium) with a WAV as its microphone."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 from services.common.audio import read_wav, resample, write_wav
 
@@ -72,3 +75,19 @@ def recording(driver: webdriver.Chrome) -> Recording:
 
 def to16k(samples: np.ndarray, rate: int) -> np.ndarray:
     return resample(samples, rate, 16000)
+
+
+async def join_call(driver: webdriver.Chrome, join_url: str, ice_timeout_s: float = 5.0) -> None:
+    """Open the candidate link as sent, with the test hooks in the query (record what the page
+    plays and the raw microphone, no echo cancellation / AGC), click Join and wait until connected."""
+    base, fragment = join_url.split("#", 1)
+    await asyncio.to_thread(driver.get, f"{base}?record=1&rawaudio=1#{fragment}")
+    await asyncio.to_thread(lambda: driver.find_element(By.ID, "join-btn").click())
+    deadline = time.monotonic() + 2 * ice_timeout_s
+    while not await asyncio.to_thread(driver.execute_script, "return window.__media.connectedAt > 0"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the page did not connect")
+        await asyncio.sleep(0.05)
+    st = await asyncio.to_thread(driver.execute_script, "return window.__media")
+    if (st["connectedAt"] - st["startedAt"]) / 1000 >= ice_timeout_s:
+        raise TimeoutError(f"ICE took {ice_timeout_s:g} s or more")
