@@ -19,6 +19,9 @@ class VideoConfig:
     decode_workers: int = env(2, min=1, max=32, help="threads decoding and scaling JPEG frames")
     ocr_workers: int = env(1, min=1, max=32, help="tesseract processes running at once (all streams)")
     ocr_min_interval_s: float = env(3.0, min=0.0, help="a stream's screen is OCR'd at most this often")
+    screen_settle_s: float = env(2.0, min=0.0, help="offline: a changed screen that then stays still this long is "
+                                 "OCR'd once more (a WebRTC encoder sharpens a still screen over its first "
+                                 "frames); 0 = off")
     ocr_timeout_s: float = env(10.0, min=0.5, help="a tesseract run taking longer is killed")
     ocr_nice: int = env(10, min=0, max=19, help="scheduling niceness of tesseract (low priority)")
     camera_dark_luma: float = env(20.0, min=0, max=255, help="mean grey level under which the camera counts as dark or covered")

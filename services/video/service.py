@@ -29,7 +29,7 @@ def make_servicer(cfg: VideoConfig, only: str = "") -> tuple[VideoServicer, list
     executor = ThreadPoolExecutor(cfg.decode_workers, thread_name_prefix="video-decode")
     ocr = Tesseract(executor, workers=cfg.ocr_workers, timeout_s=cfg.ocr_timeout_s, nice=cfg.ocr_nice)
     offline = OfflineProvider(ocr, min_interval_s=cfg.ocr_min_interval_s, dark_luma=cfg.camera_dark_luma,
-                              frozen_s=cfg.camera_frozen_s)
+                              frozen_s=cfg.camera_frozen_s, settle_s=cfg.screen_settle_s)
     providers: list[tuple[str, Provider]] = []
     for name in ([only] if only else cfg.providers):
         if name == "gemini":

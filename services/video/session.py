@@ -206,6 +206,8 @@ class StreamSession:
                     continue
                 if change is not None and not change.changed:
                     self.stats.frames_skipped_unchanged += 1
+                    if self.analyser is not None:  # the offline analyser may re-read a settled screen
+                        self.analyser.still(Frame(f.source, f.time_ms, decoded, change, f.jpeg))
                     continue
                 self.stats.frames_analyzed += 1
                 frame = Frame(f.source, f.time_ms, decoded, change, f.jpeg)

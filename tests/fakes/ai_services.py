@@ -86,10 +86,14 @@ class FakeVad(vad_pb2_grpc.VadServicer):
                 if req.config.params.HasField("min_silence_ms"):
                     min_silence = rate * req.config.params.min_silence_ms // 1000
                 params.MergeFrom(req.config.params)
+                if problem := self._no_model(params):
+                    yield problem
             elif kind == "params":
                 if req.params.HasField("min_silence_ms"):
                     min_silence = rate * req.params.min_silence_ms // 1000
                 params.MergeFrom(req.params)
+                if problem := self._no_model(params):
+                    yield problem
                 yield vad_pb2.DetectResponse(params_applied=vad_pb2.VadParamsApplied(params=params))
             elif kind == "audio":
                 samples = np.frombuffer(req.audio.pcm, dtype=np.int16)
@@ -120,6 +124,17 @@ class FakeVad(vad_pb2_grpc.VadServicer):
                     yield vad_pb2.DetectResponse(event=vad_pb2.VadEvent(
                         type=vad_pb2.SPEECH_STOPPED, offset_samples=last_voiced_end, decided_at_samples=end,
                         probability=0.05))
+
+
+    def _no_model(self, params: common_pb2.VadParams) -> vad_pb2.DetectResponse | None:
+        """Without a fake end-of-turn model, turn scoring is refused in-band, as the real VAD does
+        when its model is missing (so the orchestrator stops waiting for scores)."""
+        if not params.turn_scoring or self.turn_probability is not None:
+            return None
+        params.turn_scoring = False
+        return vad_pb2.DetectResponse(problem=common_pb2.Problem(
+            code=grpc.StatusCode.FAILED_PRECONDITION.value[0], field="turn_scoring",
+            message="turn scoring is unavailable on this fake VAD (no turn probability configured)"))
 
 
 class FakeStt(stt_pb2_grpc.SttServicer):

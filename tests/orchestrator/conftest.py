@@ -31,9 +31,12 @@ def prefix() -> str:
 @pytest.fixture(scope="module")
 def orchestrator(redis_server: RedisServer, prefix: str) -> Iterator[ServiceProcess]:
     # No background evaluation jobs here: a job finishing after EndInterview would append an
-    # evaluation event while a test reads the event stream (Evaluate itself still works).
-    with ServiceProcess("orchestrator", env=orchestrator_env(redis_server.url, prefix,
-                                                            ORCHESTRATOR_EVALUATION_WORKERS="0")) as proc:
+    # evaluation event while a test reads the event stream (Evaluate itself still works). No API
+    # rate limits either: the load-driver smoke drives this instance at full speed (the limits
+    # have their own orchestrator in test_rate_limits.py).
+    with ServiceProcess("orchestrator", env=orchestrator_env(
+            redis_server.url, prefix, ORCHESTRATOR_EVALUATION_WORKERS="0",
+            ORCHESTRATOR_API_RATE_PER_S="0", ORCHESTRATOR_API_WATCH_RATE_PER_S="0")) as proc:
         yield proc
 
 

@@ -212,6 +212,9 @@ async function toggleScreen() {
   try { state.screen = await navigator.mediaDevices.getDisplayMedia({ video, audio: false }); }
   catch (e) { error("Screen sharing was not started (permission denied or cancelled)."); return; }
   const track = state.screen.getVideoTracks()[0];
+  // Code and text on screen: under CPU or bandwidth pressure keep the resolution and drop frames
+  // (WebRTC's default for video halves the resolution, and OCR then loses underscores and dots).
+  track.contentHint = "text";
   track.onended = stopScreen;
   await state.screenSender.replaceTrack(track);
   $("screen").setAttribute("aria-pressed", "true"); $("screen").textContent = "Stop sharing";

@@ -49,6 +49,9 @@ class StreamAnalyser(abc.ABC):
     @abc.abstractmethod
     def submit(self, frame: Frame) -> None: ...
 
+    def still(self, frame: Frame) -> None:
+        """A screen frame change detection called unchanged (not analysed by default)."""
+
     def set_mode(self, mode: int) -> None:
         """The sampling mode changed (analysis cadence follows it)."""
 

@@ -70,6 +70,12 @@ def _recursive(text: str, name: str) -> bool:
     return re.search(rf"\b{re.escape(name)}\s*\(", own) is not None
 
 
+def richness(text: str) -> int:
+    """How much a read of code recognised: names defined plus constructs seen (two reads of the
+    same still screen: the one that recognised more is the better read)."""
+    return len(_defined(text)) + sum(1 for _, p in _CONSTRUCTS if p.search(text))
+
+
 def describe_code(text: str, span: tuple[int, int] = (0, 0)) -> Description | None:
     names = _defined(text)
     if len(_ASM.findall(text)) >= 5:

@@ -1,7 +1,10 @@
 """The offline analyser (default): OCR of the shared screen, cheap signals from the camera.
 
 SCREEN: only changed frames reach it; it keeps the newest one and OCRs it at most once per
-`ocr_min_interval_s`, never a backlog. CAMERA: covered/dark and frozen-picture signals from the
+`ocr_min_interval_s`, never a backlog. Once a changed screen has then stayed still for `settle_s`,
+the still frame is read once more: a WebRTC encoder sends a still screen blurry first and sharpens
+it over the next frames (too little to count as a change), and OCR of the first frames loses
+underscores and dots. CAMERA: covered/dark and frozen-picture signals from the
 grayscale image the decoder already made. Only text leaves; frames are dropped after use."""
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from interview.v1 import common_pb2
 from services.video.change import compare
 from services.video.observations import Candidate, ObsType
 from services.video.providers.base import Frame, Provider, StreamAnalyser, StreamContext
-from services.video.providers.describe import describe
+from services.video.providers.describe import describe, richness
 from services.video.providers.ocr import Tesseract, strip_gutter
 
 log = logging.getLogger("video.offline")
@@ -26,8 +29,9 @@ class OfflineProvider(Provider):
     name = "offline"
 
     def __init__(self, ocr: Tesseract, *, min_interval_s: float = 3.0, dark_luma: float = 20.0,
-                 frozen_s: float = 60.0):
+                 frozen_s: float = 60.0, settle_s: float = 2.0):
         self.ocr = ocr
+        self.settle_s = settle_s
         self.min_interval_s = min_interval_s
         self.dark_luma = dark_luma
         self.frozen_s = frozen_s
@@ -53,18 +57,32 @@ class OfflineAnalyser(StreamAnalyser):
         self._camera_state = ""  # "", "dark", "frozen"
         self.ocr_failures = 0
         self._edits: list[int] = []  # capture times of small screen changes (typing-sized)
+        self._settle_from: int | None = None  # capture time of the last change, until its settled re-read
+        self._reread: Frame | None = None  # the pending frame is a re-read of an unchanged screen
+        self._last_richness = 0  # what the last read recognised (describe.richness)
 
     def submit(self, frame: Frame) -> None:
         if frame.source == SCREEN:
             self._pending = frame  # the newest replaces any older one: never a backlog
+            self._settle_from, self._reread = frame.time_ms, None
             self._activity(frame)
             self._wake.set()
         elif frame.source == CAMERA:
             self._camera(frame)
 
+    def still(self, frame: Frame) -> None:
+        """One more read of a screen that has stayed still `settle_s` since its last change."""
+        if (frame.source != SCREEN or self._settle_from is None or self.p.settle_s <= 0
+                or frame.time_ms - self._settle_from < self.p.settle_s * 1000):
+            return
+        self._settle_from = None
+        self._pending = self._reread = frame  # same content as a pending change, sharper: it replaces it
+        self._wake.set()
+
     def drop_source(self, source: int) -> None:
         if source == SCREEN:
             self._pending = None
+            self._settle_from = None
         elif source == CAMERA:
             self._camera_prev = None
             self._camera_changed_ms = None
@@ -97,10 +115,16 @@ class OfflineAnalyser(StreamAnalyser):
             return
         finally:
             self._busy = False
-        self.analyse_text(text, frame.time_ms)
+        self.analyse_text(text, frame.time_ms, reread=frame is self._reread)
 
-    def analyse_text(self, text: str, time_ms: int) -> None:
+    def analyse_text(self, text: str, time_ms: int, reread: bool = False) -> None:
+        """`reread`: the same screen read again once still; it reports only if it recognised at
+        least as much as the read before (OCR of near-identical frames varies)."""
         body, span = strip_gutter(text)
+        score = richness(body)
+        if reread and score < self._last_richness:
+            return
+        self._last_richness = score
         for d in describe(body, span):
             self._emit(d.type, d.detail, d.confidence, SCREEN, time_ms)
 
