@@ -68,15 +68,21 @@ def _check(entries: list[interviews_pb2.TranscriptEntry]) -> None:
     assert [e.sequence for e in entries] == list(range(1, len(entries) + 1))
 
 
-@pytest.fixture
-def long_grace(redis_server: RedisServer, ai: dict[str, ServiceProcess], prefix: str) -> Iterator[list[ServiceProcess]]:
-    procs = _instances(redis_server, ai, prefix, grace_s="3600")
+def _two_instances(redis_server: RedisServer, ai: dict[str, ServiceProcess], prefix: str,
+                   grace_s: str) -> Iterator[list[ServiceProcess]]:
+    """Two orchestrators with this abandoned grace; the first started, both killed at the end."""
+    procs = _instances(redis_server, ai, prefix, grace_s=grace_s)
     procs[0].start()
     try:
         yield procs
     finally:
         for p in procs:
             p.kill()
+
+
+@pytest.fixture
+def long_grace(redis_server: RedisServer, ai: dict[str, ServiceProcess], prefix: str) -> Iterator[list[ServiceProcess]]:
+    yield from _two_instances(redis_server, ai, prefix, "3600")
 
 
 async def test_end_interview_on_another_instance_closes_the_cut_turn(
@@ -99,13 +105,7 @@ async def test_end_interview_on_another_instance_closes_the_cut_turn(
 
 @pytest.fixture
 def short_grace(redis_server: RedisServer, ai: dict[str, ServiceProcess], prefix: str) -> Iterator[list[ServiceProcess]]:
-    procs = _instances(redis_server, ai, prefix, grace_s="1")
-    procs[0].start()
-    try:
-        yield procs
-    finally:
-        for p in procs:
-            p.kill()
+    yield from _two_instances(redis_server, ai, prefix, "1")
 
 
 async def test_sweeper_closes_a_session_abandoned_without_a_rejoin(
