@@ -101,7 +101,7 @@ def api_keys(cfg: OrchestratorConfig) -> list[auth.ApiKey]:
 def loop_settings(cfg: OrchestratorConfig) -> LoopSettings:
     return LoopSettings(
         stt_provider=cfg.stt_provider, tts_provider=cfg.tts_provider, pre_roll_ms=cfg.pre_roll_ms,
-        barge_in_commit_ms=cfg.barge_in_commit_ms, barge_in_pause_ms=cfg.barge_in_pause_ms,
+        finalize_at_pause_ms=cfg.finalize_at_pause_ms, barge_in_commit_ms=cfg.barge_in_commit_ms, barge_in_pause_ms=cfg.barge_in_pause_ms,
         conversational_silence_ms=cfg.conversational_silence_ms,
         coding_silence_ms=cfg.coding_silence_ms, check_in_s=cfg.check_in_s, lease_ttl_ms=cfg.lease_ttl_ms,
         history_max_messages=cfg.history_max_messages, history_max_chars=cfg.history_max_chars,

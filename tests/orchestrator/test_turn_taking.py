@@ -250,7 +250,10 @@ async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisS
     no transcript entry, no history, no metrics of its own. At the next pause another one is
     prepared; the fallback commits the turn and that one plays, answering all the words."""
     server, address = await _fakes(0.3, stt_finalize_ms=50, llm_first_token_ms=100, tts_first_audio_ms=50)
-    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")}).start()
+    # the fake STT says its whole sentence for every piece: FINALIZE only at the scored pauses, so the
+    # pieces are the test's two (the early FINALIZE at 100 ms would also cut at the clip's word gaps)
+    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")},
+                              finalize_at_pause_ms=0).start()
     stubs = orch.servicer.stubs
     stubs.llm = Tap(stubs.llm)
     full = speech("goforward_16k.wav")
@@ -342,3 +345,61 @@ def test_the_listener_passes_a_late_score_on_with_the_stops_finalize() -> None:
     listener._speech_started(48000)                                     # the candidate went on
     listener._turn_scored(vad_pb2.TurnScore(probability=0.9, pause_ms=200, pause_start_samples=40000))
     assert sum(1 for e in heard if isinstance(e, TurnPaused) and e.after_stop) == 1  # not a late one any more
+
+
+@pytest.mark.parametrize("finalize_at_pause_ms", [100, 0])
+async def test_the_pause_is_finalized_before_its_score_comes(redis_server: RedisServer, finalize_at_pause_ms: int):
+    """FINALIZE at 100 ms of pause (ORCHESTRATOR_FINALIZE_AT_PAUSE_MS), not when the turn score
+    comes: with a 600 ms turn pause and a 400 ms STT finalize, the words are there when the score
+    comes (a COMMIT at ~600 ms); FINALIZEd at the score (0 = off) they come 400 ms later."""
+    server, address = await _fakes(0.95, stt_finalize_ms=400)
+    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")},
+                              finalize_at_pause_ms=finalize_at_pause_ms).start()
+    full = speech("goforward_16k.wav")
+    clip = full[:speech_end(full, 512)]
+    try:
+        iid, token = await orch.create(turn_taking=interviews_pb2.TurnTakingConfig(turn_pause_ms=600))
+        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+            await cand.wait_played(await cand.wait_generations(1))
+            await cand.say(clip)
+            await cand.pause(0.1)
+            await cand.wait_played(await cand.wait_generations(2, timeout=10))
+        events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
+        m = [e.turn_metrics for e in events if e.WhichOneof("payload") == "turn_metrics"][-1]
+        if finalize_at_pause_ms:
+            assert 550 <= m.speech_end_to_commit_ms < 850, m
+        else:
+            assert m.speech_end_to_commit_ms >= 950, m
+        entries = [e.text for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
+        assert entries and all(e.startswith("i worked on a compiler") for e in entries), entries
+    finally:
+        await orch.stop()
+        await server.stop(0)
+
+
+async def test_a_hold_prepares_its_reply_before_the_fallback_commits(redis_server: RedisServer) -> None:
+    """A HOLD (score 0.05): the reply is not prepared at the pause (the candidate usually goes on)
+    but 1 s before the 3 s fallback, so it plays the moment the fallback commits."""
+    server, address = await _fakes(0.05, stt_finalize_ms=50, llm_first_token_ms=400, tts_first_audio_ms=120)
+    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")}).start()
+    stubs = orch.servicer.stubs
+    stubs.llm = Tap(stubs.llm)
+    full = speech("goforward_16k.wav")
+    clip = full[int(0.45 * RATE):speech_end(full, 512)]
+    try:
+        iid, token = await orch.create()
+        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+            await cand.wait_played(await cand.wait_generations(1))
+            await cand.say(clip)
+            await cand.pause(0.1)
+            reply = await cand.wait_generations(2, timeout=10)
+            await cand.wait_played(reply)
+        assert len([r for r in stubs.llm.sent if r.task == llm_pb2.TASK_REPLY]) == 1
+        events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
+        m = [e.turn_metrics for e in events if e.WhichOneof("payload") == "turn_metrics"][-1]
+        assert m.speculative and m.speculative_starts == 1 and m.speculative_cancelled == 0, m
+        # the HOLD fallback (3 s) committed; the reply (LLM 400 + TTS 120 ms) was ready by then
+        assert 2900 <= m.speech_end_to_commit_ms <= 3300 and m.commit_to_first_audio_ms < 150, m
+    finally:
+        await orch.stop()
+        await server.stop(0)

@@ -83,8 +83,8 @@ class EndOfTurn:
         self.pause, self._last_pause_scored = e, True
         if not e.after_stop or self.speech_end is None:  # a late score: the stop's estimate stands
             self.speech_end = e.at - e.pause_ms / 1000
-        if e.after_stop and e.finalize_id in (self._answered[0], *self._answered[2]):  # answered before it came
-            self.finalized(*self._answered)
+        if e.finalize_id in (self._answered[0], *self._answered[2]):  # answered before the score came (a late
+            self.finalized(*self._answered)                          # score, or a FINALIZE sent at the pause)
 
     def finalized(self, finalize_id: str, turn_text: str, covers: tuple[str, ...] = ()) -> None:
         """The pause's FINALIZE was answered (itself, or coalesced into `finalize_id` while STT

@@ -61,9 +61,8 @@ class Floor:
         self._vad_stop_at: float | None = None
         self.utterance_trace = common_pb2.TraceContext()
         self.turn_span = OpenTurnSpan()
-        self.ending_after_turn = False
+        self.ending_after_turn, self.check_ins = False, 0
         self.metrics: list[interviews_pb2.TurnMetrics] = []
-        self.check_ins = 0
 
     # ---- what the candidate does ----
 
@@ -87,6 +86,7 @@ class Floor:
             self._vad_stop_at, self.utterance_trace = e.at, e.trace
             self.turn_span.hand_over(e.span)
         self.eot.paused(e)
+        self.pre.maybe_start()  # its FINALIZE may have been answered already (sent at the pause)
 
     def speech_resumed(self) -> None:
         """The candidate goes on after a short pause. A reply started for it that nobody has heard

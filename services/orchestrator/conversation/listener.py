@@ -28,6 +28,7 @@ from services.common.audio import PreRoll, check_chunk
 from services.common.clock import Clock
 from services.orchestrator.conversation.clients import ReopeningStream
 from services.orchestrator.conversation.finalizes import Finalizes
+from services.orchestrator.conversation.pause_finalize import PauseFinalize
 from services.orchestrator.conversation.heard import (EarlySpeech, Final, Interim, ListenerHooks, SpeechResumed,
                                                       SpeechStarted, SpeechStopped, TurnPaused, TurnScoringUnavailable)
 
@@ -43,11 +44,12 @@ class SessionFailed(errors.InvalidArgument):
 class Listener:
     def __init__(self, *, vad_stub: Any, stt_stub: Any, hooks: ListenerHooks, clock: Clock, input_rate: int,
                  stream_id: str, stt_provider: str, language: str, pre_roll_ms: int, early_pause_ms: int,
-                 params: common_pb2.VadParams, trace_attributes: dict[str, str]):
+                 params: common_pb2.VadParams, trace_attributes: dict[str, str], finalize_at_pause_ms: int = 0):
         self.hooks, self.clock, self.rate = hooks, clock, input_rate
         self.stream_id, self.stt_provider, self.language = stream_id, stt_provider, language
         self.pre_roll = int(pre_roll_ms * input_rate / 1000)
         self.early_pause_ms = early_pause_ms
+        self.pause_finalize = PauseFinalize(int(finalize_at_pause_ms * input_rate / 1000))
         self.trace_attributes = trace_attributes
         self.preroll = PreRoll(int((pre_roll_ms + 2000) * input_rate / 1000))
         self.params = params          # what we ask the VAD for
@@ -162,7 +164,7 @@ class Listener:
             self._late_score(t)
             return
         self._paused_from = t.pause_start_samples
-        fid, context, span = self._finalize()
+        fid, context, span = self.pause_finalize.take(t.pause_start_samples) or self._finalize()
         self.latest_interim = ""  # the words so far are the FINALIZE's now
         self.hooks.heard(TurnPaused(t.probability, t.pause_ms, self.clock.monotonic(), fid, context, span))
 
@@ -180,7 +182,13 @@ class Listener:
         if previous >= 0 and end > previous:
             self._window = end - previous
         a = self.applied
-        if a is None or not a.HasField("activation_threshold") or p.probability < a.activation_threshold:
+        if a is None or not a.HasField("activation_threshold"):
+            return
+        if (self.speaking and a.turn_scoring and not self.turn_scoring_refused
+                and self.pause_finalize.window(end - self._window, end, p.probability, a)):
+            self.pause_finalize.sent(self._finalize())  # the pause's FINALIZE, before its turn score
+            self.latest_interim = ""
+        if p.probability < a.activation_threshold:
             return
         if self._last_voiced < 0 or self._last_voiced < previous:  # the window before was not voiced
             self._voiced_from = previous if previous >= 0 else end
@@ -200,6 +208,7 @@ class Listener:
         if self.speaking:
             return
         self.speaking = True
+        self.pause_finalize.reset()
         self._paused_from = self._stopped = None
         self.utterance_no += 1
         self.latest_interim = ""
@@ -223,6 +232,7 @@ class Listener:
         if not self.speaking:
             return
         self.speaking = False
+        self.pause_finalize.reset()
         self._paused_from = None
         self._gate_open = False
         stopped_at = self.clock.monotonic()

@@ -1,7 +1,9 @@
-"""The preemptive reply: at a pause the end-of-turn policy could not decide (it waits for its
-fallback), the reply is prepared — LLM and TTS run, its audio held. It plays only if the turn
-commits with the same words; otherwise it is cancelled silently. Nothing of it (audio,
-transcript, history, check-in timer, actions, asked questions) exists before the commit.
+"""The preemptive reply: at a pause the end-of-turn policy did not commit at once (an UNDECIDED
+pause, a long answer's COMMIT that waits, a HOLD's fallback), the reply is prepared — LLM and TTS
+run, its audio held — so that it plays the moment the wait ends. A HOLD (the candidate most likely
+goes on) starts it only `HOLD_LEAD_MS` before its fallback, not at the pause, to waste less. It
+plays only if the turn commits with the same words; otherwise it is cancelled silently. Nothing of
+it (audio, transcript, history, check-in timer, actions, asked questions) exists before the commit.
 
 At most one is in flight. Its starts, cancellations and wasted tokens are counted for the
 candidate turn's TurnMetrics (`take_counts`).
@@ -13,6 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from interview.v1 import llm_pb2
+from services.common.clock import Timer
 from services.orchestrator.conversation.turn_policy import Decision
 from services.orchestrator.conversation.turns import AgentTurn, TurnTimes
 
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
     from services.orchestrator.conversation.floor import Floor
 
 log = logging.getLogger("conversation.preemptive")
+
+HOLD_LEAD_MS = 1000  # a HOLD's reply starts this long before its fallback commits (LLM + TTS's first audio)
 
 
 class PreemptiveReply:
@@ -30,6 +35,7 @@ class PreemptiveReply:
         self.task: asyncio.Task[None] | None = None
         self.text = ""  # the candidate's words it was generated from
         self._counts = [0, 0, 0]  # this candidate turn: starts, cancellations, wasted tokens
+        self._timer: Timer | None = None  # a HOLD's later start
 
     def matches(self, text: str) -> bool:
         return self.turn is not None and self.text == text
@@ -37,12 +43,18 @@ class PreemptiveReply:
     def maybe_start(self) -> None:
         f = self.floor
         v = f.eot.verdict
-        if (not self.on or not f.eot.on or f.eot.committed or v is None or v.decision is not Decision.UNDECIDED
+        if (not self.on or not f.eot.on or f.eot.committed or v is None
                 or f.turn is not None or not f.transcript.pending_user or f.listener.finalizing
                 or f.view.wrap_up_pending() or f.stopped()):
             return
         if self.matches(f.transcript.pending_text()):
             return
+        if v.decision is Decision.HOLD and f.eot.speech_end is not None:
+            later = f.eot.speech_end + (v.wait_ms - HOLD_LEAD_MS) / 1000 - f.clock.monotonic()
+            if later > 0:
+                self._cancel_timer()
+                self._timer = f.clock.call_later(later, self.maybe_start)
+                return
         self.drop("replaced")
         gid = f.next_generation_id()
         request = f.requests.generate(llm_pb2.TASK_REPLY, gid)
@@ -68,6 +80,7 @@ class PreemptiveReply:
 
     def drop(self, reason: str) -> None:
         """Cancel the speculative reply silently: it sent nothing and recorded nothing."""
+        self._cancel_timer()
         turn, self.turn = self.turn, None
         if turn is None:
             return
@@ -83,3 +96,8 @@ class PreemptiveReply:
     def take_counts(self, turn: AgentTurn) -> None:
         turn.spec_counts = (self._counts[0], self._counts[1], self._counts[2])
         self._counts = [0, 0, 0]
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -67,8 +67,8 @@ class Session:
         self.listener = Listener(
             vad_stub=stubs.vad, stt_stub=stubs.stt, hooks=self, clock=clock, input_rate=input_rate,
             stream_id=session_id, stt_provider=settings.stt_provider, language=interview.config.language or "en-US",
-            pre_roll_ms=settings.pre_roll_ms, early_pause_ms=settings.barge_in_pause_ms,
-            params=self.view.vad_params(), trace_attributes={"interview_id": self.iid, "session_id": session_id})
+            pre_roll_ms=settings.pre_roll_ms, early_pause_ms=settings.barge_in_pause_ms, params=self.view.vad_params(),
+            finalize_at_pause_ms=settings.finalize_at_pause_ms, trace_attributes={"interview_id": self.iid, "session_id": session_id})
         self.floor = Floor(session_id=session_id, view=self.view, transcript=self.transcript, requests=self.requests,
                            listener=self.listener, outbound=self.outbound, api=api, stubs=stubs, settings=settings,
                            clock=clock, playback_rate=playback_rate, spawn=self.spawn, stopped=lambda: self.stopped,
