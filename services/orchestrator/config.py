@@ -56,7 +56,7 @@ class OrchestratorConfig:
     capabilities_retry_s: float = env(5.0, min=0.1, max=600,
                                       help="how soon to ask again while a service has never answered")
     pre_roll_ms: int = env(500, min=0, max=2000, help="audio before VAD's speech start sent to STT")
-    finalize_at_pause_ms: int = env(100, min=0, max=2000,
+    finalize_at_pause_ms: int = env(150, min=0, max=2000,
                                     help="turn scoring on: FINALIZE the words so far once a pause has lasted this "
                                          "long, before its turn score comes (the policy has them at once); "
                                          "0 = when the score comes")

@@ -8,7 +8,10 @@ cost, on the real VAD (Silero + the TurnTracker the VAD service runs) and the re
 (the worker's own Worker/Utterance code, in process), two ways on the same audio:
 
 - end:    FINALIZE only where the VAD's SPEECH_STOPPED (min silence 1200 ms) would send it;
-- pieces: also at every pause of >= 200 ms (`turn_pause_ms`) while speaking, as the listener does.
+- pieces: also at every pause while speaking, as the listener does: once it has lasted 150 ms
+  (`--finalize-at-ms`, the orchestrator's ORCHESTRATOR_FINALIZE_AT_PAUSE_MS, counted by the
+  listener's own PauseFinalize), and at every pause of >= 200 ms (`turn_pause_ms`) the VAD scores
+  that had no FINALIZE yet (`--finalize-at-ms 0`: only there, the listener before).
 
 The STT gate follows the listener: open at SPEECH_STARTED (500 ms pre-roll, never audio already
 sent), closed at SPEECH_STOPPED; each clip is followed by 1.5 s of silence (the candidate stops).
@@ -35,6 +38,9 @@ import numpy as np
 from services.common.audio import read_wav
 from services.stt.providers.offline import decoder as stt_decoder
 from services.stt.providers.offline.worker import Worker
+from opentelemetry.trace import INVALID_SPAN
+
+from services.orchestrator.conversation.pause_finalize import PauseFinalize
 from services.vad.detector import Detector, Kind, Params
 from services.vad.model import WINDOWS, SileroModel, StreamState
 from services.vad.turns import TurnTracker
@@ -124,9 +130,11 @@ def lecture() -> list[Clip]:
 SETS = {"librivox": librivox, "librivox_paused": librivox_paused, "cards": cards, "phone": phone_turns, "lecture": lecture}
 
 
-def plan(samples: np.ndarray, model: SileroModel, pause_ms: int = 200, min_silence_ms: int = 1200) -> Plan:
+def plan(samples: np.ndarray, model: SileroModel, pause_ms: int = 200, min_silence_ms: int = 1200,
+         finalize_at_ms: int = 150) -> Plan:
     """Run the VAD (Detector + TurnTracker, the service's params for CONVERSATIONAL) over the clip
     and silence after it; the listener's gate and FINALIZE points, both ways."""
+    early = PauseFinalize(finalize_at_ms * RATE // 1000)
     params = Params().updated(min_silence_ms=min_silence_ms, turn_scoring=True, turn_pause_ms=pause_ms)
     audio = np.concatenate([samples, np.zeros(int(TAIL_S * RATE), dtype=np.int16)])
     size = WINDOWS[RATE][0]
@@ -144,7 +152,12 @@ def plan(samples: np.ndarray, model: SileroModel, pause_ms: int = 200, min_silen
         job = tracker.observe(start, stop, p, detector.speaking, params)
         if cut_pending and detector.speaking and p >= params.activation_threshold:
             inner, cut_pending = inner + 1, False
+        if gate is not None and detector.speaking and early.window(start, stop, p, params):  # type: ignore[arg-type]
+            early.sent(("", None, INVALID_SPAN))  # type: ignore[arg-type]
+            pieces.append((piece_from, stop))
+            piece_from, cut_pending = stop, True
         for e in events:
+            early.reset()
             if e.kind is Kind.STARTED:
                 gate = max(e.offset - PRE_ROLL_MS * RATE // 1000, sent)
                 piece_from = utt_from = gate
@@ -152,7 +165,8 @@ def plan(samples: np.ndarray, model: SileroModel, pause_ms: int = 200, min_silen
                 end.append((utt_from, e.decided_at))
                 pieces.append((piece_from, e.decided_at))
                 sent, gate, cut_pending = e.decided_at, None, False
-        if job is not None and gate is not None and detector.speaking:  # the listener FINALIZEs here
+        if (job is not None and gate is not None and detector.speaking
+                and early.take(job.pause_start) is None):  # the listener FINALIZEs here (if not at 150 ms)
             pieces.append((piece_from, job.decided_at))
             piece_from, cut_pending = job.decided_at, True
     if gate is not None:  # never stopped (no silence long enough): the stream's end finalizes
@@ -179,10 +193,10 @@ def transcribe(worker: Worker, audio: np.ndarray, spans: list[tuple[int, int]], 
 
 
 def run_set(name: str, clips: list[Clip], worker: Worker, model: SileroModel, pause_ms: int,
-            carry: bool = True) -> dict[str, Any]:
+            carry: bool = True, finalize_at_ms: int = 150) -> dict[str, Any]:
     rows = []
     for clip in clips:
-        p = plan(clip.samples, model, pause_ms)
+        p = plan(clip.samples, model, pause_ms, finalize_at_ms=finalize_at_ms)
         audio = np.concatenate([clip.samples, np.zeros(int(TAIL_S * RATE), dtype=np.int16)])
         rows.append((clip, p, transcribe(worker, audio, p.end), transcribe(worker, audio, p.pieces, carry)))
     out: dict[str, Any] = {"set": name, "clips": len(rows), "pauses_cut": sum(p.inner for _, p, _, _ in rows),
@@ -205,6 +219,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default="librivox,librivox_paused,cards,phone,lecture", help="comma-separated: " + ",".join(SETS))
     ap.add_argument("--pause-ms", type=int, default=200, help="the VAD's turn_pause_ms")
+    ap.add_argument("--finalize-at-ms", type=int, default=150,
+                    help="the listener's FINALIZE at the pause (0: only at the turn score)")
     ap.add_argument("--no-carry", action="store_true",
                     help="pieces start from the CMN prior (the STT before the fix), for an A/B")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -216,7 +232,8 @@ def main() -> None:
     errors = {"end": 0, "pieces": 0}
     words = 0
     for name in args.sets.split(","):
-        result = run_set(name, SETS[name](), worker, model, args.pause_ms, carry=not args.no_carry)
+        result = run_set(name, SETS[name](), worker, model, args.pause_ms, carry=not args.no_carry,
+                         finalize_at_ms=args.finalize_at_ms)
         print(json.dumps(result), flush=True)
         if "words" in result:
             words += result["words"]

@@ -22,7 +22,7 @@ def _feed(pf: PauseFinalize, probabilities: list[float], start: int = 0) -> list
 
 
 def test_due_once_per_pause_from_its_first_window_below_the_deactivation_threshold() -> None:
-    pf = PauseFinalize(after_samples=1600)  # 100 ms at 16 kHz: 4 windows of 32 ms
+    pf = PauseFinalize(after_samples=1600)  # 100 ms at 16 kHz: 4 windows of 32 ms (the default is 150)
     # speech, 0.4 (between the thresholds: no pause yet), then quiet from window 3
     due = _feed(pf, [0.9, 0.9, 0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
     assert due == [7 * W] and pf.quiet_from == 3 * W

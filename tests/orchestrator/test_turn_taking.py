@@ -251,7 +251,7 @@ async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisS
     prepared; the fallback commits the turn and that one plays, answering all the words."""
     server, address = await _fakes(0.3, stt_finalize_ms=50, llm_first_token_ms=100, tts_first_audio_ms=50)
     # the fake STT says its whole sentence for every piece: FINALIZE only at the scored pauses, so the
-    # pieces are the test's two (the early FINALIZE at 100 ms would also cut at the clip's word gaps)
+    # pieces are the test's two (the early FINALIZE at 150 ms would also cut at the clip's word gaps)
     orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")},
                               finalize_at_pause_ms=0).start()
     stubs = orch.servicer.stubs
@@ -347,9 +347,9 @@ def test_the_listener_passes_a_late_score_on_with_the_stops_finalize() -> None:
     assert sum(1 for e in heard if isinstance(e, TurnPaused) and e.after_stop) == 1  # not a late one any more
 
 
-@pytest.mark.parametrize("finalize_at_pause_ms", [100, 0])
+@pytest.mark.parametrize("finalize_at_pause_ms", [150, 0])
 async def test_the_pause_is_finalized_before_its_score_comes(redis_server: RedisServer, finalize_at_pause_ms: int):
-    """FINALIZE at 100 ms of pause (ORCHESTRATOR_FINALIZE_AT_PAUSE_MS), not when the turn score
+    """FINALIZE at 150 ms of pause (ORCHESTRATOR_FINALIZE_AT_PAUSE_MS), not when the turn score
     comes: with a 600 ms turn pause and a 400 ms STT finalize, the words are there when the score
     comes (a COMMIT at ~600 ms); FINALIZEd at the score (0 = off) they come 400 ms later."""
     server, address = await _fakes(0.95, stt_finalize_ms=400)

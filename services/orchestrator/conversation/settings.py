@@ -11,7 +11,7 @@ class LoopSettings:
     stt_provider: str = ""
     tts_provider: str = ""
     pre_roll_ms: int = 500
-    finalize_at_pause_ms: int = 100
+    finalize_at_pause_ms: int = 150
     barge_in_commit_ms: int = 500
     barge_in_pause_ms: int = 128
     conversational_silence_ms: int = 1200
