@@ -197,6 +197,39 @@ def resample(samples: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
     return soxr.resample(samples.astype(np.int16, copy=False), in_rate, out_rate)
 
 
+def window_dbfs(samples: np.ndarray, rate: int, win_ms: float = 10) -> np.ndarray:
+    """RMS level of each `win_ms` window in dBFS (full scale = 32768; digital silence -> -inf).
+    A shorter last window counts too, so a signal shorter than one window still has a level."""
+    size = max(1, samples_per_ms(rate, win_ms))
+    x = samples.astype(np.float32)
+    full = len(x) // size * size
+    power = np.square(x[:full]).reshape(-1, size).mean(axis=1)
+    if full < len(x):
+        power = np.append(power, np.square(x[full:]).mean())
+    with np.errstate(divide="ignore"):
+        return 10 * np.log10(power / 32768.0 ** 2)
+
+
+def trim_leading_silence(samples: np.ndarray, rate: int, *, threshold_dbfs: float = -54.0, keep_ms: float = 20,
+                         fade_ms: float = 5, win_ms: float = 10) -> np.ndarray:
+    """`samples` from `keep_ms` before the first `win_ms` window louder than `threshold_dbfs`, the
+    kept lead faded in over `fade_ms` so the cut never clicks. Synthesisers pad the start of every
+    piece with near-silence (flite ~170-250 ms) that only delays the first word.
+
+    Speech is never cut: a signal that is quiet throughout (nothing to find the start of), or
+    whose first loud window is within `keep_ms` of its start, is returned unchanged."""
+    loud = np.nonzero(window_dbfs(samples, rate, win_ms) > threshold_dbfs)[0]
+    if not len(loud):
+        return samples
+    start = loud[0] * max(1, samples_per_ms(rate, win_ms)) - samples_per_ms(rate, keep_ms)
+    if start <= 0:
+        return samples
+    out = samples[start:].copy()
+    fade = min(len(out), samples_per_ms(rate, fade_ms))
+    out[:fade] = (out[:fade] * np.linspace(0.0, 1.0, fade, endpoint=False)).astype(samples.dtype)
+    return out
+
+
 def read_wav(path: str | Path, rate: int | None = None) -> tuple[np.ndarray, int]:
     """Read a PCM16 WAV as mono int16 (channels averaged), resampled to `rate` if given."""
     with wave.open(str(path), "rb") as w:

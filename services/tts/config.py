@@ -26,6 +26,8 @@ class CartesiaSettings:
 class OfflineSettings:
     voice: str = env("rms", help="flite voice (rms, slt, awb, kal16, kal) or espeak-ng")
     concurrency: int = env(4, min=1, max=64, help="flite/espeak-ng processes running at once")
+    trim_leading_silence: bool = env(True, help="cut each piece's leading near-silence (flite: ~170-250 ms) "
+                                     "down to a 20 ms lead, so the first word comes sooner")
 
 
 # The provider table: adding a provider is its module plus one line here (and its settings class).

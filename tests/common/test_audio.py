@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soxr
 
-from services.common.audio import Rebuffer, Resampler, pcm_to_int16, read_wav
+from services.common.audio import Rebuffer, Resampler, pcm_to_int16, read_wav, trim_leading_silence, window_dbfs
 from tests.load.harness import FIXTURES
 
 
@@ -91,3 +91,34 @@ def test_streaming_resampler_is_deterministic() -> None:
         return b"".join(r.process(signal[i:i + 1536]).tobytes() for i in range(0, len(signal), 1536))
 
     assert len({once() for _ in range(5)}) == 1
+
+
+def test_trim_leading_silence_cuts_to_a_short_faded_lead() -> None:
+    rate = 16000
+    rng = np.random.default_rng(0)
+    hiss = (rng.standard_normal(rate // 5) * 20).astype(np.int16)  # 200 ms at ~-64 dBFS: below the threshold
+    voice = (np.sin(np.arange(rate // 2) * 0.2) * 8000).astype(np.int16)
+    out = trim_leading_silence(np.concatenate([hiss, voice]), rate)
+    assert len(out) == 320 + len(voice)  # 20 ms of lead kept
+    assert out[0] == 0 and np.array_equal(out[80:320], hiss[-240:])  # faded in over 5 ms, then untouched
+    assert np.array_equal(out[320:], voice)
+    assert out.dtype == np.int16
+
+
+def test_trim_leading_silence_never_cuts_speech() -> None:
+    rate = 16000
+    voice = (np.sin(np.arange(rate // 2) * 0.2) * 8000).astype(np.int16)
+    quiet = (np.random.default_rng(1).standard_normal(rate) * 20).astype(np.int16)
+    for signal in (voice,                                                   # speech from sample 0
+                   np.concatenate([np.zeros(200, np.int16), voice]),       # onset within the 20 ms lead
+                   np.zeros(rate, np.int16), quiet,                         # nothing loud: left whole
+                   np.zeros(0, np.int16), np.array([9000, -9000, 5], np.int16), np.zeros(3, np.int16)):  # very short
+        assert trim_leading_silence(signal, rate) is signal
+    # a loud blip shorter than a window still counts as the start
+    blip = np.concatenate([np.zeros(rate // 2, np.int16), np.full(40, 4000, np.int16)])
+    assert len(trim_leading_silence(blip, rate)) == len(blip) - (rate // 2 // 160 * 160 - 320)
+
+
+def test_window_dbfs() -> None:
+    levels = window_dbfs(np.concatenate([np.full(160, 3277, np.int16), np.zeros(160, np.int16), np.full(50, 32767, np.int16)]), 16000)
+    assert levels[0] == pytest.approx(-20, abs=0.01) and levels[1] == -np.inf and levels[2] == pytest.approx(0, abs=0.01)

@@ -3,12 +3,15 @@
 Each stream is one interviewer: an LLM-paced response (one word every --token-ms) goes in, the
 audio is "played" in real time on the driver side, and the next response starts when the last
 one has finished playing (plus --listen-s of candidate turn). Measured: time to first audio
-after the first speakable piece, audio chunks that arrive after their playback time (underruns,
+after the first speakable piece, time to first LOUD audio (the first 10 ms at or above -45 dBFS,
+when a player that starts at the first chunk plays it: a synthesiser's leading silence delays the
+first word, not the first chunk), audio chunks that arrive after their playback time (underruns,
 with a 200 ms jitter buffer), and the server's CPU per second of audio, flite children included
 (the real-time factor: 1 / rtf is how many continuous voices one core keeps up with).
 
     python -m tests.load.tts --streams 8 --seconds 20 --provider offline
     python -m tests.load.tts --streams 8 --seconds 20 --provider cartesia-fake
+    python -m tests.load.tts --streams 1 --seconds 20 --provider offline --trim off   # A/B the leading-silence trim
 """
 from __future__ import annotations
 
@@ -21,8 +24,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 
 from interview.v1 import tts_pb2, tts_pb2_grpc
+from services.common.audio import samples_per_ms, window_dbfs
 from services.tts.segmenter import Segmenter
 from tests.load.harness import LoadRun, arg_parser, emit, run_load
 from tests.support.procs import ServiceProcess
@@ -45,6 +50,8 @@ RESPONSES = [
     "and how would you keep it consistent?",
 ]
 JITTER_BUFFER_S = 0.2
+RATE = 24000
+LOUD_DBFS, WIN_MS = -45.0, 10  # "first loud audio", as tests/load/voice_to_voice.py measures the page's playback
 
 
 def _cpu_s(pid: int) -> float:
@@ -55,7 +62,7 @@ def _cpu_s(pid: int) -> float:
 
 async def _requests(text: str, token_s: float, marks: dict[str, float]) -> AsyncIterator[tts_pb2.SynthesizeRequest]:
     seg = Segmenter()
-    yield tts_pb2.SynthesizeRequest(config=tts_pb2.TtsConfig(sample_rate_hz=24000))
+    yield tts_pb2.SynthesizeRequest(config=tts_pb2.TtsConfig(sample_rate_hz=RATE))
     words = text.split(" ")
     for i, word in enumerate(words):
         token = word if i == 0 else " " + word
@@ -74,6 +81,7 @@ def make_stream(stub: tts_pb2_grpc.TtsStub, token_s: float, listen_s: float):
             marks: dict[str, float] = {}
             first: float | None = None
             samples = 0
+            lead: list[np.ndarray] | None = []  # audio until the first loud window (None once found)
             async for r in stub.Synthesize(_requests(RESPONSES[n % len(RESPONSES)], token_s, marks)):
                 now = time.monotonic()
                 kind = r.WhichOneof("msg")
@@ -81,16 +89,23 @@ def make_stream(stub: tts_pb2_grpc.TtsStub, token_s: float, listen_s: float):
                     if first is None:
                         first = now
                         run.hist("ttfa_ms").add(1000 * (now - marks["piece"]))
-                    if now > first + JITTER_BUFFER_S + r.audio.offset_samples / 24000:
+                    if lead is not None:
+                        lead.append(np.frombuffer(r.audio.pcm, dtype="<i2"))
+                        loud = np.nonzero(window_dbfs(np.concatenate(lead), RATE, WIN_MS) >= LOUD_DBFS)[0]
+                        if len(loud):  # played when its turn comes after the first chunk, or on arrival if later
+                            at = loud[0] * samples_per_ms(RATE, WIN_MS) / RATE
+                            run.hist("ttfl_ms").add(1000 * (max(now, first + at) - marks["piece"]))
+                            lead = None
+                    if now > first + JITTER_BUFFER_S + r.audio.offset_samples / RATE:
                         run.count("underrun_chunks")
                     run.count("chunks")
                     samples += len(r.audio.pcm) // 2
                 elif kind == "provider_event":
                     run.count("provider_events")
             run.count("utterances")
-            run.count("audio_ms", samples * 1000 // 24000)
+            run.count("audio_ms", samples * 1000 // RATE)
             if first is not None:  # the interviewer is heard to the end, then the candidate answers
-                played = first + samples / 24000 + listen_s
+                played = first + samples / RATE + listen_s
                 await asyncio.sleep(max(0.0, min(played, run.deadline) - time.monotonic()))
             n += 1
     return one_stream
@@ -101,9 +116,12 @@ async def main(argv: list[str]) -> None:
     p.add_argument("--provider", choices=("offline", "cartesia-fake"), default="offline")
     p.add_argument("--token-ms", type=float, default=30.0, help="LLM pace: one word every N ms")
     p.add_argument("--listen-s", type=float, default=0.0, help="candidate's turn between responses")
+    p.add_argument("--trim", choices=("on", "off"), default="on",
+                   help="the started service's TTS_OFFLINE_TRIM_LEADING_SILENCE (A/B; no effect with --target)")
     args = p.parse_args(argv)
     async with contextlib.AsyncExitStack() as stack:
-        env = {"TTS_PROVIDERS": "offline", "LOG_LEVEL": "WARNING", "TTS_OFFLINE_CONCURRENCY": "8"}
+        env = {"TTS_PROVIDERS": "offline", "LOG_LEVEL": "WARNING", "TTS_OFFLINE_CONCURRENCY": "8",
+               "TTS_OFFLINE_TRIM_LEADING_SILENCE": str(args.trim == "on").lower()}
         if args.provider == "cartesia-fake":
             from tests.fakes.cartesia import FakeCartesia
 
@@ -124,6 +142,9 @@ async def main(argv: list[str]) -> None:
         summary["concurrent_streams"] = args.streams
         summary["ttfa_p50_ms"] = summary.get("ttfa_ms", {}).get("p50")
         summary["ttfa_p99_ms"] = summary.get("ttfa_ms", {}).get("p99")
+        summary["ttfl_p50_ms"] = summary.get("ttfl_ms", {}).get("p50")  # first loud audio, as heard
+        summary["ttfl_p99_ms"] = summary.get("ttfl_ms", {}).get("p99")
+        summary["trim"] = args.trim
         summary["underrun_pct"] = round(100 * summary.get("underrun_chunks", 0) / max(1, summary.get("chunks", 0)), 2)
         if pid:
             server_cpu_s = _cpu_s(pid) - cpu0

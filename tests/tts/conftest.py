@@ -14,6 +14,7 @@ from services.common import config
 from services.common.server import ServiceRuntime
 from services.tts.config import TtsConfig
 from services.tts.service import make_servicer
+from tests.support.procs import free_port
 
 StartServer = Callable[..., Awaitable[tts_pb2_grpc.TtsStub]]
 
@@ -25,7 +26,7 @@ async def tts_server() -> AsyncIterator[StartServer]:
     channels: list[grpc.aio.Channel] = []
 
     async def start(**environ: str) -> tts_pb2_grpc.TtsStub:
-        env = {"TTS_PORT": "0", "TTS_PROVIDERS": "offline", **environ}
+        env = {"TTS_PORT": str(free_port()), "TTS_PROVIDERS": "offline", **environ}  # 0 would be 50055: shared
         cfg = config.load(TtsConfig, "tts", env)
         runtime = ServiceRuntime("tts", cfg.server)
         servicer, providers = make_servicer(cfg)
