@@ -203,6 +203,7 @@ class TurnTakingConfig(_message.Message):
     UNDECIDED_MAX_WAIT_MS_FIELD_NUMBER: _builtins.int
     HOLD_MAX_WAIT_MS_FIELD_NUMBER: _builtins.int
     PREEMPTIVE_REPLY_FIELD_NUMBER: _builtins.int
+    LEARN_PAUSES_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     """default true: semantic end of turn; false = silence only"""
     turn_pause_ms: _builtins.int
@@ -217,6 +218,8 @@ class TurnTakingConfig(_message.Message):
     """"incomplete" signals: commit after this much silence (default 3000)"""
     preemptive_reply: _builtins.bool
     """default true: start the reply at the pause, play it at commit"""
+    learn_pauses: _builtins.bool
+    """default true: after the candidate went on past a pause judged complete,"""
     def __init__(
         self,
         *,
@@ -227,10 +230,11 @@ class TurnTakingConfig(_message.Message):
         undecided_max_wait_ms: _builtins.int | None = ...,
         hold_max_wait_ms: _builtins.int | None = ...,
         preemptive_reply: _builtins.bool | None = ...,
+        learn_pauses: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_commit_threshold", b"_commit_threshold", "_enabled", b"_enabled", "_hold_max_wait_ms", b"_hold_max_wait_ms", "_hold_threshold", b"_hold_threshold", "_preemptive_reply", b"_preemptive_reply", "_turn_pause_ms", b"_turn_pause_ms", "_undecided_max_wait_ms", b"_undecided_max_wait_ms", "commit_threshold", b"commit_threshold", "enabled", b"enabled", "hold_max_wait_ms", b"hold_max_wait_ms", "hold_threshold", b"hold_threshold", "preemptive_reply", b"preemptive_reply", "turn_pause_ms", b"turn_pause_ms", "undecided_max_wait_ms", b"undecided_max_wait_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_commit_threshold", b"_commit_threshold", "_enabled", b"_enabled", "_hold_max_wait_ms", b"_hold_max_wait_ms", "_hold_threshold", b"_hold_threshold", "_learn_pauses", b"_learn_pauses", "_preemptive_reply", b"_preemptive_reply", "_turn_pause_ms", b"_turn_pause_ms", "_undecided_max_wait_ms", b"_undecided_max_wait_ms", "commit_threshold", b"commit_threshold", "enabled", b"enabled", "hold_max_wait_ms", b"hold_max_wait_ms", "hold_threshold", b"hold_threshold", "learn_pauses", b"learn_pauses", "preemptive_reply", b"preemptive_reply", "turn_pause_ms", b"turn_pause_ms", "undecided_max_wait_ms", b"undecided_max_wait_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_commit_threshold", b"_commit_threshold", "_enabled", b"_enabled", "_hold_max_wait_ms", b"_hold_max_wait_ms", "_hold_threshold", b"_hold_threshold", "_preemptive_reply", b"_preemptive_reply", "_turn_pause_ms", b"_turn_pause_ms", "_undecided_max_wait_ms", b"_undecided_max_wait_ms", "commit_threshold", b"commit_threshold", "enabled", b"enabled", "hold_max_wait_ms", b"hold_max_wait_ms", "hold_threshold", b"hold_threshold", "preemptive_reply", b"preemptive_reply", "turn_pause_ms", b"turn_pause_ms", "undecided_max_wait_ms", b"undecided_max_wait_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_commit_threshold", b"_commit_threshold", "_enabled", b"_enabled", "_hold_max_wait_ms", b"_hold_max_wait_ms", "_hold_threshold", b"_hold_threshold", "_learn_pauses", b"_learn_pauses", "_preemptive_reply", b"_preemptive_reply", "_turn_pause_ms", b"_turn_pause_ms", "_undecided_max_wait_ms", b"_undecided_max_wait_ms", "commit_threshold", b"commit_threshold", "enabled", b"enabled", "hold_max_wait_ms", b"hold_max_wait_ms", "hold_threshold", b"hold_threshold", "learn_pauses", b"learn_pauses", "preemptive_reply", b"preemptive_reply", "turn_pause_ms", b"turn_pause_ms", "undecided_max_wait_ms", b"undecided_max_wait_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__commit_threshold: _TypeAlias = _typing.Literal["commit_threshold"]  # noqa: Y015
     _WhichOneofArgType__commit_threshold: _TypeAlias = _typing.Literal["_commit_threshold", b"_commit_threshold"]  # noqa: Y015
@@ -240,6 +244,8 @@ class TurnTakingConfig(_message.Message):
     _WhichOneofArgType__hold_max_wait_ms: _TypeAlias = _typing.Literal["_hold_max_wait_ms", b"_hold_max_wait_ms"]  # noqa: Y015
     _WhichOneofReturnType__hold_threshold: _TypeAlias = _typing.Literal["hold_threshold"]  # noqa: Y015
     _WhichOneofArgType__hold_threshold: _TypeAlias = _typing.Literal["_hold_threshold", b"_hold_threshold"]  # noqa: Y015
+    _WhichOneofReturnType__learn_pauses: _TypeAlias = _typing.Literal["learn_pauses"]  # noqa: Y015
+    _WhichOneofArgType__learn_pauses: _TypeAlias = _typing.Literal["_learn_pauses", b"_learn_pauses"]  # noqa: Y015
     _WhichOneofReturnType__preemptive_reply: _TypeAlias = _typing.Literal["preemptive_reply"]  # noqa: Y015
     _WhichOneofArgType__preemptive_reply: _TypeAlias = _typing.Literal["_preemptive_reply", b"_preemptive_reply"]  # noqa: Y015
     _WhichOneofReturnType__turn_pause_ms: _TypeAlias = _typing.Literal["turn_pause_ms"]  # noqa: Y015
@@ -254,6 +260,8 @@ class TurnTakingConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hold_max_wait_ms) -> _WhichOneofReturnType__hold_max_wait_ms | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hold_threshold) -> _WhichOneofReturnType__hold_threshold | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__learn_pauses) -> _WhichOneofReturnType__learn_pauses | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__preemptive_reply) -> _WhichOneofReturnType__preemptive_reply | None: ...
     @_typing.overload
