@@ -230,7 +230,32 @@ def rescored_commit_ms(rec: dict, cfg: TurnPolicyConfig, at_ms: int) -> int:
     return at_ms if decide(p2, turn_text(rec), cfg).decision is Decision.COMMIT else cfg.undecided_max_wait_ms
 
 
-def variants() -> dict[str, Callable[[dict], int]]:
+EVENT_DELAY_MS = 130  # speech again -> the session hears it (the listener's SpeechResumed: 128 ms of voiced windows)
+
+
+def learned_commit_ms(recs: list[dict], cfg: TurnPolicyConfig) -> dict[tuple[str, float], int]:
+    """The default policy with the candidate's pauses learned (end_of_turn.PauseLearning), each
+    recording's pauses in order: a hold the policy would commit in (cut off, or a COMMIT still
+    waiting) is a false end that teaches its length; an end resets nothing (a new recording is a
+    new candidate). Only the lecture (16 holds in one turn) and the joined samples have more than
+    one pause, so elsewhere this equals the default."""
+    out: dict[tuple[str, float], int] = {}
+    learned, sample = 0, ""
+    for r in recs:
+        if r["kind"] not in ("hold", "end"):
+            continue
+        if r["sample"] != sample:
+            learned, sample = 0, r["sample"]
+        v = decide(r["p"], turn_text(r), cfg, min_wait_ms=learned)
+        out[(r["sample"], r["at_s"])] = when = max(200, v.wait_ms)
+        if r["kind"] == "hold" and v.decision is Decision.COMMIT:  # judged complete, and the candidate went on
+            gap = r["pause_ms"] + EVENT_DELAY_MS  # it went on at the pause's end, cut off or not
+            if gap <= cfg.learn_max_ms:
+                learned = max(learned, min(cfg.learn_max_ms, gap + cfg.learn_margin_ms))
+    return out
+
+
+def variants(recs: list[dict] | None = None) -> dict[str, Callable[[dict], int]]:
     """Policy name -> commit time (ms after the end of speech) of a record."""
     d = TurnPolicyConfig(long_answer_words=0, long_answer_commit_ms=0,  # the fused policy before this change
                          lean_incomplete_wait_ms=0)
@@ -259,6 +284,8 @@ def variants() -> dict[str, Callable[[dict], int]]:
     c = replace(d, long_answer_words=25, long_answer_commit_ms=1200)
     out["fused, COMMIT on >= 25 words waits 1200 ms, UNDECIDED 1.2 s"] = lambda r, c=c: policy_commit_ms(r, c)
     out["default (TurnPolicyConfig())"] = lambda r: policy_commit_ms(r, TurnPolicyConfig())
+    learned = learned_commit_ms(recs or [], TurnPolicyConfig())
+    out["default + the candidate's pauses learned (in order, per recording)"] = lambda r: learned[(r["sample"], r["at_s"])]
     return out
 
 
@@ -283,7 +310,7 @@ def holds_and_ends(recs: list[dict]) -> dict:
                     "missed": [f"{r['kind']}: {r['sample']}" for r in recs if r["kind"].startswith("missed")]}
     hard = [h for h in holds if h["source"] in ("lecture", "joined_phone", "joined_read")]
     table: dict = {}
-    for name, when in variants().items():
+    for name, when in variants(recs).items():
         table[name] = {
             "all holds / natural ends": _row(holds, natural_ends, when),
             "all holds / all ends": _row(holds, ends, when),

@@ -91,7 +91,7 @@ async def test_a_long_answers_commit_waits_its_pause_and_speech_cancels_it() -> 
     clock = FakeClock()
     commits: list[float] = []
     eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
-    eot.configure(True, TurnPolicyConfig(long_answer_words=5, long_answer_commit_ms=800), "en")
+    eot.configure(True, TurnPolicyConfig(long_answer_words=5, long_answer_commit_ms=800), "en", learn_pauses=False)
     long = "i built a compiler for a small language"
     eot.paused(_pause("f1", 0.95, clock.monotonic()))
     eot.finalized("f1", long)
@@ -110,6 +110,42 @@ async def test_a_long_answers_commit_waits_its_pause_and_speech_cancels_it() -> 
     eot.paused(_pause("f3", 0.95, clock.monotonic()))
     eot.finalized("f3", "yes")                        # short: at once
     assert len(commits) == 2
+
+
+async def test_the_candidates_pauses_are_learned_from_false_ends() -> None:
+    """The candidate went on 0.9 s into a pause judged complete (a COMMIT): from then on a
+    complete-sounding pause waits 0.9 s + the margin, so the same pause is not cut into again; a
+    question still commits at once; answers without a false end let the learned wait decay."""
+    clock = FakeClock()
+    commits: list[float] = []
+    eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
+    eot.configure(True, TurnPolicyConfig(), "en")
+    t = clock.monotonic()
+    eot.paused(_pause("f1", 0.95, t))
+    eot.finalized("f1", "i built a compiler")
+    assert commits == [t]                             # committed at 200 ms: the reply starts
+    eot.taken()
+    await clock.advance(0.7)
+    eot.resumed(replying=True)                        # ... and the candidate went on 0.9 s after the end of speech
+    assert eot.learning.wait_ms == 900 + 250
+    t = clock.monotonic()
+    eot.paused(_pause("f2", 0.95, t))
+    eot.finalized("f2", "i built a compiler for a small language")
+    assert not commits[1:] and "the candidate's pauses: 1150 ms" in eot.verdict.reason
+    await clock.advance(0.96)
+    assert commits[1:] == [pytest.approx(t + 0.95)]   # 1150 ms from the end of speech
+    eot.taken()
+    eot.paused(_pause("f3", 0.95, clock.monotonic()))
+    eot.finalized("f3", "can you repeat the question")  # a question: at once
+    assert len(commits) == 3
+    eot.taken()
+    await clock.advance(10)
+    eot.speech_started()                              # the next answer, long after: no false end
+    assert eot.learning.wait_ms == int(1150 * 0.85)
+    eot.configure(True, TurnPolicyConfig(), "en", learn_pauses=False)
+    eot.paused(_pause("f4", 0.95, clock.monotonic()))
+    eot.finalized("f4", "i built a compiler")
+    assert len(commits) == 4                          # learning off: at once
 
 
 async def test_a_late_score_is_waited_for_and_decides() -> None:

@@ -49,7 +49,7 @@ def vad_params(p: common_pb2.VadParams, field: str) -> None:
 # tests/orchestrator/test_turn_taking.py checks they equal turn_policy.TurnPolicyConfig's).
 TURN_TAKING_DEFAULTS = interviews_pb2.TurnTakingConfig(
     enabled=True, turn_pause_ms=200, commit_threshold=0.8, hold_threshold=0.15, undecided_max_wait_ms=1200,
-    hold_max_wait_ms=3000, preemptive_reply=True)
+    hold_max_wait_ms=3000, preemptive_reply=True, learn_pauses=True)
 # A base that lets any combination pass: ranges only (an UpdateConfig checks the combination
 # against the interview's own values once it has read them).
 TURN_TAKING_ANY = interviews_pb2.TurnTakingConfig(commit_threshold=1.0, hold_threshold=0.0, undecided_max_wait_ms=0,

@@ -12,6 +12,14 @@ for the late score up to `unscored_wait_ms`.
 
 Silence only (CODING, turn-taking off, or no model in the VAD): SPEECH_STOPPED commits, as before.
 
+The candidate's own pauses (`PauseLearning`, TurnTakingConfig.learn_pauses, default on): when the
+candidate goes on after a pause the policy judged complete (COMMIT) — the reply was withdrawn, or
+it was a barge-in, or the COMMIT's wait had not run out yet — the pause was theirs, not the end:
+from then on COMMIT and UNDECIDED verdicts wait at least that pause + `learn_margin_ms` (at most
+`learn_max_ms`); each answer without such a false end scales the learned wait by `learn_decay`.
+A candidate who never pauses mid-answer keeps the fast commit; one who does is not cut off twice
+at the same pause length. Per session (a reconnect starts afresh).
+
 `committed` is what Floor.maybe_reply asks; it holds the timings for TurnMetrics.
 """
 from __future__ import annotations
@@ -25,6 +33,35 @@ from services.orchestrator.conversation.heard import TurnPaused
 from services.orchestrator.conversation.turn_policy import Decision, TurnPolicyConfig, Verdict, decide, words_of
 
 log = logging.getLogger("conversation.end_of_turn")
+
+
+class PauseLearning:
+    """How long this candidate's pauses inside an answer last, learned from false ends."""
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.on = True
+        self.wait_ms = 0  # COMMIT and UNDECIDED wait at least this
+        self._complete_end: float | None = None  # end of speech of the latest pause judged COMMIT
+
+    def judged_complete(self, speech_end: float | None) -> None:
+        self._complete_end = speech_end
+
+    def spoke(self, cfg: TurnPolicyConfig, false_end: bool) -> None:
+        """The candidate speaks (again) after a pause judged complete: `false_end` if the reply to it
+        was not heard out yet (still waiting to commit, withdrawn, or a barge-in), else a new answer."""
+        end, self._complete_end = self._complete_end, None
+        if end is None or not self.on:
+            return
+        gap_ms = int((self.clock.monotonic() - end) * 1000)
+        if false_end and gap_ms <= cfg.learn_max_ms:
+            learned = min(cfg.learn_max_ms, gap_ms + cfg.learn_margin_ms)
+            if learned > self.wait_ms:
+                self.wait_ms = learned
+                log.info("pause learned: the candidate went on after a pause judged complete",
+                         extra={"pause_ms": gap_ms, "wait_ms": learned})
+        else:
+            self.wait_ms = int(self.wait_ms * cfg.learn_decay)
 
 
 def policy_config(t: interviews_pb2.TurnTakingConfig) -> TurnPolicyConfig:
@@ -47,6 +84,7 @@ class EndOfTurn:
         self.committed_at: float | None = None
         self.reason = ""
         self._timer: Timer | None = None
+        self.learning = PauseLearning(clock)
         self._last_pause_scored = False  # the utterance's latest pause got its score (a late one is not awaited)
         # the last FINALIZE answered, the turn's words then, and the held-back ids it covers
         self._answered: tuple[str, str, tuple[str, ...]] = ("", "", ())
@@ -55,23 +93,27 @@ class EndOfTurn:
     def on(self) -> bool:
         return self.semantic and self.model_available
 
-    def configure(self, semantic: bool, cfg: TurnPolicyConfig, language: str) -> None:
+    def configure(self, semantic: bool, cfg: TurnPolicyConfig, language: str, learn_pauses: bool = True) -> None:
         self.semantic, self.cfg, self.language = semantic, cfg, language
+        self.learning.on = learn_pauses
 
     def unavailable(self) -> None:
         self.model_available = False  # the listener logged it once
 
     # ---- what the candidate does ----
 
-    def speech_started(self) -> None:
+    def speech_started(self, replying: bool = False) -> None:
+        """A new VAD utterance; `replying`: an agent turn is on (being prepared or heard)."""
+        self.learning.spoke(self.cfg, replying or self._waiting_to_commit())
         self._reset()
         self._last_pause_scored = False
 
-    def resumed(self) -> None:
+    def resumed(self, replying: bool = False) -> None:
         """Speech again after a scored pause: the turn goes on (a pending fallback is cancelled)."""
         if self.pause is not None or self._timer is not None:
             log.info("turn resumed", extra={"verdict": self.verdict.decision.value if self.verdict else "",
                                             "committed": self.committed})
+        self.learning.spoke(self.cfg, replying or self._waiting_to_commit())
         self._reset()
         self._last_pause_scored = False
 
@@ -93,7 +135,10 @@ class EndOfTurn:
         p = self.pause
         if not self.on or p is None or (p.finalize_id != finalize_id and p.finalize_id not in covers) or self.committed:
             return
-        v = self.verdict = decide(p.probability, turn_text, self.cfg, self.language)
+        v = self.verdict = decide(p.probability, turn_text, self.cfg, self.language,
+                                  self.learning.wait_ms if self.learning.on else 0)
+        if v.decision is Decision.COMMIT:
+            self.learning.judged_complete(self.speech_end)
         log.info("end of turn verdict", extra={"decision": v.decision.value, "reason": v.reason, "wait_ms": v.wait_ms,
                                                "probability": round(p.probability, 3), "words": len(words_of(turn_text))})
         assert self.speech_end is not None
@@ -143,6 +188,9 @@ class EndOfTurn:
         self.committed = False
         self.pause = self.verdict = None
         self.committed_at = None
+
+    def _waiting_to_commit(self) -> bool:
+        return self.verdict is not None and self.verdict.decision is Decision.COMMIT and not self.committed
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -68,16 +68,16 @@ class Floor:
 
     def configure_turns(self) -> None:
         """Semantic end of turn or silence only, and the thresholds, for the current mode and config."""
-        config = self.view.interview.config
-        turns = modes.turn_taking(config)
-        self.eot.configure(modes.turn_taking_on(self.view.mode, config), policy_config(turns), config.language or "en")
+        config, turns = self.view.interview.config, modes.turn_taking(self.view.interview.config)
+        self.eot.configure(modes.turn_taking_on(self.view.mode, config), policy_config(turns), config.language or "en",
+                           turns.learn_pauses)
         self.pre.on = turns.preemptive_reply
         if not (self.pre.on and self.eot.on):
             self.pre.drop("turned off")
 
     def speech_started(self) -> None:
         self.interruption.resumed = False
-        self.eot.speech_started()
+        self.eot.speech_started(replying=self.turn is not None)
         self.pre.drop("the candidate spoke again")
         self.barge.speech_started()
 
@@ -92,7 +92,7 @@ class Floor:
         """The candidate goes on after a short pause. A reply started for it that nobody has heard
         yet is withdrawn silently (their words stay pending, joined by the next ones); one being
         heard is a barge-in."""
-        self.eot.resumed()
+        self.eot.resumed(replying=self.turn is not None)
         self.pre.drop("the candidate went on")
         turn = self.turn
         if turn is None or turn.task not in ANSWERS:

@@ -53,6 +53,9 @@ class TurnPolicyConfig:
                                          # for it up to this (from the end of speech), then commit
     long_answer_words: int = 25          # a COMMIT on an answer of at least this many words (not a question)
     long_answer_commit_ms: int = 1200    # ... waits this much silence: a monologue's sentence end (0 = off)
+    learn_margin_ms: int = 250           # learned pauses (end_of_turn.PauseLearning): the pause the candidate went
+    learn_max_ms: int = 2000             # on after + this; a longer gap is a new turn, not a pause, and
+    learn_decay: float = 0.85            # each answer with no false end scales the learned wait by this
 
     def __post_init__(self) -> None:
         for name in ("commit_probability", "question_probability", "hold_probability", "complete_text_probability"):
@@ -62,6 +65,9 @@ class TurnPolicyConfig:
         if self.hold_probability > self.commit_probability:
             raise ValueError(f"hold_probability={self.hold_probability} is above "
                              f"commit_probability={self.commit_probability}")
+        if not (0 <= self.learn_margin_ms <= 10_000 and 0 <= self.learn_max_ms <= 60_000 and 0 <= self.learn_decay <= 1):
+            raise ValueError(f"learn_margin_ms={self.learn_margin_ms} / learn_max_ms={self.learn_max_ms} / "
+                             f"learn_decay={self.learn_decay} out of range: accepted 0..10000, 0..60000, 0..1")
         if not 0 <= self.lean_incomplete_wait_ms <= 60_000:
             raise ValueError(f"lean_incomplete_wait_ms={self.lean_incomplete_wait_ms} is out of range: accepted 0..60000")
         if not 0 <= self.unscored_wait_ms <= 60_000:
@@ -171,17 +177,29 @@ def looks_complete(text: str, min_words: int) -> bool:
 
 
 def decide(probability: float | None, transcript: str, cfg: TurnPolicyConfig | None = None,
-           language: str = "en") -> Verdict:
+           language: str = "en", min_wait_ms: int = 0) -> Verdict:
     """The verdict at a short pause. `probability`: the turn model's score (None if unavailable);
-    `transcript`: the candidate's words of this turn so far (finalized at the pause)."""
+    `transcript`: the candidate's words of this turn so far (finalized at the pause); `min_wait_ms`:
+    what this candidate's own pauses taught (PauseLearning): COMMIT and UNDECIDED wait at least
+    this; a question does not (the candidate wants an answer)."""
     cfg = cfg or TurnPolicyConfig()
+    v = _decide(probability, transcript, cfg, language)
+    if min_wait_ms > v.wait_ms and v.decision is not Decision.HOLD and not v.reason.startswith(ASKED):
+        return Verdict(v.decision, min_wait_ms, f"{v.reason}; the candidate's pauses: {min_wait_ms} ms")
+    return v
+
+
+ASKED = "the candidate asked a question"
+
+
+def _decide(probability: float | None, transcript: str, cfg: TurnPolicyConfig, language: str) -> Verdict:
     english = language.lower().startswith("en")
     unfinished = continuation(transcript) if english else None
     question = english and len(words_of(transcript)) <= cfg.max_question_words and is_question(transcript)
     if unfinished is not None and not (question and unfinished == "preposition"):
         return Verdict(Decision.HOLD, cfg.hold_max_wait_ms, f"transcript ends in a continuation ({unfinished})")
     if question and (probability is None or probability >= cfg.question_probability):
-        return Verdict(Decision.COMMIT, 0, "the candidate asked a question")
+        return Verdict(Decision.COMMIT, 0, ASKED)
     if probability is None:
         return Verdict(Decision.UNDECIDED, cfg.undecided_max_wait_ms, "no turn score")
     if probability >= cfg.commit_probability:
