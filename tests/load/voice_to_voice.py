@@ -2,6 +2,7 @@
 
     python -m tests.load.voice_to_voice --rounds 2          # the benchmark (docs/benchmarks.md)
     python -m tests.load.voice_to_voice --rounds 1 --answers 2 --modes on   # a quick look
+    python -m tests.load.voice_to_voice --rounds 2 --modes on,unlearned,off  # pause learning A/B too
 
 Starts the offline stack as `make run` runs it (tests/support/stack.py: redis-server, VAD, STT,
 LLM, TTS, orchestrator, media as processes), then per session opens the candidate page in headless
@@ -19,8 +20,9 @@ what the microphone sent on one audio clock:
 - overlaps: the previous reply was still audible when an answer began (the gap was too short); such
   answers are reported, not counted as cut-ins.
 
-Turn-taking on (semantic end of turn, the defaults) and off (silence only, 1.2 s) are separate
-interviews on the same stack, alternated (round 1 on, off; round 2 off, on; ...). The interview
+Turn-taking on (semantic end of turn, the defaults), off (silence only, 1.2 s) and, if asked for,
+on without learning the candidate's pauses (`unlearned`: learn_pauses=false) are separate interviews
+on the same stack, alternated (round 1 on, off; round 2 off, on; ...). The interview
 plan is inline: one conversational phase with more questions than answers, so the scripted
 interviewer replies to every answer (acknowledgement + next question; it says NO_REPLY only in
 CODING mode, which this plan never enters).
@@ -315,9 +317,14 @@ def scrape(port: int, name: str) -> tuple[float, float]:
 
 # ---- one session ----
 
-async def session(stack: OfflineStack, api: InterviewsClient, items: list[Answer], layout: Layout, turn_taking: bool,
+MODES = {"on": interviews_pb2.TurnTakingConfig(enabled=True),
+         "off": interviews_pb2.TurnTakingConfig(enabled=False),
+         "unlearned": interviews_pb2.TurnTakingConfig(enabled=True, learn_pauses=False)}
+
+
+async def session(stack: OfflineStack, api: InterviewsClient, items: list[Answer], layout: Layout, mode: str,
                   label: str) -> dict[str, Any]:
-    config = interviews_pb2.InterviewConfig(turn_taking=interviews_pb2.TurnTakingConfig(enabled=turn_taking))
+    config = interviews_pb2.InterviewConfig(turn_taking=MODES[mode])
     created = await api.create(plan=plan(), candidate_name="Ada", config=config)
     iid = created.interview.id
     model0 = scrape(stack.ai["vad"].metrics_port, "interviewer_vad_turn_score_seconds")
@@ -342,7 +349,7 @@ async def session(stack: OfflineStack, api: InterviewsClient, items: list[Answer
     attach_metrics(measured, events)
     users = [e.transcript.text for e in events if e.HasField("transcript") and e.transcript.role == common_pb2.ROLE_USER]
     n_model = model1[1] - model0[1]
-    return {"label": label, "turn_taking": turn_taking, "interview_id": iid, "loadavg": [round(x, 2) for x in load0],
+    return {"label": label, "mode": mode, "turn_taking": mode != "off", "interview_id": iid, "loadavg": [round(x, 2) for x in load0],
             "model_ms_mean": round((model1[0] - model0[0]) / n_model * 1000, 1) if n_model else None,
             "model_calls": int(n_model), "user_entries": users, "answers": [asdict(m) for m in measured]}
 
@@ -358,15 +365,17 @@ def pct(values: list[float], p: float) -> float | None:
 
 def summarize(sessions: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for mode, on in (("turn_taking", True), ("silence_only", False)):
-        rows = [a for s in sessions if s["turn_taking"] == on for a in s["answers"] if not a["suspect"]]
-        suspect = sum(1 for s in sessions if s["turn_taking"] == on for a in s["answers"] if a["suspect"])
+    names = {"on": "turn_taking", "off": "silence_only", "unlearned": "turn_taking_unlearned"}
+    for mode in dict.fromkeys(s["mode"] for s in sessions):
+        mine = [s for s in sessions if s["mode"] == mode]
+        rows = [a for s in mine for a in s["answers"] if not a["suspect"]]
+        suspect = sum(1 for s in mine for a in s["answers"] if a["suspect"])
         v2v = [a["v2v_ms"] for a in rows if a["v2v_ms"] is not None]
         stages = {k: pct([a["budget"][k] for a in rows if a["budget"]], 50)
                   for k in ("pause", "finalize", "commit_after_pause", "llm_first_token", "tts_first_audio",
                             "commit_to_first_audio", "orchestrator_span", "outside")}
-        model = [s["model_ms_mean"] for s in sessions if s["turn_taking"] == on and s["model_ms_mean"]]
-        out[mode] = {"answers": len(rows), "suspect_not_counted": suspect, "n": len(v2v), "p50_ms": pct(v2v, 50), "p90_ms": pct(v2v, 90),
+        model = [s["model_ms_mean"] for s in mine if s["model_ms_mean"]]
+        out[names[mode]] = {"answers": len(rows), "suspect_not_counted": suspect, "n": len(v2v), "p50_ms": pct(v2v, 50), "p90_ms": pct(v2v, 90),
                      "v2v_ms": v2v, "cut_ins": sum(len(a["cut_ins"]) for a in rows),
                      "answers_cut_in": sum(1 for a in rows if a["cut_ins"]),
                      "entries_inside": sum(a.get("entries_inside", 0) for a in rows),
@@ -380,16 +389,16 @@ def summarize(sessions: list[dict[str, Any]]) -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     items = answers()[:args.answers]
     layout = mic_layout(items, args.lead_s, args.gap_s)
-    modes = {"on": [True], "off": [False], "both": [True, False]}[args.modes]
+    modes = ["on", "off"] if args.modes == "both" else args.modes.split(",")
     load_start = os.getloadavg()
     sessions = []
     with OfflineStack() as stack:
         async with InterviewsClient(stack.orchestrator.address, stack.api_key) as api:
             for r in range(args.rounds):
                 order = modes if r % 2 == 0 else modes[::-1]  # alternated: on, off / off, on / ...
-                for on in order:
-                    label = f"r{r + 1}-{'on' if on else 'off'}"
-                    s = await session(stack, api, items, layout, on, label)
+                for mode in order:
+                    label = f"r{r + 1}-{mode}"
+                    s = await session(stack, api, items, layout, mode, label)
                     sessions.append(s)
                     print(json.dumps({k: s[k] for k in ("label", "loadavg", "model_ms_mean")} | {
                         "v2v_ms": [a["v2v_ms"] for a in s["answers"]],
@@ -403,11 +412,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.load.voice_to_voice", description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=2, help="each round: one session per mode, order alternated")
     p.add_argument("--answers", type=int, default=len(answers()), help="answers per session (the first N)")
-    p.add_argument("--modes", choices=("both", "on", "off"), default="both", help="turn-taking on, off or both")
+    p.add_argument("--modes", default="both",
+                   help="comma-separated, of " + ", ".join(MODES) + " (both = on,off)")
     p.add_argument("--lead-s", type=float, default=10.0, help="silence before the first answer (the greeting)")
     p.add_argument("--gap-s", type=float, default=10.0, help="silence after each answer (the reply)")
     p.add_argument("--out", type=Path, help="also write the full result JSON here")
     args = p.parse_args(argv)
+    if args.modes != "both" and not set(args.modes.split(",")) <= set(MODES):
+        p.error(f"--modes {args.modes}: each of {', '.join(MODES)}")
     result = asyncio.run(run(args))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
