@@ -439,3 +439,31 @@ async def test_a_hold_prepares_its_reply_before_the_fallback_commits(redis_serve
     finally:
         await orch.stop()
         await server.stop(0)
+
+
+async def test_a_false_end_teaches_the_session_to_wait_at_that_pause(redis_server: RedisServer) -> None:
+    """Every pause scores complete (0.95): the first one (0.9 s) commits at once, and the candidate
+    goes on while its reply is being prepared (withdrawn); the next complete-sounding pause then
+    waits that pause + the margin before committing (PauseLearning), not 200 ms."""
+    server, address = await _fakes(0.95, stt_finalize_ms=50, llm_first_token_ms=1000, tts_first_audio_ms=50)
+    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")},
+                              finalize_at_pause_ms=0).start()
+    full = speech("goforward_16k.wav")
+    clip = full[int(0.45 * RATE):speech_end(full, 512)]
+    try:
+        iid, token = await orch.create()
+        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+            await cand.wait_played(await cand.wait_generations(1))
+            await cand.say(clip)
+            await cand.pause(0.9)  # committed at ~0.25 s: its reply (LLM 1 s) is still coming when the candidate goes on
+            await cand.say(clip)
+            await cand.pause(0.1)
+            await cand.wait_played(await cand.wait_generations(2, timeout=10))
+        events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
+        waits = [e.turn_metrics.speech_end_to_commit_ms for e in events if e.WhichOneof("payload") == "turn_metrics"]
+        assert len(waits) == 1 and 1000 <= waits[0] <= 1600, waits  # the 0.9 s pause (+ event delay) + 250 ms
+        entries = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
+        assert len(entries) == 1, [e.text for e in entries]  # the withdrawn reply left both pieces one answer
+    finally:
+        await orch.stop()
+        await server.stop(0)
