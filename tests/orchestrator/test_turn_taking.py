@@ -114,8 +114,8 @@ async def test_a_long_answers_commit_waits_its_pause_and_speech_cancels_it() -> 
 
 async def test_the_candidates_pauses_are_learned_from_false_ends() -> None:
     """The candidate went on 0.9 s into a pause judged complete (a COMMIT): from then on a
-    complete-sounding pause waits 0.9 s + the margin, so the same pause is not cut into again; a
-    question still commits at once; answers without a false end let the learned wait decay."""
+    complete-sounding pause waits 0.9 s + the margin, so the same pause is not cut into again (a
+    question too); answers without a false end let the learned wait decay."""
     clock = FakeClock()
     commits: list[float] = []
     eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
@@ -135,9 +135,11 @@ async def test_the_candidates_pauses_are_learned_from_false_ends() -> None:
     await clock.advance(0.96)
     assert commits[1:] == [pytest.approx(t + 0.95)]   # 1150 ms from the end of speech
     eot.taken()
-    eot.paused(_pause("f3", 0.95, clock.monotonic()))
-    eot.finalized("f3", "can you repeat the question")  # a question: at once
-    assert len(commits) == 3
+    t = clock.monotonic()
+    eot.paused(_pause("f3", 0.95, t))
+    eot.finalized("f3", "how much it cost them")     # reads as a question (offline: no punctuation)
+    await clock.advance(0.96)
+    assert commits[2:] == [pytest.approx(t + 0.95)]
     eot.taken()
     await clock.advance(10)
     eot.speech_started()                              # the next answer, long after: no false end

@@ -181,15 +181,13 @@ def decide(probability: float | None, transcript: str, cfg: TurnPolicyConfig | N
     """The verdict at a short pause. `probability`: the turn model's score (None if unavailable);
     `transcript`: the candidate's words of this turn so far (finalized at the pause); `min_wait_ms`:
     what this candidate's own pauses taught (PauseLearning): COMMIT and UNDECIDED wait at least
-    this; a question does not (the candidate wants an answer)."""
+    this, a question too (offline, "how much there might..." or "had he married..." after a pause
+    read as questions: a candidate known to pause is not cut off on that misreading)."""
     cfg = cfg or TurnPolicyConfig()
     v = _decide(probability, transcript, cfg, language)
-    if min_wait_ms > v.wait_ms and v.decision is not Decision.HOLD and not v.reason.startswith(ASKED):
+    if min_wait_ms > v.wait_ms and v.decision is not Decision.HOLD:
         return Verdict(v.decision, min_wait_ms, f"{v.reason}; the candidate's pauses: {min_wait_ms} ms")
     return v
-
-
-ASKED = "the candidate asked a question"
 
 
 def _decide(probability: float | None, transcript: str, cfg: TurnPolicyConfig, language: str) -> Verdict:
@@ -199,7 +197,7 @@ def _decide(probability: float | None, transcript: str, cfg: TurnPolicyConfig, l
     if unfinished is not None and not (question and unfinished == "preposition"):
         return Verdict(Decision.HOLD, cfg.hold_max_wait_ms, f"transcript ends in a continuation ({unfinished})")
     if question and (probability is None or probability >= cfg.question_probability):
-        return Verdict(Decision.COMMIT, 0, ASKED)
+        return Verdict(Decision.COMMIT, 0, "the candidate asked a question")
     if probability is None:
         return Verdict(Decision.UNDECIDED, cfg.undecided_max_wait_ms, "no turn score")
     if probability >= cfg.commit_probability:
