@@ -49,11 +49,16 @@ def _pause(fid: str, p: float, at: float, pause_ms: int = 200) -> TurnPaused:
     return TurnPaused(probability=p, pause_ms=pause_ms, at=at, finalize_id=fid, trace=common_pb2.TraceContext())
 
 
-async def test_verdicts_commit_hold_and_fall_back_on_the_injected_clock() -> None:
-    clock = FakeClock()
-    commits: list[float] = []
+def _eot(cfg: TurnPolicyConfig | None = None, learn_pauses: bool = True) -> tuple[FakeClock, list[float], EndOfTurn]:
+    """An EndOfTurn on a fake clock, semantic, English; `commits` records when it committed."""
+    clock, commits = FakeClock(), []
     eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
-    eot.configure(True, TurnPolicyConfig(), "en")
+    eot.configure(True, cfg or TurnPolicyConfig(), "en", learn_pauses)
+    return clock, commits, eot
+
+
+async def test_verdicts_commit_hold_and_fall_back_on_the_injected_clock() -> None:
+    clock, commits, eot = _eot()
     t0 = clock.monotonic()
     eot.paused(_pause("f1", 0.95, t0))
     eot.finalized("f1", "i built a compiler for a small language")
@@ -88,10 +93,7 @@ async def test_verdicts_commit_hold_and_fall_back_on_the_injected_clock() -> Non
 
 
 async def test_a_long_answers_commit_waits_its_pause_and_speech_cancels_it() -> None:
-    clock = FakeClock()
-    commits: list[float] = []
-    eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
-    eot.configure(True, TurnPolicyConfig(long_answer_words=5, long_answer_commit_ms=800), "en", learn_pauses=False)
+    clock, commits, eot = _eot(TurnPolicyConfig(long_answer_words=5, long_answer_commit_ms=800), learn_pauses=False)
     long = "i built a compiler for a small language"
     eot.paused(_pause("f1", 0.95, clock.monotonic()))
     eot.finalized("f1", long)
@@ -116,10 +118,7 @@ async def test_the_candidates_pauses_are_learned_from_false_ends() -> None:
     """The candidate went on 0.9 s into a pause judged complete (a COMMIT): from then on a
     complete-sounding pause waits 0.9 s + the margin, so the same pause is not cut into again (a
     question too); answers without a false end let the learned wait decay."""
-    clock = FakeClock()
-    commits: list[float] = []
-    eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
-    eot.configure(True, TurnPolicyConfig(), "en")
+    clock, commits, eot = _eot()
     t = clock.monotonic()
     eot.paused(_pause("f1", 0.95, t))
     eot.finalized("f1", "i built a compiler")
@@ -153,10 +152,7 @@ async def test_the_candidates_pauses_are_learned_from_false_ends() -> None:
 async def test_a_late_score_is_waited_for_and_decides() -> None:
     """Under load the VAD's score can come after its SPEECH_STOPPED: committing at the silence then
     cut into thinking pauses, so the policy waits for the score up to `unscored_wait_ms`."""
-    clock = FakeClock()
-    commits: list[float] = []
-    eot = EndOfTurn(clock, lambda: commits.append(clock.monotonic()))
-    eot.configure(True, TurnPolicyConfig(unscored_wait_ms=2000), "en")
+    clock, commits, eot = _eot(TurnPolicyConfig(unscored_wait_ms=2000))
     t = clock.monotonic()
     eot.speech_stopped(t, 1200)                      # 1.2 s of silence, no score yet
     eot.finalized("s1", "rather cold hearted")       # the stop's FINALIZE answered first
