@@ -8,7 +8,10 @@ tone, then the rest of the sentence: a thinking pause inside a turn, then a true
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -270,12 +273,34 @@ async def test_no_answer_at_a_thinking_pause_and_a_quick_one_at_the_end(ai: dict
 
 # ---- the preemptive reply, against the fixed-latency fakes (a fixed, neutral turn score) ----
 
-async def _fakes(turn_probability: float, **latencies: float) -> tuple[grpc.aio.Server, str]:
+@contextlib.asynccontextmanager
+async def _on_fakes(redis_server: RedisServer, turn_probability: float, settings: dict[str, Any] | None = None,
+                    **latencies: float) -> AsyncIterator[Orchestrator]:
+    """An orchestrator (LoopSettings `settings`) on the fixed-latency fakes, every pause scored
+    `turn_probability`; its LLM stub tapped (`stubs.llm.sent`)."""
     server = grpc.aio.server()
     add_all(server, Latencies(turn_probability=turn_probability, **latencies))
-    port = server.add_insecure_port("127.0.0.1:0")
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     await server.start()
-    return server, f"127.0.0.1:{port}"
+    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")},
+                              **(settings or {})).start()
+    orch.servicer.stubs.llm = Tap(orch.servicer.stubs.llm)
+    try:
+        yield orch
+    finally:
+        await orch.stop()
+        await server.stop(0)
+
+
+def _words() -> np.ndarray:
+    """goforward's words without the clip's silences."""
+    full = speech("goforward_16k.wav")
+    return full[int(0.45 * RATE):speech_end(full, 512)]
+
+
+async def _metrics(orch: Orchestrator, iid: str) -> list[interviews_pb2.TurnMetrics]:
+    events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
+    return [e.turn_metrics for e in events if e.WhichOneof("payload") == "turn_metrics"]
 
 
 async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisServer) -> None:
@@ -283,28 +308,23 @@ async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisS
     candidate goes on before the fallback: it is cancelled — no audio, no playback message,
     no transcript entry, no history, no metrics of its own. At the next pause another one is
     prepared; the fallback commits the turn and that one plays, answering all the words."""
-    server, address = await _fakes(0.3, stt_finalize_ms=50, llm_first_token_ms=100, tts_first_audio_ms=50)
     # the fake STT says its whole sentence for every piece: FINALIZE only at the scored pauses, so the
     # pieces are the test's two (the early FINALIZE at 150 ms would also cut at the clip's word gaps)
-    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")},
-                              finalize_at_pause_ms=0).start()
-    stubs = orch.servicer.stubs
-    stubs.llm = Tap(stubs.llm)
-    full = speech("goforward_16k.wav")
-    clip = full[int(0.45 * RATE):speech_end(full, 512)]  # the words, without the clip's silences
-    try:
+    async with _on_fakes(redis_server, 0.3, {"finalize_at_pause_ms": 0}, stt_finalize_ms=50, llm_first_token_ms=100,
+                         tts_first_audio_ms=50) as orch:
         iid, token = await orch.create()
         async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
             greeting = await cand.wait_generations(1)
             await cand.wait_played(greeting)
-            await cand.say(clip)
+            await cand.say(_words())
             await cand.pause(0.7)  # scored at 0.2 s, prepared by ~0.4 s, cancelled when speech resumes
-            await cand.say(clip)
+            await cand.say(_words())
             await cand.pause(0.1)
             reply = await cand.wait_generations(2, timeout=10)
             await cand.wait_played(reply)
-        requests = [r for r in stubs.llm.sent if r.task == llm_pb2.TASK_REPLY]
-        assert len(requests) == 2, [r.task for r in stubs.llm.sent]
+        sent = orch.servicer.stubs.llm.sent
+        requests = [r for r in sent if r.task == llm_pb2.TASK_REPLY]
+        assert len(requests) == 2, [r.task for r in sent]
         cancelled, used = requests[0].request_id, requests[1].request_id
         assert used == reply and cancelled not in cand.generations  # no audio and no playback message
         assert [m.text for m in requests[1].history if m.role == common_pb2.ROLE_AGENT] == ["Hello, welcome."]
@@ -314,8 +334,7 @@ async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisS
         assert [(e.role, e.entry_id.endswith("-a")) for e in entries] == [
             (common_pb2.ROLE_AGENT, True), (common_pb2.ROLE_USER, False), (common_pb2.ROLE_AGENT, True)]
         assert all(cancelled not in e.entry_id for e in entries)
-        events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
-        metrics = [e.turn_metrics for e in events if e.WhichOneof("payload") == "turn_metrics"]
+        metrics = await _metrics(orch, iid)
         assert len(metrics) == 1, metrics
         m = metrics[0]
         assert m.turn_id == reply and m.speculative and m.speculative_starts == 2 and m.speculative_cancelled == 1
@@ -323,9 +342,6 @@ async def test_a_cancelled_preemptive_reply_leaves_no_trace(redis_server: RedisS
         # committed by the undecided fallback (0.3: the model leans incomplete, so lean_incomplete_wait_ms,
         # 2 s); the held reply was ready: first audio right after the commit
         assert 1900 <= m.speech_end_to_commit_ms <= 2300 and m.commit_to_first_audio_ms < 100, m
-    finally:
-        await orch.stop()
-        await server.stop(0)
 
 
 async def test_without_the_model_the_vad_params_still_apply_and_silence_decides(ai: dict, redis_server: RedisServer
@@ -381,87 +397,59 @@ def test_the_listener_passes_a_late_score_on_with_the_stops_finalize() -> None:
     assert sum(1 for e in heard if isinstance(e, TurnPaused) and e.after_stop) == 1  # not a late one any more
 
 
+async def _answer(orch: Orchestrator, pause_s: float = 0.0, **config: Any) -> str:
+    """An interview on `orch` answered with goforward's words (twice, `pause_s` apart, if given);
+    its id once the reply to them has played."""
+    iid, token = await orch.create(**config)
+    async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+        await cand.wait_played(await cand.wait_generations(1))
+        await cand.say(_words())
+        if pause_s:
+            await cand.pause(pause_s)
+            await cand.say(_words())
+        await cand.pause(0.1)
+        await cand.wait_played(await cand.wait_generations(2, timeout=10))
+    return iid
+
+
 @pytest.mark.parametrize("finalize_at_pause_ms", [150, 0])
 async def test_the_pause_is_finalized_before_its_score_comes(redis_server: RedisServer, finalize_at_pause_ms: int):
     """FINALIZE at 150 ms of pause (ORCHESTRATOR_FINALIZE_AT_PAUSE_MS), not when the turn score
     comes: with a 600 ms turn pause and a 400 ms STT finalize, the words are there when the score
     comes (a COMMIT at ~600 ms); FINALIZEd at the score (0 = off) they come 400 ms later."""
-    server, address = await _fakes(0.95, stt_finalize_ms=400)
-    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")},
-                              finalize_at_pause_ms=finalize_at_pause_ms).start()
-    full = speech("goforward_16k.wav")
-    clip = full[:speech_end(full, 512)]
-    try:
-        iid, token = await orch.create(turn_taking=interviews_pb2.TurnTakingConfig(turn_pause_ms=600))
-        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
-            await cand.wait_played(await cand.wait_generations(1))
-            await cand.say(clip)
-            await cand.pause(0.1)
-            await cand.wait_played(await cand.wait_generations(2, timeout=10))
-        events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
-        m = [e.turn_metrics for e in events if e.WhichOneof("payload") == "turn_metrics"][-1]
+    async with _on_fakes(redis_server, 0.95, {"finalize_at_pause_ms": finalize_at_pause_ms},
+                         stt_finalize_ms=400) as orch:
+        iid = await _answer(orch, turn_taking=interviews_pb2.TurnTakingConfig(turn_pause_ms=600))
+        m = (await _metrics(orch, iid))[-1]
         if finalize_at_pause_ms:
             assert 550 <= m.speech_end_to_commit_ms < 850, m
         else:
             assert m.speech_end_to_commit_ms >= 950, m
         entries = [e.text for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
         assert entries and all(e.startswith("i worked on a compiler") for e in entries), entries
-    finally:
-        await orch.stop()
-        await server.stop(0)
 
 
 async def test_a_hold_prepares_its_reply_before_the_fallback_commits(redis_server: RedisServer) -> None:
     """A HOLD (score 0.05): the reply is not prepared at the pause (the candidate usually goes on)
     but 1 s before the 3 s fallback, so it plays the moment the fallback commits."""
-    server, address = await _fakes(0.05, stt_finalize_ms=50, llm_first_token_ms=400, tts_first_audio_ms=120)
-    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")}).start()
-    stubs = orch.servicer.stubs
-    stubs.llm = Tap(stubs.llm)
-    full = speech("goforward_16k.wav")
-    clip = full[int(0.45 * RATE):speech_end(full, 512)]
-    try:
-        iid, token = await orch.create()
-        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
-            await cand.wait_played(await cand.wait_generations(1))
-            await cand.say(clip)
-            await cand.pause(0.1)
-            reply = await cand.wait_generations(2, timeout=10)
-            await cand.wait_played(reply)
-        assert len([r for r in stubs.llm.sent if r.task == llm_pb2.TASK_REPLY]) == 1
-        events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
-        m = [e.turn_metrics for e in events if e.WhichOneof("payload") == "turn_metrics"][-1]
+    async with _on_fakes(redis_server, 0.05, stt_finalize_ms=50, llm_first_token_ms=400,
+                         tts_first_audio_ms=120) as orch:
+        iid = await _answer(orch)
+        assert len([r for r in orch.servicer.stubs.llm.sent if r.task == llm_pb2.TASK_REPLY]) == 1
+        m = (await _metrics(orch, iid))[-1]
         assert m.speculative and m.speculative_starts == 1 and m.speculative_cancelled == 0, m
         # the HOLD fallback (3 s) committed; the reply (LLM 400 + TTS 120 ms) was ready by then
         assert 2900 <= m.speech_end_to_commit_ms <= 3300 and m.commit_to_first_audio_ms < 150, m
-    finally:
-        await orch.stop()
-        await server.stop(0)
 
 
 async def test_a_false_end_teaches_the_session_to_wait_at_that_pause(redis_server: RedisServer) -> None:
     """Every pause scores complete (0.95): the first one (0.9 s) commits at once, and the candidate
     goes on while its reply is being prepared (withdrawn); the next complete-sounding pause then
     waits that pause + the margin before committing (PauseLearning), not 200 ms."""
-    server, address = await _fakes(0.95, stt_finalize_ms=50, llm_first_token_ms=1000, tts_first_audio_ms=50)
-    orch = await Orchestrator(redis_server.url, {k: address for k in ("vad", "stt", "llm", "tts")},
-                              finalize_at_pause_ms=0).start()
-    full = speech("goforward_16k.wav")
-    clip = full[int(0.45 * RATE):speech_end(full, 512)]
-    try:
-        iid, token = await orch.create()
-        async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
-            await cand.wait_played(await cand.wait_generations(1))
-            await cand.say(clip)
-            await cand.pause(0.9)  # committed at ~0.25 s: its reply (LLM 1 s) is still coming when the candidate goes on
-            await cand.say(clip)
-            await cand.pause(0.1)
-            await cand.wait_played(await cand.wait_generations(2, timeout=10))
-        events = await orch.store.read_events(orch.store.keys.events(iid), "0-0", count=1000)
-        waits = [e.turn_metrics.speech_end_to_commit_ms for e in events if e.WhichOneof("payload") == "turn_metrics"]
+    async with _on_fakes(redis_server, 0.95, {"finalize_at_pause_ms": 0}, stt_finalize_ms=50,
+                         llm_first_token_ms=1000, tts_first_audio_ms=50) as orch:
+        iid = await _answer(orch, pause_s=0.9)  # committed at ~0.25 s: its reply (LLM 1 s) is still coming
+        waits = [m.speech_end_to_commit_ms for m in await _metrics(orch, iid)]
         assert len(waits) == 1 and 1000 <= waits[0] <= 1600, waits  # the 0.9 s pause (+ event delay) + 250 ms
         entries = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
         assert len(entries) == 1, [e.text for e in entries]  # the withdrawn reply left both pieces one answer
-    finally:
-        await orch.stop()
-        await server.stop(0)
