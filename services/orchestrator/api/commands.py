@@ -126,15 +126,16 @@ class CommandConsumer:
                 kept["join_url"] = kept["join_url"].partition("#")[0]
             await self.redis.set(done_key, json.dumps(kept), ex=REPLY_TTL_S)
             out = json.dumps(reply).encode()
+        iid = str(json.loads(out).get("interview_id", ""))[:60]
+        if iid and await self.api.exists(iid):  # what DeleteInterview erases with the interview: recorded
+            # before the reply is written, so a Delete right after the caller read it cannot miss it
+            await self.store.remember_command(iid, [f"{reply_to} cmd:{command_id}", f"done {done_key}"])
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(reply_to, {"reply": out, "command_id": command_id}, maxlen=REPLY_MAXLEN, approximate=True)
         pipe.expire(reply_to, REPLY_TTL_S)
         pipe.xack(self.keys.commands, GROUP, sid)
         pipe.xdel(self.keys.commands, sid)  # applied: the command (and the personal data in it) is gone
-        reply_id, *_ = await pipe.execute()
-        iid = str(json.loads(out).get("interview_id", ""))[:60]
-        if iid and await self.api.exists(iid):  # what DeleteInterview erases with the interview
-            await self.store.remember_command(iid, [f"{reply_to} {reply_id.decode()}", f"done {done_key}"])
+        await pipe.execute()
         self.applied += 1
 
     async def _apply(self, command_id: str, fields: dict[str, str]) -> dict[str, Any]:

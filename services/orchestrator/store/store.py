@@ -342,12 +342,19 @@ class InterviewStore:
             raise NotFound(f"interview {iid} not found")
         if traces:  # the command path's replies and stored replies that name the interview
             pipe = self.redis.pipeline(transaction=False)
+            by_command: dict[str, set[bytes]] = {}
             for trace in traces:
                 where, _, what = trace.decode().partition(" ")
                 if where == "done":
                     pipe.delete(what)
-                elif where.startswith(k.reply_prefix):
+                elif where.startswith(k.reply_prefix) and what.startswith("cmd:"):
+                    by_command.setdefault(where, set()).add(what[4:].encode())
+                elif where.startswith(k.reply_prefix):  # an entry id (traces written before 2026-12-07)
                     pipe.xdel(where, what)
+            for stream, commands in by_command.items():  # reply streams are capped (commands.REPLY_MAXLEN)
+                doomed = [sid for sid, f in await self.redis.xrange(stream) if f.get(b"command_id") in commands]
+                if doomed:
+                    pipe.xdel(stream, *doomed)
             await pipe.execute()
         return int(n)
 
