@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from interview.v1 import common_pb2, interviews_pb2
-from services.common.audio import read_wav, write_wav
+from services.common.audio import read_wav, window_dbfs, write_wav
 from services.orchestrator.api.client import InterviewsClient
 from services.orchestrator.plans import from_dict
 from tests.load.harness import FIXTURES, Histogram, emit
@@ -151,9 +151,7 @@ class Layout:
 def loud(samples: np.ndarray, rate: int, dbfs: float) -> np.ndarray:
     """Per 10 ms window: louder than `dbfs`."""
     win = rate * WIN_MS // 1000
-    n = len(samples) // win
-    rms = np.sqrt(np.mean(samples[:n * win].astype(np.float64).reshape(n, win) ** 2, axis=1))
-    return rms > 32768 * 10 ** (dbfs / 20)
+    return window_dbfs(samples[:len(samples) // win * win], rate, WIN_MS) > dbfs
 
 
 def mic_layout(items: list[Answer], lead_s: float, gap_s: float) -> Layout:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.audio import read_wav, resample
+from services.common.audio import read_wav, resample, window_dbfs
 from services.stt.providers.offline.decoder import decode_whole
 
 SPEECH = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
@@ -31,8 +31,7 @@ def speech_span(samples: np.ndarray, rate: int, dbfs: float = -40.0, win_ms: int
     n = len(samples) // win
     if not n:
         return 0, 0
-    rms = np.sqrt(np.mean(samples[:n * win].astype(np.float64).reshape(n, win) ** 2, axis=1))
-    loud = np.nonzero(rms > 32768 * 10 ** (dbfs / 20))[0]
+    loud = np.nonzero(window_dbfs(samples[:n * win], rate, win_ms) > dbfs)[0]
     if not len(loud):
         return 0, 0
     return int(loud[0] * win), int((loud[-1] + 1) * win)
@@ -52,8 +51,7 @@ def first_utterance(samples: np.ndarray, rate: int, gap_s: float = 0.4, dbfs: fl
     """From the first loud 20 ms window to the first silence of `gap_s` after it."""
     win = rate // 50
     n = len(samples) // win
-    rms = np.sqrt(np.mean(samples[:n * win].astype(np.float64).reshape(n, win) ** 2, axis=1))
-    loud = rms > 32768 * 10 ** (dbfs / 20)
+    loud = window_dbfs(samples[:n * win], rate, 20) > dbfs
     first = int(np.argmax(loud))
     quiet, need = 0, int(gap_s * 50)
     for i in range(first, n):
