@@ -133,8 +133,10 @@ class ServiceRuntime:
         self.admission = AdmissionInterceptor(name, settings.max_streams)
         self.server = grpc.aio.server(
             interceptors=[*telemetry.server_interceptors(), metrics.MetricsInterceptor(name), self.admission],
+            # gRPC shares a port between servers by default (SO_REUSEPORT): a second instance, or a
+            # port clash, would silently take half the connections. Refuse it at bind instead.
             options=[*channel_options(settings.max_message_bytes, settings.keepalive_s),
-                     *connection_age_options(settings)],
+                     *connection_age_options(settings), ("grpc.so_reuseport", 0)],
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -162,10 +164,14 @@ class ServiceRuntime:
             self.server)
         address = f"{self.settings.host}:{self.port}"
         creds = self.settings.tls.credentials()
-        bound = (self.server.add_secure_port(address, creds) if creds is not None
-                 else self.server.add_insecure_port(address))
+        try:
+            bound = (self.server.add_secure_port(address, creds) if creds is not None
+                     else self.server.add_insecure_port(address))
+        except RuntimeError:
+            bound = 0
         if bound == 0:
-            raise RuntimeError(f"{self.name}: cannot bind {self.settings.host}:{self.port}")
+            raise RuntimeError(f"{self.name}: cannot listen on {address}: another process already listens on "
+                               f"that port, or the address is not this machine's ({self.name.upper()}_PORT / _HOST)")
         self.port = bound
         await self.server.start()
         for svc in ["", *self._services]:

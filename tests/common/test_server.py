@@ -161,3 +161,18 @@ async def test_max_connection_age_rebalances_new_streams_and_its_grace_keeps_ope
                     c.cancel()
         finally:
             await rt.stop(0)
+
+
+async def test_a_second_server_on_a_taken_port_fails_to_start_instead_of_sharing_it():
+    # gRPC's default SO_REUSEPORT would let both listen and split the connections between them
+    # (a second `make run`, or two services told the same port, silently half-broken)
+    port = free_port()
+    first = ServiceRuntime("vad", ServerSettings(port=port))
+    first.add("interview.v1.Vad", vad_pb2_grpc.add_VadServicer_to_server, EchoVad())
+    await first.start()
+    try:
+        second = ServiceRuntime("llm", ServerSettings(port=port))
+        with pytest.raises(RuntimeError, match=rf"llm: cannot listen on 127\.0\.0\.1:{port}: another process"):
+            await second.start()
+    finally:
+        await first.stop(0)

@@ -140,6 +140,16 @@ async def interview(stack: Stack, consent: dict[str, bool], speech: np.ndarray, 
     return api, iid, client
 
 
+async def diagnosis(stack: Stack, api: InterviewsClient, iid: str) -> str:
+    """What a failed run needs to be understood: the observations the interview got, media's
+    frame counters and every orchestrator and video log line of this interview."""
+    seen = [(o.type, o.detail[:160], round(o.confidence, 2)) for o in await observations(api, iid)]
+    logs = [line for line in stack.orchestrator.logs().splitlines() if iid in line]
+    sessions = set(re.findall(r'"session_id": "(s_\w+)"', "\n".join(logs)))
+    logs += [line for line in stack.video.logs().splitlines() if any(s in line for s in sessions)]
+    return f"observations {seen}; media frames {media_frames(stack)}; logs:\n" + "\n".join(logs[-60:])
+
+
 def agent_turns(client: ClientPeer) -> list[str]:
     return [e["text"] for e in client.events if e.get("type") == "caption" and e.get("role") == "agent" and e.get("final")]
 
@@ -153,10 +163,8 @@ async def test_the_interviewer_names_the_function_it_sees_on_the_shared_screen(s
         try:
             await until(lambda: any(NAMED.search(t) for t in agent_turns(client)), timeout=60)
         except TimeoutError:
-            logs = [line for p in (stack.orchestrator, stack.video) for line in p.logs().splitlines()
-                    if re.search(r"video|observation|vision|consent|reply|final|llm", line, re.I)]
             raise AssertionError(f"agent said {agent_turns(client)}; events {client.events[-12:]}; "
-                                 f"media frames {media_frames(stack)}; logs:\n" + "\n".join(logs[-40:])) from None
+                                 f"{await diagnosis(stack, api, iid)}") from None
         turn = next(t for t in agent_turns(client) if NAMED.search(t))
         # the caption is the spoken text: TTS normalisation reads "two_sum" as "two sum"
         assert re.match(r"I see you've defined two[ _]sum with a dictionary", turn), agent_turns(client)
@@ -299,10 +307,7 @@ async def test_chromium_shares_a_real_tab_and_the_interviewer_names_the_function
                 while not await named():
                     await asyncio.sleep(0.5)
         except TimeoutError:
-            logs = [line for p in (stack.orchestrator, stack.video) for line in p.logs().splitlines()
-                    if re.search(r"video|observation|consent|final", line, re.I)]
-            raise AssertionError(f"agent said {said}; media frames {media_frames(stack)}; logs:\n"
-                                 + "\n".join(logs[-30:])) from None
+            raise AssertionError(f"agent said {said}; {await diagnosis(stack, api, iid)}") from None
         assert re.search(r"I see you've defined two[ _]sum with a dictionary", " ".join(said)), said
         seen = await observations(api, iid)
         assert any(o.type == "code_observation" and "two_sum" in o.detail for o in seen), seen

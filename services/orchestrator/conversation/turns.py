@@ -88,13 +88,17 @@ class AgentTurn:
     def actions(self) -> list[llm_pb2.Action]:
         return list(self.final.actions) if self.final is not None else []
 
+    @property
+    def task_name(self) -> str:
+        return llm_pb2.Task.Name(self.task) if self.task in llm_pb2.Task.values() else str(self.task)
+
     def has_action(self, action: int) -> bool:
         return any(a.type == action for a in self.actions)
 
     async def run(self, llm_stub: Any, tts_stub: Any, tts_config: tts_pb2.TtsConfig) -> None:
         """Generate and send; returns when media has played the whole generation."""
         with telemetry.child_span(self.trace, "agent.generate", generation_id=self.generation_id,
-                                  task=llm_pb2.Task.Name(self.task) if self.task in llm_pb2.Task.values() else str(self.task),
+                                  task=self.task_name,
                                   speculative=self.speculative or self.held) as span:
             telemetry.inject_span(span, self.stage_trace)
             self.request.trace.CopyFrom(self.stage_trace)
@@ -107,6 +111,11 @@ class AgentTurn:
         if self.sent_any_audio:
             self._arm_playback_estimate()
             await self.played.wait()
+        else:  # why the interviewer stayed silent (a NO_REPLY, or text that made no audio)
+            log.info("agent turn said nothing", extra={
+                "generation_id": self.generation_id, "task": self.task_name,
+                "actions": ",".join(f"{llm_pb2.ActionType.Name(a.type)}: {a.reason}" for a in self.actions),
+                "text_chars": self.text_chars, "tts_done": self.tts_done is not None})
         self._cancel_timer()
 
     async def _generate(self, llm_stub: Any, tts_stub: Any, tts_config: tts_pb2.TtsConfig,
