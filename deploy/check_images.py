@@ -20,7 +20,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from services.common.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ["vad", "stt", "llm", "tts", "video", "orchestrator", "media"]
@@ -40,12 +41,6 @@ STOP_TIMEOUT_S = 30.0
 def no_deps_requirements(service: str) -> Path | None:
     path = NO_DEPS_DIR / f"{service}.txt"
     return path if path.exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -14,23 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from services.common.channels import wait_for_health
+from services.common.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port free now and never handed out before in this process (the kernel may offer
-    a just-closed port again, and two services told the same port would clash at start)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 class ServiceProcess:
