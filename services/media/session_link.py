@@ -67,6 +67,14 @@ class UpQueues:
         self.frames.append(msg)
         self._frame_ready.set()
 
+    def end(self) -> None:
+        """Stop `drain` now, dropping what waits: the call is over. (grpc.aio's cancel() stops the
+        task reading `drain` only while the call is live; otherwise it would wait here forever.)"""
+        while not self.main.empty():
+            self.main.get_nowait()
+        self.frames.clear()
+        self.main.put_nowait(None)
+
     async def drain(self) -> AsyncIterator[session_pb2.ClientMessage]:
         while True:
             if not self.main.empty():
@@ -129,12 +137,15 @@ class SessionLink:
                         raise JoinRefused(410, "This interview has ended.", msg.end.reason)
                     early.append(msg)
         except grpc.aio.AioRpcError as exc:
+            uplink.end()
             raise JoinRefused.from_rpc(exc) from None
         except TimeoutError:
             call.cancel()
+            uplink.end()
             raise JoinRefused(*_UNAVAILABLE, detail=f"no answer to the join within {timeout_s}s") from None
         except BaseException:
             call.cancel()
+            uplink.end()
             raise
 
     def send_audio(self, msg: session_pb2.ClientMessage) -> None:
@@ -180,6 +191,7 @@ class SessionLink:
             self._up.put_nowait(None)
         except asyncio.QueueFull:
             self.call.cancel()
+            self.uplink.end()
             return
         try:
             async with asyncio.timeout(grace_s):

@@ -1,11 +1,14 @@
 """The session stream's uplink: audio and control always before video frames; frames on their own
-small queue, oldest dropped first, never taking audio's room."""
+small queue, oldest dropped first, never taking audio's room; a refused join leaves no task behind."""
 from __future__ import annotations
 
 import asyncio
 
-from interview.v1 import common_pb2, session_pb2
-from services.media.session_link import FRAME_QUEUE, UP_QUEUE, UpQueues
+import grpc
+import pytest
+
+from interview.v1 import common_pb2, session_pb2, session_pb2_grpc
+from services.media.session_link import FRAME_QUEUE, UP_QUEUE, JoinRefused, SessionLink, UpQueues
 from services.media.video import FrameGate
 
 
@@ -73,3 +76,43 @@ def test_frame_gate_zero_rate_takes_nothing_and_a_new_rate_applies_at_once() -> 
     gate.set_rate(1.0)
     assert gate.take(5.0, True) and not gate.take(5.9, True) and gate.take(6.0, True)
     assert not gate.take(10.0, False)  # no consent, no frame
+
+
+def test_end_stops_a_waiting_drain_and_drops_what_waits() -> None:
+    async def run() -> None:
+        up = UpQueues()
+        it = up.drain()
+        reader = asyncio.ensure_future(anext(it))
+        await asyncio.sleep(0.01)
+        up.put_frame(frame(1))
+        up.end()
+        with pytest.raises(StopAsyncIteration):
+            async with asyncio.timeout(1):
+                await reader
+                await anext(it)
+    asyncio.run(run())
+
+
+class RefusingSession(session_pb2_grpc.SessionServicer):
+    async def Connect(self, request_iterator, context):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the interview has ended")
+        yield session_pb2.ServerMessage()  # pragma: no cover (never reached)
+
+
+async def test_a_refused_join_leaves_no_request_reader_pending() -> None:
+    # grpc.aio's cancel() stops a call's request reader only while the call is live: a join the
+    # orchestrator refused left it waiting on the uplink forever
+    server = grpc.aio.server()
+    session_pb2_grpc.add_SessionServicer_to_server(RefusingSession(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            for _ in range(3):
+                with pytest.raises(JoinRefused):
+                    await SessionLink.join(session_pb2_grpc.SessionStub(channel), session_pb2.Join(), timeout_s=5)
+            await asyncio.sleep(0.1)
+            readers = [t for t in asyncio.all_tasks() if "_consume_request_iterator" in repr(t.get_coro())]
+            assert readers == []
+    finally:
+        await server.stop(0)

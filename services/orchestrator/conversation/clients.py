@@ -27,6 +27,14 @@ Resp = TypeVar("Resp")
 CONTROL_HEADROOM = 64  # room for control messages beyond max_pending audio
 
 
+def end_requests(queue: WorkQueue[Any]) -> None:
+    """End a finished call's request iterator. grpc.aio's `cancel()` stops the task reading it only
+    while the call is live; after the service has ended the call, that task would wait on the queue
+    forever (and be garbage-collected pending)."""
+    queue.drop_pending()
+    queue.close()
+
+
 class ReopeningStream(Generic[Req, Resp]):
     def __init__(self, name: str, open_call: Callable[[AsyncIterator[Req]], Any],
                  first_messages: Callable[[], list[Req]], on_response: Callable[[Resp], Awaitable[None]],
@@ -111,6 +119,7 @@ class ReopeningStream(Generic[Req, Resp]):
                 self.connected.clear()
                 self._queue = None
                 call.cancel()
+                end_requests(queue)
             await asyncio.sleep(next(delays, self._backoff.cap_s))
 
 
@@ -124,6 +133,8 @@ class TtsCall:
         self.call = stub.Synthesize(aiter(self._queue), timeout=timeout_s)
 
     async def text(self, text: str, trace: Any = None) -> None:
+        if self._queue.closed:
+            return  # cancelled: the LLM's last words go nowhere
         msg = self._req()
         msg.text.text = text
         if trace is not None:
@@ -131,6 +142,8 @@ class TtsCall:
         await self._queue.put(msg)
 
     async def end(self) -> None:
+        if self._queue.closed:
+            return
         msg = self._req()
         msg.end.SetInParent()
         await self._queue.put(msg)
@@ -138,3 +151,4 @@ class TtsCall:
 
     def cancel(self) -> None:
         self.call.cancel()
+        end_requests(self._queue)

@@ -107,6 +107,8 @@ class AgentTurn:
                     await self._generate(llm_stub, tts_stub, tts_config, tg)
                 await self.release.wait()  # a speculative NO_REPLY still ends only once its turn commits
             finally:
+                if self._tts is not None:
+                    self._tts.cancel()  # done by now, or failed: no request reader is left waiting
                 self._end_turn_span("no audio" if self.first_sent_at is None else "answered")
         if self.sent_any_audio:
             self._arm_playback_estimate()
