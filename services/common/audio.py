@@ -260,20 +260,36 @@ def chunks(samples: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
 
 class PreRoll:
     """The most recent `capacity` samples with their stream offsets: the pre-roll sent to STT when
-    VAD reports speech (SPEECH_STARTED arrives a little after the speech actually began)."""
+    VAD reports speech (SPEECH_STARTED arrives a little after the speech actually began), and the
+    audio an STT stream that broke had not answered. A ring: a push costs its own length, however
+    long the capacity."""
 
     def __init__(self, capacity: int):
+        if capacity <= 0:
+            raise ValueError("PreRoll capacity must be > 0")
         self.capacity = capacity
-        self._buf = np.zeros(0, dtype=np.int16)
+        self._ring = np.zeros(capacity, dtype=np.int16)
+        self._held = 0  # samples held, the newest ending at _end
         self._end = 0  # stream offset just after the last sample held
 
     def push(self, samples: np.ndarray, offset: int) -> None:
         if offset != self._end:  # a gap: what was held is not contiguous with this chunk
-            self._buf = np.zeros(0, dtype=np.int16)
-        self._buf = np.concatenate([self._buf, samples.astype(np.int16, copy=False)])[-self.capacity:]
-        self._end = offset + len(samples)
+            self._held = 0
+        end = offset + len(samples)
+        tail = samples.astype(np.int16, copy=False)[-self.capacity:]
+        at = (end - len(tail)) % self.capacity  # stream offset x lives at x % capacity
+        first = min(len(tail), self.capacity - at)
+        self._ring[at:at + first] = tail[:first]
+        self._ring[:len(tail) - first] = tail[first:]
+        self._end, self._held = end, min(self.capacity, self._held + len(samples))
 
     def since(self, offset: int) -> tuple[int, np.ndarray]:
-        """(start offset, samples) held from `offset` (clamped to what is held) to the end."""
-        start = max(offset, self._end - len(self._buf))
-        return start, self._buf[len(self._buf) - (self._end - start):] if self._end > start else self._buf[:0]
+        """(start offset, a copy of the samples) held from `offset` (clamped to what is held) to the end."""
+        start = max(offset, self._end - self._held)
+        n = self._end - start
+        if n <= 0:
+            return start, np.zeros(0, dtype=np.int16)
+        at = start % self.capacity
+        if at + n <= self.capacity:
+            return start, self._ring[at:at + n].copy()
+        return start, np.concatenate([self._ring[at:], self._ring[:n - (self.capacity - at)]])

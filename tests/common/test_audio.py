@@ -122,3 +122,20 @@ def test_trim_leading_silence_never_cuts_speech() -> None:
 def test_window_dbfs() -> None:
     levels = window_dbfs(np.concatenate([np.full(160, 3277, np.int16), np.zeros(160, np.int16), np.full(50, 32767, np.int16)]), 16000)
     assert levels[0] == pytest.approx(-20, abs=0.01) and levels[1] == -np.inf and levels[2] == pytest.approx(0, abs=0.01)
+
+
+def test_preroll_ring_matches_a_plain_buffer_for_any_chunking():
+    from services.common.audio import PreRoll
+
+    rng = np.random.default_rng(1)
+    sig = rng.integers(-30000, 30000, 50_000).astype(np.int16)
+    for capacity in (1, 777, 8000, 60_000):
+        pr, off = PreRoll(capacity), 0
+        while off < len(sig):
+            n = int(rng.integers(1, 3000)) if off % 7 else int(rng.integers(1, 12_000))  # some longer than the ring
+            pr.push(sig[off:off + n], off)
+            off = min(off + n, len(sig))
+            want_from = int(rng.integers(0, off + 1))
+            start, held = pr.since(want_from)
+            assert start == max(want_from, off - capacity), (capacity, off, want_from)
+            assert np.array_equal(held, sig[start:off])

@@ -3,6 +3,8 @@ in-process orchestrator wired to real VAD, STT (pocketsphinx), LLM (scripted) an
 subprocesses and a real redis-server."""
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import numpy as np
 import pytest
@@ -150,6 +152,33 @@ async def test_vad_restarted_mid_session_next_utterance_still_answered(ai: dict,
             await orch.stop()
     finally:
         vad.stop()
+
+
+async def test_an_answer_said_while_stt_was_down_is_transcribed_once_it_returns(ai: dict, redis_server: RedisServer) -> None:
+    # The whole answer falls in the STT outage (the fault suite's stt restart under load: the stream
+    # reconnected just after the candidate stopped, got only the FINALIZE, answered "" and the
+    # answer was lost). The listener holds unanswered audio and re-sends it to the new stream.
+    stt = ServiceProcess("stt").start()
+    try:
+        addrs = {k: p.address for k, p in ai.items()} | {"stt": stt.address}
+        orch = await Orchestrator(redis_server.url, addrs).start()
+        try:
+            iid, token = await orch.create()
+            async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
+                await cand.wait_played(await cand.wait_generations(1))
+                stt.kill()
+                await cand.pause(0.5)
+                await cand.say(speech("goforward_16k.wav"))
+                await cand.pause(2.0)  # the utterance ended (SPEECH_STOPPED, its FINALIZE) with STT down
+                assert len([g for g in cand.order if cand.generations[g].received]) == 1  # nothing answered yet
+                stt = await asyncio.to_thread(ServiceProcess("stt", port=stt.port).start)
+                await cand.wait_generations(2, timeout=30)
+            users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
+            assert len(users) == 1 and "forward" in users[0].text, [e.text for e in users]
+        finally:
+            await orch.stop()
+    finally:
+        stt.stop()
 
 
 async def test_speech_resumed_during_reply_latency_merges_into_one_turn(orch: Orchestrator) -> None:

@@ -163,3 +163,36 @@ def test_a_coalesced_pause_is_decided_by_the_finalize_that_covers_it() -> None:
     assert not commits
     eot.finalized("s_1-f6", "I think that is all.", covers=("s_1-f5",))
     assert commits == [True]
+
+
+async def test_a_reopened_stt_stream_is_re_sent_the_audio_it_owes_words_for_then_the_finalizes() -> None:
+    """Audio of answered utterances and answered pieces is not sent again (no word twice); the
+    rest of the utterance whose FINALIZE is unanswered is, before that FINALIZE."""
+    lis, _ = listener()
+    sent: list[tuple[str, int, int]] = []
+    lis.stt.send = lambda req: sent.append(("finalize", 0, 0))  # type: ignore[method-assign]
+    lis.stt.send_audio = lambda req: sent.append(  # type: ignore[method-assign]
+        ("audio", req.audio.offset_samples, len(req.audio.pcm) // 2)) or False  # the stream is down
+
+    def audio_to(end: int) -> None:
+        while lis._audio_end < end:
+            lis.audio(common_pb2.AudioChunk(pcm=b"\x01\x00" * 512, offset_samples=max(lis._audio_end, 0)))
+
+    audio_to(16000)
+    await lis._on_vad(started())
+    audio_to(32000)
+    await lis._on_vad(stopped())
+    await lis._on_stt(answer("s_1-f1", "first answer"))
+    assert lis.finalizes.replay_from() is None  # all answered: nothing owed
+    second = lis._audio_end + 8000
+    audio_to(second)
+    await lis._on_vad(vad_pb2.DetectResponse(event=vad_pb2.VadEvent(type=vad_pb2.SPEECH_STARTED, offset_samples=second)))
+    audio_to(second + 16000)
+    lis._finalize()  # a pause's piece ...
+    piece_end = lis._audio_end
+    await lis._on_stt(answer("s_1-f2", "a piece"))  # ... answered
+    audio_to(second + 40000)
+    await lis._on_vad(stopped())  # its last FINALIZE is lost with the stream
+    sent.clear()
+    await lis._on_stt_reopen()
+    assert sent[0] == ("audio", piece_end, lis._audio_end - piece_end) and sent[1:] == [("finalize", 0, 0)]

@@ -5,7 +5,7 @@ pre-roll first, never audio STT already has, then live audio) until SPEECH_STOPP
 FINALIZE with a new id. The listener decides nothing about turns: it reports what it heard as
 typed events (heard.py: SpeechStarted, EarlySpeech, SpeechStopped, TurnPaused, Interim, Final…) to its `ListenerHooks`
 and never calls up. Both streams reopen by themselves (clients.ReopeningStream); what a new
-stream needs (config, params, the utterance in progress, unanswered FINALIZEs) is re-sent.
+stream needs (config, params, the audio of utterances not yet answered, FINALIZEs) is re-sent.
 
 FINALIZEs outstanding on the STT stream are bounded (finalizes.py): when STT falls behind, new
 ones are held back and coalesce.
@@ -35,6 +35,7 @@ from services.orchestrator.conversation.heard import (EarlySpeech, Final, Interi
 log = logging.getLogger("conversation.listener")
 
 VOICED_RECENTLY_S = 0.25  # "still speaking" when a voiced window ended this recently
+STT_REPLAY_MS = 10_000  # held audio (beyond the pre-roll): what a reopened STT stream is re-sent
 
 
 class SessionFailed(errors.InvalidArgument):
@@ -51,7 +52,7 @@ class Listener:
         self.early_pause_ms = early_pause_ms
         self.pause_finalize = PauseFinalize(int(finalize_at_pause_ms * input_rate / 1000))
         self.trace_attributes = trace_attributes
-        self.preroll = PreRoll(int((pre_roll_ms + 2000) * input_rate / 1000))
+        self.preroll = PreRoll(int((pre_roll_ms + STT_REPLAY_MS) * input_rate / 1000))
         self.params = params          # what we ask the VAD for
         self.applied: common_pb2.VadParams | None = None  # what it says it applies
         self.speaking = False
@@ -213,16 +214,20 @@ class Listener:
         self.utterance_no += 1
         self.latest_interim = ""
         self._speech_start = offset
+        self.finalizes.utterance_started(max(0, offset - self.pre_roll))
         self.utterance_start_time = self.clock.time()
         self._open_gate()
         self.hooks.heard(SpeechStarted(offset))
 
-    def _open_gate(self) -> None:
-        """Pre-roll first (never audio STT already has: its offsets must not go back), then live audio."""
-        start, samples = self.preroll.since(max(self._speech_start - self.pre_roll, self._stt_end))
+    def _open_gate(self) -> None:  # pre-roll first, then live audio
+        self._send_held(self._speech_start - self.pre_roll)
+        self._gate_open = True
+
+    def _send_held(self, offset: int) -> None:
+        """Held audio from `offset` on (never audio STT already has: its offsets must not go back)."""
+        start, samples = self.preroll.since(max(offset, self._stt_end))
         if len(samples):
             self._to_stt(common_pb2.AudioChunk(pcm=samples.tobytes(), offset_samples=start))
-        self._gate_open = True
 
     def _to_stt(self, chunk: common_pb2.AudioChunk) -> None:
         if self.stt.send_audio(stt_pb2.RecognizeRequest(audio=chunk)):
@@ -248,7 +253,7 @@ class Listener:
         telemetry.inject_span(span, context)
         self._finalize_seq += 1
         fid = f"{self.stream_id}-f{self._finalize_seq}"
-        if self.finalizes.new(fid, context):
+        if self.finalizes.new(fid, context, self._audio_end):
             self._send_finalize(fid)
         return fid, context, span
 
@@ -266,11 +271,14 @@ class Listener:
     def _stt_first(self) -> list[stt_pb2.RecognizeRequest]:
         return [stt_pb2.RecognizeRequest(config=stt_pb2.SttConfig(
             provider=self.stt_provider, language=self.language, sample_rate_hz=self.rate, interim_results=True,
-            stream_id=self.stream_id))]
+            stream_id=self.stream_id, finalize_deadline_ms=self.finalizes.deadline_ms(self._audio_end, self.rate)))]
 
     async def _on_stt_reopen(self) -> None:
-        """Re-send what the new stream needs: the utterance in progress and unanswered FINALIZEs."""
+        """Re-send what the new stream needs: the audio of every utterance not answered yet (also
+        one said while STT was down, up to STT_REPLAY_MS), the one in progress, the FINALIZEs."""
         self._stt_end = 0
+        if (start := self.finalizes.replay_from()) is not None:
+            self._send_held(start)
         if self.speaking:
             self._open_gate()
         for fid in self.finalizes.sent:
@@ -286,7 +294,7 @@ class Listener:
                 self.latest_interim = text
                 self.hooks.heard(Interim(text, r.is_final))
             return
-        covers, release = self.finalizes.answered(r.finalize_id)
+        covers, release = self.finalizes.answered(r.finalize_id, speaking=self.speaking)
         if release is not None:
             self._send_finalize(release)
         self.hooks.heard(Final(text, r.finalize_id, r.confidence, len(r.words) or len(text.split()), covers))
