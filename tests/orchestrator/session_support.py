@@ -8,6 +8,7 @@ PAUSE / RESUME / CLEAR, and sends playback marks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -122,6 +123,17 @@ class Orchestrator:
         for ch in self.channels:
             await ch.close()
         await self.redis.aclose()
+
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def on(redis_url: str, ai: dict[str, Any], **own: Any) -> AsyncIterator["Orchestrator"]:
+        """Started on the AI processes `ai` (ServiceProcess by name), with `own` ones in their place
+        (a service the test kills, restarts or configures); stopped after."""
+        orch = await Orchestrator(redis_url, {k: p.address for k, p in {**ai, **own}.items()}).start()
+        try:
+            yield orch
+        finally:
+            await orch.stop()
 
     async def create(self, **config: Any) -> tuple[str, str]:
         p = config.pop("plan", None) or plan()

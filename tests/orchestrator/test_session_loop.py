@@ -128,9 +128,7 @@ async def test_coding_mode_waits_longer_and_honours_no_reply_then_api_switch(orc
 async def test_vad_restarted_mid_session_next_utterance_still_answered(ai: dict, redis_server: RedisServer) -> None:
     vad = ServiceProcess("vad").start()
     try:
-        addrs = {k: p.address for k, p in ai.items()} | {"vad": vad.address}
-        orch = await Orchestrator(redis_server.url, addrs).start()
-        try:
+        async with Orchestrator.on(redis_server.url, ai, vad=vad) as orch:
             iid, token = await orch.create()
             async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
                 gid = await cand.wait_generations(1)
@@ -148,8 +146,6 @@ async def test_vad_restarted_mid_session_next_utterance_still_answered(ai: dict,
                 await cand.wait_generations(2, timeout=15)
             users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
             assert users and "forward" in users[0].text
-        finally:
-            await orch.stop()
     finally:
         vad.stop()
 
@@ -160,9 +156,7 @@ async def test_an_answer_said_while_stt_was_down_is_transcribed_once_it_returns(
     # answer was lost). The listener holds unanswered audio and re-sends it to the new stream.
     stt = ServiceProcess("stt").start()
     try:
-        addrs = {k: p.address for k, p in ai.items()} | {"stt": stt.address}
-        orch = await Orchestrator(redis_server.url, addrs).start()
-        try:
+        async with Orchestrator.on(redis_server.url, ai, stt=stt) as orch:
             iid, token = await orch.create()
             async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
                 await cand.wait_played(await cand.wait_generations(1))
@@ -175,8 +169,6 @@ async def test_an_answer_said_while_stt_was_down_is_transcribed_once_it_returns(
                 await cand.wait_generations(2, timeout=30)
             users = [e for e in await orch.transcript(iid) if e.role == common_pb2.ROLE_USER]
             assert len(users) == 1 and "forward" in users[0].text, [e.text for e in users]
-        finally:
-            await orch.stop()
     finally:
         stt.stop()
 

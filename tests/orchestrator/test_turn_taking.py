@@ -350,9 +350,7 @@ async def test_without_the_model_the_vad_params_still_apply_and_silence_decides(
     asks again without it (the refused update carried the other params too) and answers after the
     VAD's silence, as before turn-taking."""
     with ServiceProcess("vad", env={"VAD_TURN_MODEL": "/nonexistent/smart-turn.onnx"}) as vad:
-        addresses = {k: p.address for k, p in ai.items()} | {"vad": vad.address}
-        orch = await Orchestrator(redis_server.url, addresses).start()
-        try:
+        async with Orchestrator.on(redis_server.url, ai, vad=vad) as orch:
             iid, token = await orch.create()
             async with Candidate(orch.address, iid, token=token, instant_playback=True) as cand:
                 await cand.wait_played(await cand.wait_generations(1))
@@ -367,8 +365,6 @@ async def test_without_the_model_the_vad_params_still_apply_and_silence_decides(
                 # the VAD's 1.2 s min silence decided (Silero ends this clip's speech ~0.1 s before
                 # the RMS end measured here); the model would have committed at ~0.2 s
                 assert delay_ms >= 1000, delay_ms
-        finally:
-            await orch.stop()
 
 
 def test_the_listener_passes_a_late_score_on_with_the_stops_finalize() -> None:
